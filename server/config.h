@@ -1,0 +1,111 @@
+/*
+ * The daemon's configuration: read from a file into a struct myxid_config
+ * that is immutable once loaded (a reload builds a new one and swaps).
+ *
+ * The file format: one directive per line, "key value...", '#' starts a
+ * comment, "${NAME}" is replaced by the environment variable NAME (an unset
+ * variable is an error), values may be double-quoted ("a b" with \" and \\
+ * escapes). Blocks are "key args {" ... "}". Unknown keys are errors, and
+ * every error is reported as "file:line: problem".
+ *
+ *   listen 127.0.0.1:5005          # repeatable; "[::1]:5005", "*:5005"
+ *   plugin_dir /usr/lib/myxid/plugins
+ *   publish_key demo-publish-key   # Bearer key for POST /publish
+ *   max_message_size 64k           # largest WebSocket message (1009 beyond)
+ *   max_handshake_size 8k          # largest HTTP request head (431 beyond)
+ *   handshake_timeout 10s
+ *   auth_timeout 5s                # how long a plugin may take to answer
+ *   log_level info                 # debug|info|notice|warning|error
+ *   auth static {                  # chained in file order
+ *       tokens_file demo-tokens    # free-form plugin options
+ *   }
+ *   exchange deployment {
+ *       type direct                # direct|topic|fanout
+ *       durable no
+ *       policy static {            # exactly one per exchange (required)
+ *           allow attribute deployments
+ *       }
+ *   }
+ *
+ * Sizes take k/m suffixes (1024-based); times take ms/s/m/h suffixes
+ * (bare numbers are seconds).
+ */
+#ifndef MYXID_CONFIG_H
+#define MYXID_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <myxid/plugin.h>
+
+enum exchange_type { EXCHANGE_DIRECT = 0, EXCHANGE_TOPIC, EXCHANGE_FANOUT };
+
+/* Where a directive came from; file points to a string owned by the config. */
+struct conf_pos {
+	const char *file;
+	unsigned line;
+};
+
+struct conf_listen {
+	char *host;              /* NULL or "*" means every address */
+	char *port;              /* decimal, as written */
+	struct conf_pos pos;
+};
+
+/* An "auth NAME {...}" or "policy NAME {...}" block. */
+struct conf_plugin {
+	char *name;              /* as written: "static" or "/abs/path.so" */
+	struct conf_pos pos;
+	struct myxid_opt *opts;  /* one per line of the block; strings owned */
+	size_t n_opts;
+};
+
+struct conf_exchange {
+	char *name;
+	struct conf_pos pos;
+	enum exchange_type type;
+	bool durable;
+	struct conf_plugin policy;
+};
+
+struct myxid_config {
+	char *path;                      /* the file as given */
+	struct conf_listen *listens;     /* at least one (default *:5005) */
+	size_t n_listens;
+	char *plugin_dir;                /* NULL: the compiled-in default */
+	char *publish_key;               /* NULL: POST /publish is disabled */
+	size_t max_message_size;         /* default 64 KiB */
+	size_t max_handshake_size;       /* default 8 KiB */
+	unsigned handshake_timeout_ms;   /* default 10 s */
+	unsigned auth_timeout_ms;        /* default 5 s */
+	int log_level;                   /* enum myxid_log_level; default info */
+	struct conf_plugin *auths;       /* in file order; may be empty */
+	size_t n_auths;
+	struct conf_exchange *exchanges;
+	size_t n_exchanges;
+
+	/* private: storage for strings referenced from conf_pos etc. */
+	char **strings;
+	size_t n_strings;
+};
+
+/*
+ * Load and check path. Returns 0 and *cfg_r, or -1 with "file:line: problem"
+ * (or "file: problem" when no line applies) in err.
+ */
+int config_load(const char *path, struct myxid_config **cfg_r,
+		char *err, size_t err_size);
+
+/*
+ * Apply Myxi's environment overrides: MYXI_PORT, else PORT, replaces the
+ * port of every listen; MYXI_BIND_ADDRESS replaces the host. Returns 0, or -1
+ * with a message when a value is invalid.
+ */
+int config_apply_env(struct myxid_config *cfg, char *err, size_t err_size);
+
+void config_free(struct myxid_config **cfg);
+
+/* The exchange named name, or NULL. */
+const struct conf_exchange *config_exchange(const struct myxid_config *cfg,
+					    const char *name);
+
+#endif
