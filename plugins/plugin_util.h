@@ -1,0 +1,90 @@
+/*
+ * Small helpers shared by the in-tree plugins (auth_static, policy_static):
+ * error formatting, word splitting and a line reader for their data files.
+ *
+ * Plugins may not use daemon symbols, so this file is compiled into each
+ * plugin that needs it. Everything here has hidden visibility: the only
+ * symbol a plugin exports stays myxid_plugin_entry. Third-party plugins
+ * should not include this; it is not part of the installed ABI.
+ */
+#ifndef MYXID_PLUGIN_UTIL_H
+#define MYXID_PLUGIN_UTIL_H
+
+#include <stdio.h>
+#include <stddef.h>
+#include <myxid/plugin.h>
+
+#if defined(__GNUC__)
+#define PU_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define PU_HIDDEN
+#endif
+
+/* Format a message into err (err_size bytes, always NUL-terminated when
+ * err_size > 0; long messages are cut). */
+PU_HIDDEN void pu_err(char *err, size_t err_size, const char *fmt, ...)
+	MYXID_PRINTF(3, 4);
+
+/* Blame one option: point *bad_opt_r at opt, format the message into err
+ * and return -1, so init() can say "return pu_opt_fail(...)". */
+PU_HIDDEN int pu_opt_fail(const struct myxid_opt *opt,
+			  const struct myxid_opt **bad_opt_r,
+			  char *err, size_t err_size, const char *fmt, ...)
+	MYXID_PRINTF(5, 6);
+
+/* 0 if the host speaks our ABI major and its table holds every service the
+ * in-tree plugins call; else -1 with a message. */
+PU_HIDDEN int pu_check_host(const struct myxid_host *host,
+			    char *err, size_t err_size);
+
+/* Space or tab: the only separators in option values and data files. */
+PU_HIDDEN int pu_is_blank(char c);
+
+/* 1 if name[0..len) is a usable attribute name: non-empty, made of
+ * letters, digits, '_', '-' and '.'. Policy rules name attributes as
+ * attr:NAME, so both plugins must agree on what a name is. */
+PU_HIDDEN int pu_valid_name(const char *name, size_t len);
+
+/*
+ * Split in place: returns the next blank-separated word of *cursor,
+ * NUL-terminated, and advances *cursor past it; NULL when none is left.
+ */
+PU_HIDDEN char *pu_next_word(char **cursor);
+
+/* Overwrite memory that held secrets, in a way the compiler keeps. */
+PU_HIDDEN void pu_scrub(void *p, size_t n);
+
+/*
+ * A data file read line by line, for "PATH:LINE: problem" errors.
+ * pu_file_next() hands out only lines with content: the line end (LF or
+ * CRLF) is removed, a '#' that starts a word begins a comment running to
+ * the end of the line, and blank lines are skipped.
+ */
+struct pu_file {
+	FILE *fp;
+	char *path;      /* copy of the path, for messages */
+	char *buf;       /* getline() buffer; scrubbed on close */
+	size_t cap;
+	unsigned line;   /* number of the line last returned */
+	char iobuf[4096]; /* stdio buffer, so it can be scrubbed too */
+};
+
+/* 0, or -1 with "PATH: reason" in err. */
+PU_HIDDEN int pu_file_open(struct pu_file *f, const char *path,
+			   char *err, size_t err_size);
+
+/* 1 with the next line in *line_r (valid until the next call; words may be
+ * split in place), 0 at end of file, or -1 with "PATH:LINE: reason". */
+PU_HIDDEN int pu_file_next(struct pu_file *f, char **line_r,
+			   char *err, size_t err_size);
+
+/* Format "PATH:LINE: message" for the line last returned; returns -1. */
+PU_HIDDEN int pu_file_fail(const struct pu_file *f, char *err,
+			   size_t err_size, const char *fmt, ...)
+	MYXID_PRINTF(4, 5);
+
+/* Close and scrub: the buffers may have held tokens. Safe to call twice,
+ * but the struct must not move while the file is open. */
+PU_HIDDEN void pu_file_close(struct pu_file *f);
+
+#endif

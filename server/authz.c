@@ -1,0 +1,332 @@
+/*
+ * Auth and policy requests; see authz.h for the contract.
+ *
+ * A request is driven by one libevent timer event. While a plugin holds it
+ * (PENDING) the event is the timeout; when an answer is known the event is
+ * activated, so the answer is acted on from the loop, never inside the
+ * plugin call that produced it. That one rule makes a plugin that answers
+ * synchronously, one that calls req_done() from inside auth(), and one that
+ * answers much later all take the same path.
+ */
+#include "authz.h"
+#include "config.h"
+#include "log.h"
+#include "plugin_host.h"
+#include "server.h"
+#include "util.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+
+enum req_kind { REQ_AUTH, REQ_POLICY };
+
+enum req_state {
+	REQ_CALLING,    /* inside a plugin's auth()/policy() */
+	REQ_PENDING,    /* a plugin said PENDING; the timer is the timeout */
+	REQ_ANSWERED,   /* answer in req->answer, event activated */
+};
+
+struct myxid_req {
+	enum req_kind kind;
+	enum req_state state;
+	struct worker *w;
+	struct authz_client client;
+	char *token;
+	char *exchange;
+	char *routing_key;
+	size_t next_plugin;             /* auth: chain position */
+	struct myxid_instance *holder;  /* the instance asked last */
+	enum myxid_verdict answer;
+	struct identity *ident;         /* auth: built by the plugin */
+	struct event *ev;
+	authz_done_fn *done;
+	void *done_arg;
+};
+
+void identity_free(struct identity **idp)
+{
+	struct identity *id = *idp;
+
+	if (id == NULL)
+		return;
+	for (size_t i = 0; i < id->n_attrs; i++) {
+		free(id->attrs[i].key);
+		free(id->attrs[i].value);
+	}
+	free(id->attrs);
+	free(id->user_id);
+	free(id->user_type);
+	free(id);
+	*idp = NULL;
+}
+
+const char *identity_attr(const struct identity *id, const char *key)
+{
+	if (id == NULL)
+		return NULL;
+	for (size_t i = 0; i < id->n_attrs; i++)
+		if (strcmp(id->attrs[i].key, key) == 0)
+			return id->attrs[i].value;
+	return NULL;
+}
+
+static void req_free(struct myxid_req *req)
+{
+	event_free(req->ev);
+	identity_free(&req->ident);
+	if (req->token != NULL) {
+		/* The token is a credential: do not leave it in freed memory. */
+		OPENSSL_cleanse(req->token, strlen(req->token));
+		free(req->token);
+	}
+	free(req->exchange);
+	free(req->routing_key);
+	free(req);
+}
+
+/* Schedule the event callback to act on req->answer. */
+static void answer(struct myxid_req *req, enum myxid_verdict v)
+{
+	req->answer = v;
+	req->state = REQ_ANSWERED;
+	evtimer_del(req->ev);
+	event_active(req->ev, EV_TIMEOUT, 1);
+}
+
+static const char *verdict_name(enum myxid_verdict v)
+{
+	switch (v) {
+	case MYXID_ALLOW: return "allow";
+	case MYXID_DENY: return "deny";
+	case MYXID_NEXT: return "next";
+	case MYXID_ERROR: return "error";
+	case MYXID_PENDING: return "pending";
+	}
+	return "invalid";
+}
+
+/* Ask inst; returns with req answered or pending. */
+static void ask(struct myxid_req *req, struct myxid_instance *inst)
+{
+	enum myxid_verdict v;
+	struct timeval tv;
+	unsigned ms = req->w->cfg->auth_timeout_ms;
+
+	req->holder = inst;
+	req->state = REQ_CALLING;
+	if (req->kind == REQ_AUTH)
+		v = inst->desc->auth(inst->ctx, req);
+	else
+		v = inst->desc->policy(inst->ctx, req);
+	if (req->state == REQ_ANSWERED)
+		return;                  /* req_done() came inside the call */
+	if (v == MYXID_PENDING) {
+		req->state = REQ_PENDING;
+		inst->pending++;
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		evtimer_add(req->ev, &tv);
+		return;
+	}
+	if (v > MYXID_PENDING) {
+		log_error("%s: returned invalid verdict %d", inst->label, (int)v);
+		v = MYXID_ERROR;
+	}
+	answer(req, v);
+}
+
+static void deliver(struct myxid_req *req, enum myxid_verdict v)
+{
+	struct identity *id = NULL;
+
+	if (v == MYXID_ALLOW && req->kind == REQ_AUTH) {
+		if (req->ident == NULL || req->ident->user_id == NULL) {
+			log_error("%s: allowed without setting a user id; denying",
+				  req->holder->label);
+			v = MYXID_ERROR;
+		} else {
+			id = req->ident;
+			req->ident = NULL;
+		}
+	}
+	req->done(req->done_arg, v, id);
+	req_free(req);
+}
+
+static void req_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct myxid_req *req = arg;
+	struct worker *w = req->w;
+	enum myxid_verdict v;
+
+	if (req->state == REQ_PENDING) {
+		/* Timed out: take the request back from the plugin. */
+		struct myxid_instance *inst = req->holder;
+		log_warn("%s: no answer within %u ms", inst->label,
+			 w->cfg->auth_timeout_ms);
+		if (inst->desc->cancel != NULL)
+			inst->desc->cancel(inst->ctx, req);
+		inst->pending--;
+		deliver(req, MYXID_ERROR);
+		return;
+	}
+	v = req->answer;
+	if (v == MYXID_NEXT && req->kind == REQ_AUTH &&
+	    req->next_plugin < w->n_auths) {
+		identity_free(&req->ident);
+		ask(req, w->auths[req->next_plugin++]);
+		return;
+	}
+	if (v == MYXID_NEXT)
+		v = MYXID_DENY;   /* nobody vouched for it */
+	deliver(req, v);
+}
+
+static struct myxid_req *req_new(struct worker *w, enum req_kind kind,
+				 const struct authz_client *client,
+				 authz_done_fn *done, void *arg)
+{
+	struct myxid_req *req = xcalloc(1, sizeof(*req));
+
+	req->kind = kind;
+	req->w = w;
+	req->client = *client;
+	req->done = done;
+	req->done_arg = arg;
+	req->ev = evtimer_new(w->base, req_event_cb, req);
+	return req;
+}
+
+struct myxid_req *authz_auth_start(struct worker *w,
+				   const struct authz_client *client,
+				   const char *token,
+				   authz_done_fn *done, void *arg)
+{
+	struct myxid_req *req = req_new(w, REQ_AUTH, client, done, arg);
+
+	req->token = xstrdup(token);
+	if (w->n_auths == 0)
+		answer(req, MYXID_NEXT);
+	else
+		ask(req, w->auths[req->next_plugin++]);
+	return req;
+}
+
+struct myxid_req *authz_policy_start(struct worker *w,
+				     struct myxid_instance *policy,
+				     const struct authz_client *client,
+				     const char *exchange,
+				     const char *routing_key,
+				     authz_done_fn *done, void *arg)
+{
+	struct myxid_req *req = req_new(w, REQ_POLICY, client, done, arg);
+
+	req->exchange = xstrdup(exchange);
+	req->routing_key = xstrdup(routing_key);
+	ask(req, policy);
+	return req;
+}
+
+void authz_cancel(struct myxid_req *req)
+{
+	if (req == NULL)
+		return;
+	if (req->state == REQ_PENDING) {
+		struct myxid_instance *inst = req->holder;
+		if (inst->desc->cancel != NULL)
+			inst->desc->cancel(inst->ctx, req);
+		inst->pending--;
+	}
+	req_free(req);
+}
+
+/* ------------------------------------------------ host services on requests */
+
+const char *authz_req_get(const struct myxid_req *req, const char *key)
+{
+	const struct identity *id = req->client.identity;
+
+	if (strcmp(key, "token") == 0)
+		return req->token;
+	if (strcmp(key, "socket_id") == 0)
+		return req->client.socket_id;
+	if (strcmp(key, "peer") == 0)
+		return req->client.peer;
+	if (strcmp(key, "origin") == 0)
+		return req->client.origin;
+	if (strcmp(key, "exchange") == 0)
+		return req->exchange;
+	if (strcmp(key, "routing_key") == 0)
+		return req->routing_key;
+	if (req->kind != REQ_POLICY || id == NULL)
+		return NULL;
+	if (strcmp(key, "user_id") == 0)
+		return id->user_id;
+	if (strcmp(key, "user_type") == 0)
+		return id->user_type;
+	if (strncmp(key, "attr:", 5) == 0)
+		return identity_attr(id, key + 5);
+	return NULL;
+}
+
+static bool req_accepts_identity(const struct myxid_req *req)
+{
+	return req->kind == REQ_AUTH &&
+		(req->state == REQ_CALLING || req->state == REQ_PENDING);
+}
+
+int authz_req_set_user(struct myxid_req *req, const char *user_id,
+		       const char *user_type)
+{
+	if (!req_accepts_identity(req) || user_id == NULL || *user_id == '\0')
+		return -1;
+	if (req->ident == NULL)
+		req->ident = xcalloc(1, sizeof(*req->ident));
+	free(req->ident->user_id);
+	free(req->ident->user_type);
+	req->ident->user_id = xstrdup(user_id);
+	req->ident->user_type = user_type ? xstrdup(user_type) : NULL;
+	return 0;
+}
+
+int authz_req_add_attr(struct myxid_req *req, const char *key,
+		       const char *value)
+{
+	struct identity *id;
+
+	if (!req_accepts_identity(req) || key == NULL || value == NULL)
+		return -1;
+	if (req->ident == NULL)
+		req->ident = xcalloc(1, sizeof(*req->ident));
+	id = req->ident;
+	id->attrs = xrealloc(id->attrs, (id->n_attrs + 1) * sizeof(*id->attrs));
+	id->attrs[id->n_attrs].key = xstrdup(key);
+	id->attrs[id->n_attrs].value = xstrdup(value);
+	id->n_attrs++;
+	return 0;
+}
+
+void authz_req_done(struct myxid_req *req, enum myxid_verdict verdict,
+		    const char *reason)
+{
+	struct myxid_instance *inst = req->holder;
+
+	if (req->state == REQ_ANSWERED) {
+		log_error("%s: answered a request twice; ignored", inst->label);
+		return;
+	}
+	if (verdict >= MYXID_PENDING) {
+		log_error("%s: req_done with verdict %d; treated as error",
+			  inst->label, (int)verdict);
+		verdict = MYXID_ERROR;
+	}
+	if (req->state == REQ_PENDING)
+		inst->pending--;
+	if (reason != NULL)
+		log_msg(verdict == MYXID_ERROR ? MYXID_LOG_WARNING : MYXID_LOG_DEBUG,
+			"%s: %s: %s", inst->label, verdict_name(verdict), reason);
+	answer(req, verdict);
+}

@@ -1,0 +1,733 @@
+/*
+ * The configuration's meaning: walks the tree conf_parse.c reads and fills
+ * a struct myxid_config, checking every value. Directives are described by
+ * tables (name, shape, handler, field offset, limits), in the manner of
+ * nginx's ngx_command_t, so adding one is adding a row.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "config.h"
+#include "conf_parse.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEFAULT_PORT "5005"
+
+/* set_keyword stores an int into an enum exchange_type field. */
+typedef char enum_is_int[sizeof(enum exchange_type) == sizeof(int) ? 1 : -1];
+
+struct loader {
+	struct myxid_config *cfg;
+	char *err;
+	size_t err_size;
+};
+
+/*
+ * A directive's handler: check node n (args[1] is its value) and store it
+ * in field, the directive's member of the struct being filled. spec is the
+ * table row's extra: limits, or the words allowed.
+ */
+typedef int conf_set_fn(struct loader *ld, const struct conf_node *n,
+			void *field, const void *spec);
+
+struct conf_cmd {
+	const char *name;
+	unsigned flags;
+	conf_set_fn *set;
+	size_t offset;
+	const void *spec;
+};
+
+#define CMD_BLOCK 0x1u   /* "name arg {" ... "}" rather than "name arg" */
+#define CMD_MULTI 0x2u   /* may be given more than once */
+
+/* A number suffix; the first matching row in a table wins. */
+struct conf_unit {
+	const char *suffix;
+	unsigned long long mult;
+};
+
+/* The spec of a size or time directive. */
+struct conf_num {
+	const char *what;
+	const struct conf_unit *units;
+	unsigned long long min, max;
+};
+
+/* The spec of a keyword directive: the words and what they mean. */
+struct conf_keyword {
+	const char *word;
+	int value;
+};
+
+static const struct conf_unit size_units[] = {
+	{ "m", 1024 * 1024 }, { "k", 1024 }, { "", 1 }, { NULL, 0 }
+};
+
+/* Bare numbers are seconds; "m" is minutes, as in nginx. */
+static const struct conf_unit time_units[] = {
+	{ "h", 3600000 }, { "m", 60000 }, { "s", 1000 }, { "ms", 1 },
+	{ "", 1000 }, { NULL, 0 }
+};
+
+static const struct conf_unit plain_units[] = { { "", 1 }, { NULL, 0 } };
+
+/* 125 bytes is the largest control frame, so any message size covers it. */
+static const struct conf_num message_size = {
+	"size", size_units, 125, 64 * 1024 * 1024
+};
+static const struct conf_num handshake_size = {
+	"size", size_units, 1024, 64 * 1024
+};
+static const struct conf_num timeout = { "time", time_units, 1, 3600000 };
+
+static const struct conf_keyword log_levels[] = {
+	{ "debug", MYXID_LOG_DEBUG }, { "info", MYXID_LOG_INFO },
+	{ "notice", MYXID_LOG_NOTICE }, { "warning", MYXID_LOG_WARNING },
+	{ "error", MYXID_LOG_ERROR }, { NULL, 0 }
+};
+
+static const struct conf_keyword exchange_types[] = {
+	{ "direct", EXCHANGE_DIRECT }, { "topic", EXCHANGE_TOPIC },
+	{ "fanout", EXCHANGE_FANOUT }, { NULL, 0 }
+};
+
+static const struct conf_keyword booleans[] = {
+	{ "yes", 1 }, { "no", 0 }, { "true", 1 }, { "false", 0 },
+	{ "on", 1 }, { "off", 0 }, { NULL, 0 }
+};
+
+/* ------------------------------------------------------------ helpers */
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int fail(struct loader *ld, const struct conf_node *n,
+		const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conf_verr(ld->err, ld->err_size, ld->cfg->path, n ? n->line : 0,
+		  fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int oom(struct loader *ld, const struct conf_node *n)
+{
+	return fail(ld, n, "out of memory");
+}
+
+/*
+ * Where n was written. The file is the config's own copy of the path, as
+ * the tree (and its copy) is freed once loading ends.
+ */
+static struct conf_pos pos_of(const struct loader *ld,
+			      const struct conf_node *n)
+{
+	struct conf_pos pos = { ld->cfg->path, n->line };
+
+	return pos;
+}
+
+/* Hand s (malloc'ed, may be NULL) to the config, which frees it last. */
+static const char *keep(struct loader *ld, char *s)
+{
+	struct myxid_config *cfg = ld->cfg;
+	char **strings;
+
+	strings = s ? conf_grow(cfg->strings, cfg->n_strings, sizeof *strings)
+		    : NULL;
+	if (strings == NULL) {
+		free(s);
+		return NULL;
+	}
+	cfg->strings = strings;
+	cfg->strings[cfg->n_strings++] = s;
+	return s;
+}
+
+/* words[0..n) joined by single spaces, "" when n is 0; malloc'ed. */
+static char *join(char *const *words, size_t n)
+{
+	size_t i, len = 1;
+	char *s, *end;
+
+	for (i = 0; i < n; i++)
+		len += strlen(words[i]) + 1;
+	s = malloc(len);
+	if (s == NULL)
+		return NULL;
+	end = s;
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			*end++ = ' ';
+		memcpy(end, words[i], strlen(words[i]));
+		end += strlen(words[i]);
+	}
+	*end = '\0';
+	return s;
+}
+
+/* Replace *dst with a copy of s[0..len), or with NULL for "*". */
+static int set_host(char **dst, const char *s, size_t len)
+{
+	char *copy = NULL;
+
+	if (len != 1 || s[0] != '*') {
+		copy = strndup(s, len);
+		if (copy == NULL)
+			return -1;
+	}
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+static int replace(char **dst, const char *s)
+{
+	char *copy = strdup(s);
+
+	if (copy == NULL)
+		return -1;
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+/*
+ * Parse digits and a suffix from units (any case) into *v. No sign, no
+ * spaces, no overflow.
+ */
+static int parse_number(const char *s, const struct conf_unit *units,
+			unsigned long long *v)
+{
+	unsigned long long n = 0;
+	unsigned d;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		d = (unsigned)(*s - '0');
+		if (n > (ULLONG_MAX - d) / 10)
+			return -1;
+		n = n * 10 + d;
+	}
+	for (; units->suffix != NULL; units++) {
+		if (strcasecmp(s, units->suffix) != 0)
+			continue;
+		if (n > ULLONG_MAX / units->mult)
+			return -1;
+		*v = n * units->mult;
+		return 0;
+	}
+	return -1;
+}
+
+/* v written with the largest suffix of units that divides it: "64k". */
+static void format_number(char *buf, size_t size, unsigned long long v,
+			  const struct conf_unit *units)
+{
+	for (; units->suffix != NULL; units++) {
+		if (v % units->mult == 0) {
+			snprintf(buf, size, "%llu%s", v / units->mult,
+				 units->suffix);
+			return;
+		}
+	}
+	snprintf(buf, size, "%llu", v);
+}
+
+static bool valid_port(const char *s)
+{
+	unsigned long long port;
+
+	return parse_number(s, plain_units, &port) == 0 &&
+	       port >= 1 && port <= 65535;
+}
+
+/* ------------------------------------------------------------ blocks */
+
+static const struct conf_cmd *find_cmd(const struct conf_cmd *cmds,
+				       const char *name)
+{
+	for (; cmds->name != NULL; cmds++) {
+		if (strcmp(cmds->name, name) == 0)
+			return cmds;
+	}
+	return NULL;
+}
+
+/* The first directive before kids[i] with the same name, or NULL. */
+static const struct conf_node *earlier(const struct conf_node *block,
+				       size_t i)
+{
+	size_t j;
+
+	for (j = 0; j < i; j++) {
+		if (strcmp(block->kids[j]->args[0], block->kids[i]->args[0]) == 0)
+			return block->kids[j];
+	}
+	return NULL;
+}
+
+/* Every directive takes exactly one non-empty argument, and a block if
+ * (and only if) its row says so. */
+static int check_shape(struct loader *ld, const struct conf_node *n,
+		       const struct conf_cmd *cmd)
+{
+	if (n->n_args != 2)
+		return fail(ld, n, "'%s' takes exactly one argument (%zu given)",
+			    cmd->name, n->n_args - 1);
+	if (n->args[1][0] == '\0')
+		return fail(ld, n, "'%s' has an empty argument", cmd->name);
+	if ((cmd->flags & CMD_BLOCK) && !n->block)
+		return fail(ld, n, "'%s' needs a block: end the line with '{'",
+			    cmd->name);
+	if (!(cmd->flags & CMD_BLOCK) && n->block)
+		return fail(ld, n, "'%s' does not take a block", cmd->name);
+	return 0;
+}
+
+/* Apply the directives of block to base, the struct that cmds describe. */
+static int apply_block(struct loader *ld, const struct conf_node *block,
+		       const struct conf_cmd *cmds, void *base)
+{
+	const struct conf_node *n, *first;
+	const struct conf_cmd *cmd;
+	size_t i;
+
+	for (i = 0; i < block->n_kids; i++) {
+		n = block->kids[i];
+		cmd = find_cmd(cmds, n->args[0]);
+		if (cmd == NULL)
+			return fail(ld, n, "unknown directive '%s'", n->args[0]);
+		if (check_shape(ld, n, cmd))
+			return -1;
+		first = (cmd->flags & CMD_MULTI) ? NULL : earlier(block, i);
+		if (first != NULL)
+			return fail(ld, n, "duplicate '%s' (first at line %u)",
+				    cmd->name, first->line);
+		if (cmd->set(ld, n, (char *)base + cmd->offset, cmd->spec))
+			return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ values */
+
+static int set_string(struct loader *ld, const struct conf_node *n,
+		      void *field, const void *spec)
+{
+	return replace(field, n->args[1]) ? oom(ld, n) : 0;
+}
+
+static int get_number(struct loader *ld, const struct conf_node *n,
+		      const struct conf_num *num, unsigned long long *v)
+{
+	char lo[32], hi[32];
+
+	if (parse_number(n->args[1], num->units, v))
+		return fail(ld, n, "bad %s '%s' for '%s'", num->what,
+			    n->args[1], n->args[0]);
+	if (*v >= num->min && *v <= num->max)
+		return 0;
+	format_number(lo, sizeof lo, num->min, num->units);
+	format_number(hi, sizeof hi, num->max, num->units);
+	return fail(ld, n, "'%s' must be between %s and %s", n->args[0], lo,
+		    hi);
+}
+
+static int set_size(struct loader *ld, const struct conf_node *n,
+		    void *field, const void *spec)
+{
+	unsigned long long v;
+
+	if (get_number(ld, n, spec, &v))
+		return -1;
+	*(size_t *)field = (size_t)v;
+	return 0;
+}
+
+static int set_time(struct loader *ld, const struct conf_node *n,
+		    void *field, const void *spec)
+{
+	unsigned long long v;
+
+	if (get_number(ld, n, spec, &v))
+		return -1;
+	*(unsigned *)field = (unsigned)v;
+	return 0;
+}
+
+static int get_keyword(struct loader *ld, const struct conf_node *n,
+		       const struct conf_keyword *words, int *v)
+{
+	const struct conf_keyword *k;
+	char list[128];
+	size_t len = 0;
+
+	for (k = words; k->word != NULL; k++) {
+		if (strcasecmp(k->word, n->args[1]) == 0) {
+			*v = k->value;
+			return 0;
+		}
+	}
+	list[0] = '\0';
+	for (k = words; k->word != NULL && len < sizeof list; k++)
+		len += (size_t)snprintf(list + len, sizeof list - len, "%s%s",
+					k == words ? "" : "|", k->word);
+	return fail(ld, n, "bad value '%s' for '%s' (%s)", n->args[1],
+		    n->args[0], list);
+}
+
+static int set_keyword(struct loader *ld, const struct conf_node *n,
+		       void *field, const void *spec)
+{
+	return get_keyword(ld, n, spec, field);
+}
+
+static int set_bool(struct loader *ld, const struct conf_node *n,
+		    void *field, const void *spec)
+{
+	int v;
+
+	if (get_keyword(ld, n, spec, &v))
+		return -1;
+	*(bool *)field = v != 0;
+	return 0;
+}
+
+/*
+ * "host:port", "[v6]:port", "*:port" or "port". Returns NULL with *host
+ * (NULL for none), *host_len and *port set, or what is wrong.
+ */
+static const char *split_listen(const char *s, const char **host,
+				size_t *host_len, const char **port)
+{
+	const char *colon = strrchr(s, ':');
+
+	*host = NULL;
+	*host_len = 0;
+	*port = s;
+	if (s[0] == '[') {
+		colon = strchr(s, ']');
+		if (colon == NULL || colon[1] != ':')
+			return "write an IPv6 address as [address]:port";
+		colon++;
+		*host = s + 1;
+		*host_len = (size_t)(colon - s) - 2;
+	} else if (colon != NULL) {
+		if (strchr(s, ':') != colon)
+			return "write an IPv6 address as [address]:port";
+		*host = s;
+		*host_len = (size_t)(colon - s);
+	}
+	if (colon != NULL)
+		*port = colon + 1;
+	if (*host != NULL && *host_len == 0)
+		return "the host is empty";
+	if (!valid_port(*port))
+		return "the port must be a number from 1 to 65535";
+	return NULL;
+}
+
+static int set_listen(struct loader *ld, const struct conf_node *n,
+		      void *field, const void *spec)
+{
+	struct myxid_config *cfg = ld->cfg;
+	struct conf_listen *l;
+	const char *host, *port, *why;
+	size_t host_len;
+
+	why = split_listen(n->args[1], &host, &host_len, &port);
+	if (why != NULL)
+		return fail(ld, n, "bad listen address '%s': %s", n->args[1], why);
+	l = conf_grow(cfg->listens, cfg->n_listens, sizeof *l);
+	if (l == NULL)
+		return oom(ld, n);
+	cfg->listens = l;
+	l = &cfg->listens[cfg->n_listens++];
+	memset(l, 0, sizeof *l);
+	l->pos = pos_of(ld, n);
+	if ((host != NULL && set_host(&l->host, host, host_len)) ||
+	    replace(&l->port, port))
+		return oom(ld, n);
+	return 0;
+}
+
+/* ------------------------------------------------------------ plugins */
+
+static int add_opt(struct loader *ld, struct conf_plugin *p,
+		   const struct conf_node *n)
+{
+	struct myxid_opt *opt;
+
+	if (n->block)
+		return fail(ld, n, "a plugin option cannot open a block");
+	if (n->args[0][0] == '\0')
+		return fail(ld, n, "empty plugin option name");
+	opt = conf_grow(p->opts, p->n_opts, sizeof *opt);
+	if (opt == NULL)
+		return oom(ld, n);
+	p->opts = opt;
+	opt = &p->opts[p->n_opts++];
+	opt->key = keep(ld, strdup(n->args[0]));
+	opt->value = keep(ld, join(n->args + 1, n->n_args - 1));
+	opt->file = ld->cfg->path;
+	opt->line = n->line;
+	return opt->key && opt->value ? 0 : oom(ld, n);
+}
+
+/* "auth NAME {" or "policy NAME {": every line is an option for NAME. */
+static int set_plugin(struct loader *ld, const struct conf_node *n,
+		      void *field, const void *spec)
+{
+	struct conf_plugin *p = field;
+	size_t i;
+
+	p->pos = pos_of(ld, n);
+	if (replace(&p->name, n->args[1]))
+		return oom(ld, n);
+	for (i = 0; i < n->n_kids; i++) {
+		if (add_opt(ld, p, n->kids[i]))
+			return -1;
+	}
+	return 0;
+}
+
+static int set_auth(struct loader *ld, const struct conf_node *n,
+		    void *field, const void *spec)
+{
+	struct myxid_config *cfg = ld->cfg;
+	struct conf_plugin *p;
+
+	p = conf_grow(cfg->auths, cfg->n_auths, sizeof *p);
+	if (p == NULL)
+		return oom(ld, n);
+	cfg->auths = p;
+	p = &cfg->auths[cfg->n_auths++];
+	memset(p, 0, sizeof *p);
+	return set_plugin(ld, n, p, spec);
+}
+
+/* ------------------------------------------------------------ exchanges */
+
+static const struct conf_cmd exchange_cmds[] = {
+	{ "type", 0, set_keyword, offsetof(struct conf_exchange, type),
+	  exchange_types },
+	{ "durable", 0, set_bool, offsetof(struct conf_exchange, durable),
+	  booleans },
+	{ "policy", CMD_BLOCK, set_plugin,
+	  offsetof(struct conf_exchange, policy), NULL },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+/* 1..255 bytes of printable ASCII, no spaces: safe in logs and frames. */
+static bool valid_exchange_name(const char *s)
+{
+	size_t len;
+
+	for (len = 0; s[len] != '\0'; len++) {
+		if (s[len] <= ' ' || s[len] > '~')
+			return false;
+	}
+	return len >= 1 && len <= 255;
+}
+
+static int set_exchange(struct loader *ld, const struct conf_node *n,
+			void *field, const void *spec)
+{
+	struct myxid_config *cfg = ld->cfg;
+	const struct conf_exchange *dup = config_exchange(cfg, n->args[1]);
+	struct conf_exchange *x;
+
+	if (!valid_exchange_name(n->args[1]))
+		return fail(ld, n, "bad exchange name '%s' (1-255 printable ASCII characters, no spaces)",
+			    n->args[1]);
+	if (dup != NULL)
+		return fail(ld, n, "duplicate exchange '%s' (first at line %u)",
+			    n->args[1], dup->pos.line);
+	x = conf_grow(cfg->exchanges, cfg->n_exchanges, sizeof *x);
+	if (x == NULL)
+		return oom(ld, n);
+	cfg->exchanges = x;
+	x = &cfg->exchanges[cfg->n_exchanges++];
+	memset(x, 0, sizeof *x);
+	x->pos = pos_of(ld, n);
+	x->type = EXCHANGE_DIRECT;
+	x->durable = false;
+	if (replace(&x->name, n->args[1]))
+		return oom(ld, n);
+	if (apply_block(ld, n, exchange_cmds, x))
+		return -1;
+	if (x->policy.name == NULL)
+		return fail(ld, n, "exchange '%s' has no policy (write `policy static { allow public }` for an open exchange)",
+			    x->name);
+	return 0;
+}
+
+/* ------------------------------------------------------------ the file */
+
+#define TOP(field) offsetof(struct myxid_config, field)
+
+static const struct conf_cmd top_cmds[] = {
+	{ "listen", CMD_MULTI, set_listen, 0, NULL },
+	{ "plugin_dir", 0, set_string, TOP(plugin_dir), NULL },
+	{ "publish_key", 0, set_string, TOP(publish_key), NULL },
+	{ "max_message_size", 0, set_size, TOP(max_message_size),
+	  &message_size },
+	{ "max_handshake_size", 0, set_size, TOP(max_handshake_size),
+	  &handshake_size },
+	{ "handshake_timeout", 0, set_time, TOP(handshake_timeout_ms),
+	  &timeout },
+	{ "auth_timeout", 0, set_time, TOP(auth_timeout_ms), &timeout },
+	{ "log_level", 0, set_keyword, TOP(log_level), log_levels },
+	{ "auth", CMD_BLOCK | CMD_MULTI, set_auth, 0, NULL },
+	{ "exchange", CMD_BLOCK | CMD_MULTI, set_exchange, 0, NULL },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+static struct myxid_config *config_new(const char *path)
+{
+	struct myxid_config *cfg = calloc(1, sizeof *cfg);
+
+	if (cfg == NULL)
+		return NULL;
+	cfg->path = strdup(path);
+	if (cfg->path == NULL) {
+		free(cfg);
+		return NULL;
+	}
+	cfg->max_message_size = 64 * 1024;
+	cfg->max_handshake_size = 8 * 1024;
+	cfg->handshake_timeout_ms = 10000;
+	cfg->auth_timeout_ms = 5000;
+	cfg->log_level = MYXID_LOG_INFO;
+	return cfg;
+}
+
+/* With no listen directive, listen on every address at the default port. */
+static int default_listen(struct myxid_config *cfg)
+{
+	cfg->listens = calloc(1, sizeof *cfg->listens);
+	if (cfg->listens == NULL)
+		return -1;
+	cfg->n_listens = 1;
+	cfg->listens[0].pos.file = cfg->path;
+	cfg->listens[0].port = strdup(DEFAULT_PORT);
+	return cfg->listens[0].port ? 0 : -1;
+}
+
+int config_load(const char *path, struct myxid_config **cfg_r,
+		char *err, size_t err_size)
+{
+	struct loader ld = { NULL, err, err_size };
+	struct conf_tree *tree;
+	int rc;
+
+	*cfg_r = NULL;
+	if (conf_parse_file(path, &tree, err, err_size))
+		return -1;
+	ld.cfg = config_new(path);
+	if (ld.cfg == NULL) {
+		conf_tree_free(&tree);
+		conf_err(err, err_size, path, 0, "out of memory");
+		return -1;
+	}
+	rc = apply_block(&ld, &tree->root, top_cmds, ld.cfg);
+	if (rc == 0 && ld.cfg->n_listens == 0 && default_listen(ld.cfg))
+		rc = oom(&ld, NULL);
+	conf_tree_free(&tree);
+	if (rc)
+		config_free(&ld.cfg);
+	*cfg_r = ld.cfg;
+	return rc;
+}
+
+/* A variable's value, or NULL when unset or empty. */
+static const char *env_value(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+int config_apply_env(struct myxid_config *cfg, char *err, size_t err_size)
+{
+	const char *port_var = env_value("MYXI_PORT") ? "MYXI_PORT" : "PORT";
+	const char *port = env_value(port_var);
+	const char *host = env_value("MYXI_BIND_ADDRESS");
+	size_t i;
+
+	if (port != NULL && !valid_port(port)) {
+		conf_err(err, err_size, port_var, 0,
+			 "bad port '%s' (a number from 1 to 65535)", port);
+		return -1;
+	}
+	for (i = 0; i < cfg->n_listens; i++) {
+		if ((port != NULL && replace(&cfg->listens[i].port, port)) ||
+		    (host != NULL &&
+		     set_host(&cfg->listens[i].host, host, strlen(host)))) {
+			conf_err(err, err_size, cfg->path, 0, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void free_plugin(struct conf_plugin *p)
+{
+	free(p->name);
+	free(p->opts);
+}
+
+void config_free(struct myxid_config **cfg_p)
+{
+	struct myxid_config *cfg = cfg_p ? *cfg_p : NULL;
+	size_t i;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < cfg->n_listens; i++) {
+		free(cfg->listens[i].host);
+		free(cfg->listens[i].port);
+	}
+	for (i = 0; i < cfg->n_auths; i++)
+		free_plugin(&cfg->auths[i]);
+	for (i = 0; i < cfg->n_exchanges; i++) {
+		free(cfg->exchanges[i].name);
+		free_plugin(&cfg->exchanges[i].policy);
+	}
+	for (i = 0; i < cfg->n_strings; i++)
+		free(cfg->strings[i]);
+	free(cfg->listens);
+	free(cfg->auths);
+	free(cfg->exchanges);
+	free(cfg->strings);
+	free(cfg->plugin_dir);
+	free(cfg->publish_key);
+	free(cfg->path);
+	free(cfg);
+	*cfg_p = NULL;
+}
+
+const struct conf_exchange *config_exchange(const struct myxid_config *cfg,
+					    const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_exchanges; i++) {
+		if (strcmp(cfg->exchanges[i].name, name) == 0)
+			return &cfg->exchanges[i];
+	}
+	return NULL;
+}

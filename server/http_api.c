@@ -1,0 +1,249 @@
+/*
+ * The HTTP side: GET /healthz for load balancers and supervisors, and
+ * POST /publish, which delivers an event exactly as a broker message would.
+ * Every answer is a small JSON document; errors are {"error": "..."} with a
+ * 4xx status that says what to fix.
+ */
+#include "http_api.h"
+#include "config.h"
+#include "conn.h"
+#include "http_parse.h"
+#include "log.h"
+#include "publish.h"
+#include "reply.h"
+#include "server.h"
+#include "shared_frame.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <json-c/json.h>
+
+#define PUBLISH_MAX_DEPTH 64
+
+/* Send o (consumed) as the JSON body. */
+static void reply_json(struct conn *c, int status, const char *extra_headers,
+		       json_object *o)
+{
+	size_t len;
+	const char *s = json_object_to_json_string_length(o, REPLY_JSON_FLAGS, &len);
+	char *body = xmalloc(len + 1);
+
+	/* A trailing newline keeps curl output readable. */
+	memcpy(body, s, len);
+	body[len] = '\n';
+	conn_http_reply(c, status, "application/json", extra_headers, body, len + 1);
+	free(body);
+	json_object_put(o);
+}
+
+static void reply_http_error(struct conn *c, int status, const char *extra,
+			     const char *fmt, ...) MYXID_PRINTF(4, 5);
+
+static void reply_http_error(struct conn *c, int status, const char *extra,
+			     const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	json_object *o = json_object_new_object();
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	reply_json(c, status, extra, o);
+}
+
+static bool path_is(const struct http_request *req, const char *path)
+{
+	size_t n = strlen(path), len = req->target.len;
+	const char *q = memchr(req->target.p, '?', len);
+
+	if (q != NULL)
+		len = (size_t)(q - req->target.p);
+	return len == n && memcmp(req->target.p, path, n) == 0;
+}
+
+static void handle_healthz(struct conn *c)
+{
+	struct worker *w = c->w;
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "status", json_object_new_string(
+				       w->draining ? "draining" : "ok"));
+	json_object_object_add(o, "connections", json_object_new_int64((int64_t)w->n_conns));
+	json_object_object_add(o, "sessions", json_object_new_int64((int64_t)w->n_sessions));
+	reply_json(c, w->draining ? 503 : 200, NULL, o);
+}
+
+static bool authorized(const struct worker *w, const struct http_request *req)
+{
+	const struct http_header *h = http_find_header(req, "Authorization");
+	const char *key = w->cfg->publish_key;
+
+	if (h == NULL || h->value.len < 7 || strncasecmp(h->value.p, "Bearer ", 7) != 0)
+		return false;
+	return secret_equal(h->value.p + 7, h->value.len - 7, key, strlen(key));
+}
+
+/* Content-Length as a number; -1 if absent, -2 if malformed. */
+static long long content_length(const struct http_request *req)
+{
+	const struct http_header *h = http_find_header(req, "Content-Length");
+	long long n = 0;
+
+	if (h == NULL)
+		return -1;
+	if (h->value.len == 0 || h->value.len > 12)
+		return -2;
+	for (size_t i = 0; i < h->value.len; i++) {
+		if (h->value.p[i] < '0' || h->value.p[i] > '9')
+			return -2;
+		n = n * 10 + (h->value.p[i] - '0');
+	}
+	return n;
+}
+
+static json_object *parse_body(const char *body, size_t len)
+{
+	json_tokener *tok = json_tokener_new_ex(PUBLISH_MAX_DEPTH);
+	json_object *o;
+
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, body, (int)len);
+	if (o != NULL && json_tokener_get_parse_end(tok) != len) {
+		/* Allow trailing white space, as curl -d @file often adds. */
+		for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
+			if (!strchr(" \t\r\n", body[i]) || body[i] == '\0') {
+				json_object_put(o);
+				o = NULL;
+				break;
+			}
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+static void do_publish(struct conn *c, json_object *doc)
+{
+	json_object *ex, *rk = NULL, *event, *payload = NULL, *o;
+	struct shared_frame *f;
+	char *key;
+	size_t n;
+
+	if (!json_object_is_type(doc, json_type_object)) {
+		reply_http_error(c, 400, NULL, "body must be a JSON object");
+		return;
+	}
+	if (!json_object_object_get_ex(doc, "exchange", &ex) ||
+	    !json_object_is_type(ex, json_type_string)) {
+		reply_http_error(c, 400, NULL, "\"exchange\" must be a string");
+		return;
+	}
+	if (!json_object_object_get_ex(doc, "event", &event) ||
+	    !json_object_is_type(event, json_type_string)) {
+		reply_http_error(c, 400, NULL, "\"event\" must be a string");
+		return;
+	}
+	json_object_object_get_ex(doc, "routing_key", &rk);
+	key = publish_routing_key_string(rk);
+	if (key == NULL) {
+		reply_http_error(c, 400, NULL, "\"routing_key\" must be a string or a number");
+		return;
+	}
+	if (worker_exchange(c->w, json_object_get_string(ex)) == NULL) {
+		reply_http_error(c, 404, NULL, "unknown exchange '%s'",
+				 json_object_get_string(ex));
+		free(key);
+		return;
+	}
+	json_object_object_get_ex(doc, "payload", &payload);
+	/* Exactly what Myxi.push_event publishes: {"event":..,"payload":..}. */
+	o = json_object_new_object();
+	json_object_object_add(o, "event", json_object_get(event));
+	json_object_object_add(o, "payload", payload ? json_object_get(payload) :
+			       json_object_new_object());
+	f = publish_encode(o, json_object_get_string(ex), key);
+	n = publish_local(c->w, json_object_get_string(ex), key, f);
+	shared_frame_unref(f);
+	json_object_put(o);
+	log_debug("%s: published %s to %s/%s, %zu deliveries", c->peer,
+		  json_object_get_string(event), json_object_get_string(ex), key, n);
+	free(key);
+	o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "delivered", json_object_new_int64((int64_t)n));
+	reply_json(c, 200, NULL, o);
+}
+
+/* POST /publish; returns 0 while the body is incomplete. */
+static int handle_publish(struct conn *c, const struct http_request *req,
+			  const char *buf, size_t avail)
+{
+	long long len;
+	json_object *doc;
+
+	if (c->w->cfg->publish_key == NULL) {
+		reply_http_error(c, 403, NULL, "publishing over HTTP is disabled "
+				 "(no publish_key in the configuration)");
+		return 1;
+	}
+	if (!authorized(c->w, req)) {
+		reply_http_error(c, 401, "WWW-Authenticate: Bearer\r\n",
+				 "missing or wrong publish key "
+				 "(send Authorization: Bearer <publish_key>)");
+		return 1;
+	}
+	if (http_find_header(req, "Transfer-Encoding") != NULL) {
+		reply_http_error(c, 411, NULL, "send the body with a Content-Length");
+		return 1;
+	}
+	len = content_length(req);
+	if (len < 0) {
+		reply_http_error(c, len == -1 ? 411 : 400, NULL,
+				 len == -1 ? "Content-Length is required" :
+				 "Content-Length is not a number");
+		return 1;
+	}
+	if (len > HTTP_API_MAX_BODY) {
+		reply_http_error(c, 413, NULL, "body larger than %d bytes",
+				 HTTP_API_MAX_BODY);
+		return 1;
+	}
+	if (avail - req->head_len < (size_t)len)
+		return 0;
+	doc = parse_body(buf + req->head_len, (size_t)len);
+	if (doc == NULL)
+		reply_http_error(c, 400, NULL, "body is not valid JSON");
+	else
+		do_publish(c, doc);
+	json_object_put(doc);
+	return 1;
+}
+
+int http_api_handle(struct conn *c, const struct http_request *req,
+		    const char *buf, size_t avail)
+{
+	if (path_is(req, "/healthz")) {
+		if (http_str_eq(&req->method, "GET") || http_str_eq(&req->method, "HEAD"))
+			handle_healthz(c);
+		else
+			reply_http_error(c, 405, "Allow: GET, HEAD\r\n",
+					 "use GET on /healthz");
+		return 1;
+	}
+	if (path_is(req, "/publish")) {
+		if (http_str_eq(&req->method, "POST"))
+			return handle_publish(c, req, buf, avail);
+		reply_http_error(c, 405, "Allow: POST\r\n", "use POST on /publish");
+		return 1;
+	}
+	reply_http_error(c, 404, NULL, "no such resource; WebSocket clients "
+			 "must send an Upgrade request");
+	return 1;
+}

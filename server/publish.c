@@ -1,0 +1,82 @@
+/*
+ * Event -> frame encoding and local fan-out; see publish.h.
+ */
+#include "publish.h"
+#include "reply.h"
+#include "router.h"
+#include "server.h"
+#include "shared_frame.h"
+#include "util.h"
+
+#include <string.h>
+
+/* Deeper nesting than this is refused (json-c recurses while parsing). */
+#define PUBLISH_MAX_DEPTH 64
+
+struct shared_frame *publish_encode(json_object *event, const char *exchange,
+				    const char *routing_key)
+{
+	json_object *mq = json_object_new_object();
+	const char *s;
+	size_t len;
+
+	json_object_object_add(mq, "e", json_object_new_string(exchange));
+	json_object_object_add(mq, "rk", json_object_new_string(routing_key));
+	json_object_object_add(event, "mq", mq);
+	s = json_object_to_json_string_length(event, REPLY_JSON_FLAGS, &len);
+	return shared_frame_text(s, len);
+}
+
+struct shared_frame *publish_encode_body(const char *body, size_t len,
+					 const char *exchange,
+					 const char *routing_key,
+					 const char **why)
+{
+	json_tokener *tok = json_tokener_new_ex(PUBLISH_MAX_DEPTH);
+	json_object *o;
+	struct shared_frame *f = NULL;
+
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, body, (int)len);
+	if (o == NULL || json_tokener_get_parse_end(tok) != len) {
+		*why = "body is not valid JSON";
+	} else if (!json_object_is_type(o, json_type_object)) {
+		*why = "body is not a JSON object";
+	} else {
+		f = publish_encode(o, exchange, routing_key);
+	}
+	json_object_put(o);
+	json_tokener_free(tok);
+	return f;
+}
+
+size_t publish_local(struct worker *w, const char *exchange,
+		     const char *routing_key, struct shared_frame *f)
+{
+	size_t n = router_publish(w->router, exchange, routing_key, f);
+
+	w->stats.published++;
+	w->stats.delivered += n;
+	return n;
+}
+
+char *publish_routing_key_string(json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_null:
+		return xstrdup("");
+	case json_type_string: {
+		const char *p = json_object_get_string(v);
+		size_t len = (size_t)json_object_get_string_len(v);
+		/* A NUL would silently cut the key short everywhere downstream. */
+		return memchr(p, '\0', len) ? NULL : xstrndup(p, len);
+	}
+	case json_type_boolean:
+	case json_type_int:
+	case json_type_double:
+		/* As written by the client for numbers, as Ruby prints them. */
+		return xstrdup(json_object_to_json_string_ext(v, REPLY_JSON_FLAGS));
+	default:
+		return NULL;
+	}
+}

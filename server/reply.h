@@ -1,0 +1,32 @@
+/*
+ * Encoding the events the daemon sends to a client, in Myxi's exact shape:
+ * compact JSON, keys in the order Myxi writes them,
+ *     {"event":NAME,"tag":TAG,"payload":{...}}
+ * with the tag key left out only where Myxi leaves it out (Welcome,
+ * InvalidJSON).
+ */
+#ifndef MYXID_REPLY_H
+#define MYXID_REPLY_H
+
+#include <stdbool.h>
+#include <json-c/json.h>
+
+struct conn;
+
+/* Flags for every serialisation: compact, and "/" left unescaped as Ruby's
+ * to_json does. */
+#define REPLY_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/*
+ * Send an event. With with_tag, the "tag" key is written (tag NULL gives
+ * null); tag is borrowed. payload is consumed (NULL gives {}).
+ */
+void reply_send(struct conn *c, const char *event, bool with_tag,
+		json_object *tag, json_object *payload);
+
+/* Send {"event":"Error","tag":TAG,"payload":{"error":CODE}} with optional
+ * "exchange"/"routing_key" keys (borrowed; NULL leaves a key out). */
+void reply_error(struct conn *c, json_object *tag, const char *code,
+		 json_object *exchange, json_object *routing_key);
+
+#endif

@@ -1,0 +1,285 @@
+/*
+ * Subscription table: an open-addressing hash of routes keyed by
+ * "exchange\0routing_key", each holding a dense array of subscribers so a
+ * publish walks contiguous memory. Removal swaps the last subscriber into
+ * the hole, so it is O(1) and the array stays dense. The hash is seeded at
+ * random so clients cannot pick routing keys that collide.
+ */
+#include "router.h"
+#include "util.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct route {
+	uint64_t hash;
+	size_t key_len;              /* exchange + NUL + routing key */
+	size_t ex_len;
+	struct router_sub **subs;
+	size_t n_subs, cap_subs;
+	char key[];                  /* "exchange\0routing_key\0" */
+};
+
+struct router {
+	struct route **slots;        /* NULL = empty; TOMBSTONE = deleted */
+	size_t n_slots;              /* power of two */
+	size_t n_routes, n_used;     /* routes, routes + tombstones */
+	uint64_t seed;
+	router_deliver_fn *deliver;
+};
+
+static struct route tombstone_;
+#define TOMBSTONE (&tombstone_)
+
+static uint64_t hash_key(uint64_t seed, const char *p, size_t len)
+{
+	/* FNV-1a with a random start and a final avalanche (splitmix64). */
+	uint64_t h = seed ^ 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 0x100000001b3ull;
+	}
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebull;
+	return h ^ (h >> 31);
+}
+
+struct router *router_new(router_deliver_fn *deliver)
+{
+	struct router *r = xcalloc(1, sizeof(*r));
+
+	r->n_slots = 64;
+	r->slots = xcalloc(r->n_slots, sizeof(*r->slots));
+	r->seed = random_u64();
+	r->deliver = deliver;
+	return r;
+}
+
+void router_free(struct router **rp)
+{
+	struct router *r = *rp;
+
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n_slots; i++) {
+		struct route *rt = r->slots[i];
+		if (rt == NULL || rt == TOMBSTONE)
+			continue;
+		for (size_t j = 0; j < rt->n_subs; j++)
+			free(rt->subs[j]);
+		free(rt->subs);
+		free(rt);
+	}
+	free(r->slots);
+	free(r);
+	*rp = NULL;
+}
+
+/* Build the lookup key into buf (or a heap buffer if it does not fit). */
+static char *make_key(const char *ex, const char *rk, char *buf, size_t bufsize,
+		      size_t *len_r, size_t *ex_len_r)
+{
+	size_t el = strlen(ex), rl = strlen(rk);
+	char *k = el + rl + 2 <= bufsize ? buf : xmalloc(el + rl + 2);
+
+	memcpy(k, ex, el + 1);
+	memcpy(k + el + 1, rk, rl + 1);
+	*len_r = el + 1 + rl;
+	*ex_len_r = el;
+	return k;
+}
+
+static size_t probe(const struct router *r, uint64_t h, const char *key,
+		    size_t len, int *found)
+{
+	size_t mask = r->n_slots - 1, i = h & mask, first_free = SIZE_MAX;
+
+	for (;;) {
+		struct route *rt = r->slots[i];
+		if (rt == NULL) {
+			*found = 0;
+			return first_free != SIZE_MAX ? first_free : i;
+		}
+		if (rt == TOMBSTONE) {
+			if (first_free == SIZE_MAX)
+				first_free = i;
+		} else if (rt->hash == h && rt->key_len == len &&
+			   memcmp(rt->key, key, len) == 0) {
+			*found = 1;
+			return i;
+		}
+		i = (i + 1) & mask;
+	}
+}
+
+static void rehash(struct router *r, size_t n_slots)
+{
+	struct route **old = r->slots;
+	size_t old_n = r->n_slots;
+
+	r->slots = xcalloc(n_slots, sizeof(*r->slots));
+	r->n_slots = n_slots;
+	r->n_used = r->n_routes;
+	for (size_t i = 0; i < old_n; i++) {
+		struct route *rt = old[i];
+		size_t j;
+		if (rt == NULL || rt == TOMBSTONE)
+			continue;
+		for (j = rt->hash & (n_slots - 1); r->slots[j] != NULL;
+		     j = (j + 1) & (n_slots - 1))
+			;
+		r->slots[j] = rt;
+	}
+	free(old);
+}
+
+static struct route *route_lookup(const struct router *r, const char *ex,
+				  const char *rk)
+{
+	char buf[512];
+	size_t len, ex_len, i;
+	char *key = make_key(ex, rk, buf, sizeof(buf), &len, &ex_len);
+	uint64_t h = hash_key(r->seed, key, len);
+	int found;
+
+	i = probe(r, h, key, len, &found);
+	if (key != buf)
+		free(key);
+	return found ? r->slots[i] : NULL;
+}
+
+static struct route *route_get_or_create(struct router *r, const char *ex,
+					 const char *rk)
+{
+	char buf[512];
+	size_t len, ex_len, i;
+	char *key = make_key(ex, rk, buf, sizeof(buf), &len, &ex_len);
+	uint64_t h = hash_key(r->seed, key, len);
+	struct route *rt;
+	int found;
+
+	i = probe(r, h, key, len, &found);
+	if (found) {
+		rt = r->slots[i];
+	} else {
+		rt = xcalloc(1, sizeof(*rt) + len + 1);
+		rt->hash = h;
+		rt->key_len = len;
+		rt->ex_len = ex_len;
+		memcpy(rt->key, key, len + 1);
+		if (r->slots[i] == NULL)
+			r->n_used++;
+		r->slots[i] = rt;
+		r->n_routes++;
+		/* Keep the load (tombstones included) under 3/4. */
+		if (r->n_used * 4 >= r->n_slots * 3)
+			rehash(r, r->n_routes * 4 >= r->n_slots * 2 ?
+			       r->n_slots * 2 : r->n_slots);
+	}
+	if (key != buf)
+		free(key);
+	return rt;
+}
+
+static void route_delete(struct router *r, struct route *rt)
+{
+	int found;
+	size_t i = probe(r, rt->hash, rt->key, rt->key_len, &found);
+
+	if (found)
+		r->slots[i] = TOMBSTONE;
+	r->n_routes--;
+	free(rt->subs);
+	free(rt);
+}
+
+struct router_sub *router_find(const struct router_list *list,
+			       const char *exchange, const char *routing_key)
+{
+	for (struct router_sub *s = list->head; s != NULL; s = s->next)
+		if (strcmp(s->exchange, exchange) == 0 &&
+		    strcmp(s->routing_key, routing_key) == 0)
+			return s;
+	return NULL;
+}
+
+struct router_sub *router_add(struct router *r, void *owner,
+			      struct router_list *list, const char *exchange,
+			      const char *routing_key)
+{
+	struct router_sub *sub;
+	struct route *rt;
+
+	if (router_find(list, exchange, routing_key) != NULL)
+		return NULL;
+	rt = route_get_or_create(r, exchange, routing_key);
+	if (rt->n_subs == rt->cap_subs) {
+		rt->cap_subs = rt->cap_subs ? rt->cap_subs * 2 : 4;
+		rt->subs = xrealloc(rt->subs, rt->cap_subs * sizeof(*rt->subs));
+	}
+	sub = xcalloc(1, sizeof(*sub));
+	sub->route = rt;
+	sub->slot = rt->n_subs;
+	sub->owner = owner;
+	sub->exchange = rt->key;
+	sub->routing_key = rt->key + rt->ex_len + 1;
+	rt->subs[rt->n_subs++] = sub;
+
+	sub->prev = list->tail;
+	if (list->tail)
+		list->tail->next = sub;
+	else
+		list->head = sub;
+	list->tail = sub;
+	list->n++;
+	return sub;
+}
+
+void router_remove(struct router *r, struct router_list *list,
+		   struct router_sub *sub)
+{
+	struct route *rt = sub->route;
+	struct router_sub *last = rt->subs[--rt->n_subs];
+
+	rt->subs[sub->slot] = last;
+	last->slot = sub->slot;
+
+	if (sub->prev)
+		sub->prev->next = sub->next;
+	else
+		list->head = sub->next;
+	if (sub->next)
+		sub->next->prev = sub->prev;
+	else
+		list->tail = sub->prev;
+	list->n--;
+	free(sub);
+
+	if (rt->n_subs == 0)
+		route_delete(r, rt);
+}
+
+size_t router_publish(struct router *r, const char *exchange,
+		      const char *routing_key, struct shared_frame *f)
+{
+	struct route *rt = route_lookup(r, exchange, routing_key);
+	size_t n;
+
+	if (rt == NULL)
+		return 0;
+	/* A delivery may not unsubscribe (sessions defer closing), so the
+	 * array is stable while we walk it. */
+	n = rt->n_subs;
+	for (size_t i = 0; i < n; i++)
+		r->deliver(rt->subs[i]->owner, f);
+	return n;
+}
+
+size_t router_route_count(const struct router *r)
+{
+	return r->n_routes;
+}

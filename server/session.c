@@ -1,0 +1,547 @@
+/*
+ * The Myxi protocol on one WebSocket; see session.h, and
+ * shared/reference/myxi-protocol.md section 1 for the behaviour copied
+ * here. Where Myxi had a bug we do not copy it, and the comment says so.
+ *
+ * Every reply produced while handling an action carries that action's tag
+ * (Myxi 1.4 always sent "tag":null, a regression from its EM era).
+ */
+#include "session.h"
+#include "authz.h"
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "publish.h"
+#include "reply.h"
+#include "router.h"
+#include "server.h"
+#include "shared_frame.h"
+#include "util.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <json-c/json.h>
+
+/* Deepest JSON a client may send; json-c recurses while parsing. */
+#define ACTION_MAX_DEPTH 32
+/* Actions queued behind one that waits for a plugin. */
+#define ACTION_QUEUE_MAX 64
+/* Keys in one Subscribe routing_keys list. */
+#define ROUTING_KEYS_MAX 256
+/* AMQP routing keys are short strings. */
+#define ROUTING_KEY_MAX_LEN 255
+/* Longest token handed to auth plugins. */
+#define TOKEN_MAX_LEN 8192
+
+struct queued {
+	json_object *msg;
+	struct queued *next;
+};
+
+/* An action that is waiting for a plugin. */
+struct run {
+	json_object *msg;          /* holds tag and payload alive */
+	json_object *tag;
+	json_object *exchange;     /* Subscribe */
+	json_object *keys;         /* Subscribe: array, or the single key */
+	size_t next_key, n_keys;
+	char *rk;                  /* the key being checked, as a string */
+	struct exchange_rt *ex;
+	struct myxid_req *req;
+};
+
+struct session {
+	struct conn *conn;
+	struct worker *w;
+	char id[17];
+	struct identity *ident;
+	struct authz_client client;
+	struct router_list subs;
+	struct run *run;
+	struct queued *q_head, *q_tail;
+	size_t q_len;
+};
+
+/* Returns true if the action finished, false if it waits for a plugin. */
+typedef bool action_fn(struct session *s, json_object *msg, json_object *tag,
+		       json_object *payload);
+
+static void run_next(struct session *s);
+
+/* ------------------------------------------------------------- lifecycle */
+
+struct session *session_new(struct conn *c)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+	json_object *p = json_object_new_object();
+
+	s->conn = c;
+	s->w = c->w;
+	random_hex(s->id, 8);
+	s->client.socket_id = s->id;
+	s->client.peer = c->peer;
+	s->client.origin = c->origin;
+	json_object_object_add(p, "id", json_object_new_string(s->id));
+	reply_send(c, "Welcome", false, NULL, p);
+	return s;
+}
+
+static void run_free(struct run *r)
+{
+	if (r == NULL)
+		return;
+	authz_cancel(r->req);
+	json_object_put(r->msg);
+	free(r->rk);
+	free(r);
+}
+
+void session_free(struct session **sp)
+{
+	struct session *s = *sp;
+
+	if (s == NULL)
+		return;
+	run_free(s->run);
+	while (s->q_head != NULL) {
+		struct queued *q = s->q_head;
+		s->q_head = q->next;
+		json_object_put(q->msg);
+		free(q);
+	}
+	while (s->subs.head != NULL)
+		router_remove(s->w->router, &s->subs, s->subs.head);
+	identity_free(&s->ident);
+	s->w->n_sessions--;
+	free(s);
+	*sp = NULL;
+}
+
+const char *session_id(const struct session *s)
+{
+	return s->id;
+}
+
+void session_deliver(void *owner, struct shared_frame *f)
+{
+	struct session *s = owner;
+
+	conn_send_shared(s->conn, f);
+}
+
+/* ------------------------------------------------------------- replies */
+
+static void send_unsubscribed(struct session *s, json_object *tag,
+			      const char *exchange, json_object *rk, bool autom)
+{
+	json_object *p = json_object_new_object();
+
+	/* "exchange_name", not "exchange": Myxi's JS client reads this key. */
+	json_object_object_add(p, "exchange_name", json_object_new_string(exchange));
+	json_object_object_add(p, "routing_key", rk);
+	json_object_object_add(p, "auto", json_object_new_boolean(autom));
+	reply_send(s->conn, "Unsubscribed", true, tag, p);
+}
+
+/* Remove every subscription (of one exchange, or all when exchange is
+ * NULL), one Unsubscribed each with the stored string key. */
+static void unsubscribe_matching(struct session *s, json_object *tag,
+				 const char *exchange, bool autom)
+{
+	struct router_sub *sub = s->subs.head, *next;
+
+	for (; sub != NULL; sub = next) {
+		next = sub->next;
+		if (exchange != NULL && strcmp(sub->exchange, exchange) != 0)
+			continue;
+		send_unsubscribed(s, tag, sub->exchange,
+				  json_object_new_string(sub->routing_key), autom);
+		router_remove(s->w->router, &s->subs, sub);
+	}
+}
+
+/* ------------------------------------------------------------- Subscribe */
+
+static bool subscribe_continue(struct session *s);
+
+static void subscribe_answered(void *arg, enum myxid_verdict v,
+			       struct identity *unused)
+{
+	struct session *s = arg;
+	struct run *r = s->run;
+	json_object *key = json_object_is_type(r->keys, json_type_array) ?
+		json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys;
+	json_object *p;
+
+	r->req = NULL;
+	if (v == MYXID_ERROR) {
+		reply_error(s->conn, r->tag, "PolicyUnavailable", r->exchange, key);
+	} else if (v != MYXID_ALLOW) {
+		/* An anonymous client may be allowed once it authenticates;
+		 * Myxi's JS client keeps such a subscription and retries it. */
+		reply_error(s->conn, r->tag,
+			    s->ident ? "SubscriptionDenied" : "AuthRequired",
+			    r->exchange, key);
+	} else if (router_add(s->w->router, s, &s->subs,
+			      json_object_get_string(r->exchange), r->rk) == NULL) {
+		reply_error(s->conn, r->tag, "AlreadySubscribed", r->exchange, key);
+	} else {
+		log_debug("[%s] subscribed to %s/%s", s->id,
+			  json_object_get_string(r->exchange), r->rk);
+		p = json_object_new_object();
+		json_object_object_add(p, "exchange", json_object_get(r->exchange));
+		json_object_object_add(p, "routing_key", json_object_get(key));
+		reply_send(s->conn, "Subscribed", true, r->tag, p);
+	}
+	free(r->rk);
+	r->rk = NULL;
+	if (subscribe_continue(s)) {
+		run_free(s->run);
+		s->run = NULL;
+		run_next(s);
+	}
+}
+
+/* Handle keys until one needs a plugin's answer; true when all are done. */
+static bool subscribe_continue(struct session *s)
+{
+	struct run *r = s->run;
+
+	while (r->next_key < r->n_keys) {
+		json_object *key = json_object_is_type(r->keys, json_type_array) ?
+			json_object_array_get_idx(r->keys, r->next_key) : r->keys;
+		r->next_key++;
+		if (r->ex == NULL) {
+			reply_error(s->conn, r->tag, "InvalidExchange", r->exchange, NULL);
+			continue;
+		}
+		r->rk = publish_routing_key_string(key);
+		if (r->rk == NULL || strlen(r->rk) > ROUTING_KEY_MAX_LEN) {
+			reply_error(s->conn, r->tag, "InvalidRoutingKey", r->exchange, key);
+			free(r->rk);
+			r->rk = NULL;
+			continue;
+		}
+		r->req = authz_policy_start(s->w, r->ex->policy, &s->client,
+					    json_object_get_string(r->exchange),
+					    r->rk, subscribe_answered, s);
+		return false;
+	}
+	return true;
+}
+
+static bool action_subscribe(struct session *s, json_object *msg,
+			     json_object *tag, json_object *payload)
+{
+	struct run *r = xcalloc(1, sizeof(*r));
+	json_object *ex = NULL, *keys = NULL;
+
+	json_object_object_get_ex(payload, "exchange", &ex);
+	r->msg = json_object_get(msg);
+	r->tag = tag;
+	r->exchange = ex;
+	if (json_object_is_type(ex, json_type_string))
+		r->ex = worker_exchange(s->w, json_object_get_string(ex));
+	if (json_object_object_get_ex(payload, "routing_keys", &keys) &&
+	    json_object_is_type(keys, json_type_array)) {
+		r->n_keys = json_object_array_length(keys);
+		if (r->n_keys > ROUTING_KEYS_MAX) {
+			reply_error(s->conn, tag, "TooManyRoutingKeys", ex, NULL);
+			run_free(r);
+			return true;
+		}
+	} else {
+		json_object_object_get_ex(payload, "routing_key", &keys);
+		r->n_keys = 1;
+	}
+	r->keys = keys;
+	s->run = r;
+	if (subscribe_continue(s)) {
+		s->run = NULL;
+		run_free(r);
+		return true;
+	}
+	return false;
+}
+
+/* ----------------------------------------------------------- Unsubscribe */
+
+static void unsubscribe_one(struct session *s, json_object *tag,
+			    const char *exchange, json_object *key)
+{
+	char *rk = publish_routing_key_string(key);
+	struct router_sub *sub;
+
+	if (rk == NULL) {
+		json_object *ex = json_object_new_string(exchange);
+		reply_error(s->conn, tag, "InvalidRoutingKey", ex, key);
+		json_object_put(ex);
+		return;
+	}
+	sub = router_find(&s->subs, exchange, rk);
+	if (sub != NULL)
+		router_remove(s->w->router, &s->subs, sub);
+	free(rk);
+	/* Like Myxi, confirm even if there was nothing to remove. */
+	send_unsubscribed(s, tag, exchange, json_object_get(key), false);
+}
+
+static bool action_unsubscribe(struct session *s, json_object *msg,
+			       json_object *tag, json_object *payload)
+{
+	json_object *ex = NULL, *key = NULL, *keys = NULL;
+	const char *exchange;
+
+	json_object_object_get_ex(payload, "exchange", &ex);
+	if (ex == NULL || json_object_is_type(ex, json_type_null)) {
+		unsubscribe_matching(s, tag, NULL, false);
+		return true;
+	}
+	if (!json_object_is_type(ex, json_type_string)) {
+		reply_error(s->conn, tag, "InvalidExchange", ex, NULL);
+		return true;
+	}
+	exchange = json_object_get_string(ex);
+	/* Myxi honoured routing_keys only when routing_key was also present,
+	 * and otherwise dropped the whole exchange: fixed here. */
+	if (json_object_object_get_ex(payload, "routing_keys", &keys) &&
+	    json_object_is_type(keys, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(keys); i++)
+			unsubscribe_one(s, tag, exchange,
+					json_object_array_get_idx(keys, i));
+	} else if (json_object_object_get_ex(payload, "routing_key", &key) &&
+		   !json_object_is_type(key, json_type_null)) {
+		unsubscribe_one(s, tag, exchange, key);
+	} else {
+		unsubscribe_matching(s, tag, exchange, false);
+	}
+	return true;
+}
+
+/* ------------------------------------------------------ the simple ones */
+
+static bool action_list(struct session *s, json_object *msg, json_object *tag,
+			json_object *payload)
+{
+	json_object *map = json_object_new_object(), *p = json_object_new_object();
+
+	for (struct router_sub *sub = s->subs.head; sub != NULL; sub = sub->next) {
+		json_object *keys;
+		if (!json_object_object_get_ex(map, sub->exchange, &keys)) {
+			keys = json_object_new_array();
+			json_object_object_add(map, sub->exchange, keys);
+		}
+		json_object_array_add(keys, json_object_new_string(sub->routing_key));
+	}
+	json_object_object_add(p, "subscriptions", map);
+	reply_send(s->conn, "YourSubscriptions", true, tag, p);
+	return true;
+}
+
+static bool action_ping(struct session *s, json_object *msg, json_object *tag,
+			json_object *payload)
+{
+	json_object *p = json_object_new_object();
+
+	json_object_object_add(p, "time", json_object_new_int64((int64_t)time(NULL)));
+	reply_send(s->conn, "Pong", true, tag, p);
+	return true;
+}
+
+/* ---------------------------------------------------------- Authenticate */
+
+static void auth_answered(void *arg, enum myxid_verdict v, struct identity *id)
+{
+	struct session *s = arg;
+	struct run *r = s->run;
+	json_object *p;
+
+	r->req = NULL;
+	if (v == MYXID_ALLOW) {
+		s->ident = id;
+		s->client.identity = id;
+		log_info("[%s] %s: authenticated as user %s%s%s", s->id,
+			 s->conn->peer, id->user_id, id->user_type ? " of type " : "",
+			 id->user_type ? id->user_type : "");
+		p = json_object_new_object();
+		json_object_object_add(p, "user_id", json_object_new_string(id->user_id));
+		if (id->user_type != NULL)
+			json_object_object_add(p, "user_type",
+					       json_object_new_string(id->user_type));
+		reply_send(s->conn, "Authenticated", true, r->tag, p);
+	} else {
+		log_info("[%s] %s: authentication %s", s->id, s->conn->peer,
+			 v == MYXID_ERROR ? "could not be checked" : "refused");
+		reply_error(s->conn, r->tag, v == MYXID_ERROR ? "AuthUnavailable" :
+			    "InvalidAuthentication", NULL, NULL);
+	}
+	run_free(r);
+	s->run = NULL;
+	run_next(s);
+}
+
+static const char *find_token(json_object *payload)
+{
+	/* Myxi's README used both spellings, and integrators use "token". */
+	static const char *const keys[] = {
+		"session_id", "session_token", "token", "sessionID"
+	};
+	json_object *v;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (json_object_object_get_ex(payload, keys[i], &v) &&
+		    json_object_is_type(v, json_type_string))
+			return json_object_get_string(v);
+	return NULL;
+}
+
+static bool action_authenticate(struct session *s, json_object *msg,
+				json_object *tag, json_object *payload)
+{
+	const char *token = find_token(payload);
+	struct run *r;
+
+	if (s->ident != NULL) {
+		reply_error(s->conn, tag, "AlreadyAuthenticated", NULL, NULL);
+		return true;
+	}
+	if (token == NULL || *token == '\0' || strlen(token) > TOKEN_MAX_LEN) {
+		reply_error(s->conn, tag, "InvalidAuthentication", NULL, NULL);
+		return true;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->msg = json_object_get(msg);
+	r->tag = tag;
+	s->run = r;
+	r->req = authz_auth_start(s->w, &s->client, token, auth_answered, s);
+	return false;
+}
+
+static bool action_deauthenticate(struct session *s, json_object *msg,
+				  json_object *tag, json_object *payload)
+{
+	if (s->ident != NULL) {
+		/* What was allowed for the user is not allowed for nobody. */
+		unsubscribe_matching(s, tag, NULL, true);
+		log_info("[%s] %s: deauthenticated user %s", s->id, s->conn->peer,
+			 s->ident->user_id);
+		identity_free(&s->ident);
+		s->client.identity = NULL;
+	}
+	reply_send(s->conn, "Deauthenticated", true, tag, NULL);
+	return true;
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+static const struct {
+	const char *name;
+	action_fn *fn;
+} actions[] = {
+	{ "Subscribe", action_subscribe },
+	{ "Unsubscribe", action_unsubscribe },
+	{ "ListSubscriptions", action_list },
+	{ "Ping", action_ping },
+	{ "Authenticate", action_authenticate },
+	{ "Deauthenticate", action_deauthenticate },
+};
+
+/* Run one action; true if it finished. Consumes msg. */
+static bool dispatch(struct session *s, json_object *msg)
+{
+	json_object *name = NULL, *tag = NULL, *payload = NULL, *empty = NULL;
+	bool finished = true;
+	size_t i;
+
+	json_object_object_get_ex(msg, "action", &name);
+	json_object_object_get_ex(msg, "tag", &tag);
+	json_object_object_get_ex(msg, "payload", &payload);
+	for (i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+		if (json_object_is_type(name, json_type_string) &&
+		    strcmp(json_object_get_string(name), actions[i].name) == 0)
+			break;
+	if (i == sizeof(actions) / sizeof(actions[0])) {
+		reply_error(s->conn, tag, "InvalidAction", NULL, NULL);
+	} else if (payload == NULL || json_object_is_type(payload, json_type_null) ||
+		   (json_object_is_type(payload, json_type_boolean) &&
+		    !json_object_get_boolean(payload))) {
+		/* Myxi: json['payload'] || {} */
+		empty = json_object_new_object();
+		json_object_object_add(msg, "payload", empty);
+		log_debug("[%s] action %s", s->id, actions[i].name);
+		finished = actions[i].fn(s, msg, tag, empty);
+	} else if (!json_object_is_type(payload, json_type_object)) {
+		reply_error(s->conn, tag, "InvalidPayload", NULL, NULL);
+	} else {
+		log_debug("[%s] action %s", s->id, actions[i].name);
+		finished = actions[i].fn(s, msg, tag, payload);
+	}
+	json_object_put(msg);
+	return finished;
+}
+
+/* Run queued actions until one has to wait. */
+static void run_next(struct session *s)
+{
+	while (s->run == NULL && s->q_head != NULL) {
+		struct queued *q = s->q_head;
+		s->q_head = q->next;
+		if (s->q_head == NULL)
+			s->q_tail = NULL;
+		s->q_len--;
+		dispatch(s, q->msg);
+		free(q);
+	}
+}
+
+static json_object *parse_action(const uint8_t *data, size_t len)
+{
+	json_tokener *tok = json_tokener_new_ex(ACTION_MAX_DEPTH);
+	json_object *o;
+	size_t end;
+
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, (const char *)data, (int)len);
+	end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+	/* Only trailing white space may follow the object. */
+	while (o != NULL && end < len && strchr(" \t\r\n", data[end]) && data[end])
+		end++;
+	if (o != NULL && (end != len || !json_object_is_type(o, json_type_object))) {
+		json_object_put(o);
+		o = NULL;
+	}
+	return o;
+}
+
+void session_on_message(struct session *s, const uint8_t *data, size_t len)
+{
+	json_object *msg = len <= INT32_MAX ? parse_action(data, len) : NULL;
+	struct queued *q;
+
+	if (msg == NULL) {
+		json_object *p = json_object_new_object();
+		json_object_object_add(p, "error", json_object_new_string("InvalidJSON"));
+		reply_send(s->conn, "Error", false, NULL, p);
+		return;
+	}
+	if (s->run == NULL && s->q_head == NULL) {
+		dispatch(s, msg);
+		return;
+	}
+	if (s->q_len >= ACTION_QUEUE_MAX) {
+		json_object_put(msg);
+		conn_close(s->conn, WS_CLOSE_POLICY, "too many actions in flight");
+		return;
+	}
+	q = xcalloc(1, sizeof(*q));
+	q->msg = msg;
+	if (s->q_tail)
+		s->q_tail->next = q;
+	else
+		s->q_head = q;
+	s->q_tail = q;
+	s->q_len++;
+}

@@ -1,0 +1,36 @@
+/*
+ * An encoded server->client WebSocket frame that many sockets send.
+ *
+ * A published event is serialised and framed once; every subscriber's
+ * output buffer then takes a reference to the same bytes instead of a copy.
+ * The reference count is atomic because frames are handed between event
+ * loop threads.
+ */
+#ifndef MYXID_SHARED_FRAME_H
+#define MYXID_SHARED_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+struct shared_frame {
+	int refs;              /* atomic */
+	size_t len;            /* header + payload */
+	uint8_t data[];
+};
+
+/* A text frame holding payload (copied once). The caller owns one reference. */
+struct shared_frame *shared_frame_text(const char *payload, size_t len);
+
+struct shared_frame *shared_frame_ref(struct shared_frame *f);
+void shared_frame_unref(struct shared_frame *f);
+
+/*
+ * Append the frame to out. Small frames are copied (cheaper than the
+ * reference bookkeeping); larger ones are added by reference, holding a
+ * reference until out has sent them. Returns 0 or -1.
+ */
+int shared_frame_send(struct shared_frame *f, struct evbuffer *out);
+
+#endif
