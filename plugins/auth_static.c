@@ -298,7 +298,7 @@ static int static_init(const struct myxid_host *host, struct myxid_instance *ins
 		       char *err, size_t err_size,
 		       const struct myxid_opt **bad_opt_r)
 {
-	const struct myxid_opt *file_opt;
+	const struct myxid_opt *file_opt = NULL;
 	struct auth_static *ctx;
 	struct pu_file f;
 	char path[4096];

@@ -24,7 +24,7 @@
 #include <stddef.h>
 
 #define CONF_LINE_MAX 65536   /* bytes in one line, its line ending excluded */
-#define CONF_MAX_DEPTH 8      /* nested blocks; the format needs three */
+#define CONF_MAX_DEPTH 8      /* nested blocks; the format uses two */
 
 struct conf_node {
 	char **args;              /* args[0] is the directive's name */

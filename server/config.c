@@ -547,12 +547,13 @@ static int set_exchange(struct loader *ld, const struct conf_node *n,
 			void *field, const void *spec)
 {
 	struct myxid_config *cfg = ld->cfg;
-	const struct conf_exchange *dup = config_exchange(cfg, n->args[1]);
+	const struct conf_exchange *dup;
 	struct conf_exchange *x;
 
 	if (!valid_exchange_name(n->args[1]))
 		return fail(ld, n, "bad exchange name '%s' (1-255 printable ASCII characters, no spaces)",
 			    n->args[1]);
+	dup = config_exchange(cfg, n->args[1]);
 	if (dup != NULL)
 		return fail(ld, n, "duplicate exchange '%s' (first at line %u)",
 			    n->args[1], dup->pos.line);
@@ -563,7 +564,7 @@ static int set_exchange(struct loader *ld, const struct conf_node *n,
 	x = &cfg->exchanges[cfg->n_exchanges++];
 	memset(x, 0, sizeof *x);
 	x->pos = pos_of(ld, n);
-	x->type = EXCHANGE_DIRECT;
+	x->type = EXCHANGE_DIRECT;    /* the defaults */
 	x->durable = false;
 	if (replace(&x->name, n->args[1]))
 		return oom(ld, n);
@@ -661,6 +662,10 @@ static const char *env_value(const char *name)
 	return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
+/*
+ * Every value is checked before anything changes, so a bad variable leaves
+ * the config as it was; only running out of memory can stop half-way.
+ */
 int config_apply_env(struct myxid_config *cfg, char *err, size_t err_size)
 {
 	const char *port_var = env_value("MYXI_PORT") ? "MYXI_PORT" : "PORT";

@@ -1,0 +1,27 @@
+#!/bin/sh
+# The README's first command: install the build dependencies, build myxid,
+# and run it in the foreground on the bundled demo configuration.
+set -eu
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh build
+[ -x configure ] || ./autogen.sh
+[ -f Makefile ] || ./configure --quiet
+make -j"$(nproc)" --quiet >/dev/null
+
+cat <<'MSG'
+
+myxid is starting on the demo configuration (etc/myxid.conf).
+
+  WebSocket:  ws://127.0.0.1:5005/
+  Try it:     /usr/bin/python3 -m websockets ws://127.0.0.1:5005/
+              then type:
+              {"action":"Authenticate","payload":{"session_id":"demo-alice"}}
+              {"action":"Subscribe","payload":{"exchange":"deployment","routing_key":"d1"}}
+  Publish:    curl -s -H 'Authorization: Bearer demo-publish-key' \
+                -d '{"exchange":"deployment","routing_key":"d1","event":"LogLine","payload":{"line":"Deploying..."}}' \
+                http://127.0.0.1:5005/publish
+
+Stop it with Ctrl-C.
+MSG
+exec ./server/myxid -c etc/myxid.conf -P plugins/.libs

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Install what myxid needs from Debian 12's archive (run as root).
+#   scripts/install-deps.sh build   compilers, autotools, libraries
+#   scripts/install-deps.sh test    + the clients and tools the tests use
+# Packages already present are left alone, so a second run is quick.
+set -eu
+
+build="build-essential autoconf automake libtool pkg-config
+ libevent-dev libjson-c-dev libssl-dev"
+test="$build python3 python3-websockets nodejs npm curl"
+
+case "${1:-build}" in
+build) want=$build ;;
+test) want=$test ;;
+*) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "missing packages:$missing (run this as root to install them)" >&2
+		exit 1
+	fi
+	echo "installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $missing
+fi
