@@ -12,7 +12,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +82,7 @@ static void ctx_free(struct auth_static *ctx)
 	free(ctx);
 }
 
+/* Is name[0..len) already an attribute of e? */
 static int has_attr(const struct entry *e, const char *name, size_t len)
 {
 	size_t i;
@@ -94,6 +94,7 @@ static int has_attr(const struct entry *e, const char *name, size_t len)
 	return 0;
 }
 
+/* Appends a copy of name[0..name_len)=value to e. */
 static int add_attr(struct entry *e, const char *name, size_t name_len,
 		    const char *value)
 {
@@ -160,6 +161,8 @@ static int parse_line(struct entry *e, char *line, const struct pu_file *f,
 	e->line = f->line;
 	if (user_id == NULL)
 		return pu_file_fail(f, err, err_size, "missing user id");
+	/* "TOKEN a=b" forgot the user id: refuse it rather than create a
+	 * user called "a=b". */
 	if (strchr(user_id, '=') != NULL)
 		return pu_file_fail(f, err, err_size,
 				    "missing user id (found attribute \"%s\")",
@@ -175,6 +178,7 @@ static int parse_line(struct entry *e, char *line, const struct pu_file *f,
 	return 0;
 }
 
+/* Appends e (moved, not copied) to ctx->entries, growing it by doubling. */
 static int append_entry(struct auth_static *ctx, size_t *cap,
 			const struct entry *e)
 {
@@ -192,6 +196,7 @@ static int append_entry(struct auth_static *ctx, size_t *cap,
 	return 0;
 }
 
+/* Parses every line of f into ctx->entries: 0, or -1 with a message. */
 static int load_lines(struct auth_static *ctx, struct pu_file *f,
 		      char *err, size_t err_size)
 {
@@ -261,11 +266,12 @@ static int load_file(struct auth_static *ctx, struct pu_file *f,
 
 /* ------------------------------------------------------------ init */
 
-/* Finds the one tokens_file option; anything else is refused. */
-static int read_options(const struct myxid_opt *opts, size_t n_opts,
-			const struct myxid_opt **file_opt_r,
-			char *err, size_t err_size,
-			const struct myxid_opt **bad_opt_r)
+/* The one tokens_file option, or NULL with a message; any other option is
+ * refused, so a typo cannot go unnoticed. */
+static const struct myxid_opt *find_file_opt(const struct myxid_opt *opts,
+					     size_t n_opts, char *err,
+					     size_t err_size,
+					     const struct myxid_opt **bad_opt_r)
 {
 	const struct myxid_opt *file_opt = NULL;
 	size_t i;
@@ -273,24 +279,27 @@ static int read_options(const struct myxid_opt *opts, size_t n_opts,
 	for (i = 0; i < n_opts; i++) {
 		const struct myxid_opt *o = &opts[i];
 
-		if (strcmp(o->key, "tokens_file") != 0)
-			return pu_opt_fail(o, bad_opt_r, err, err_size,
-					   "unknown option \"%s\" (only tokens_file)",
-					   o->key);
-		if (file_opt != NULL)
-			return pu_opt_fail(o, bad_opt_r, err, err_size,
-					   "tokens_file given twice");
-		if (o->value[0] == '\0')
-			return pu_opt_fail(o, bad_opt_r, err, err_size,
-					   "tokens_file needs a path");
+		if (strcmp(o->key, "tokens_file") != 0) {
+			pu_opt_fail(o, bad_opt_r, err, err_size,
+				    "unknown option \"%s\" (only tokens_file)",
+				    o->key);
+			return NULL;
+		}
+		if (file_opt != NULL) {
+			pu_opt_fail(o, bad_opt_r, err, err_size,
+				    "tokens_file given twice");
+			return NULL;
+		}
+		if (o->value[0] == '\0') {
+			pu_opt_fail(o, bad_opt_r, err, err_size,
+				    "tokens_file needs a path");
+			return NULL;
+		}
 		file_opt = o;
 	}
-	if (file_opt == NULL) {
+	if (file_opt == NULL)
 		pu_err(err, err_size, "tokens_file is required");
-		return -1;
-	}
-	*file_opt_r = file_opt;
-	return 0;
+	return file_opt;
 }
 
 static int static_init(const struct myxid_host *host, struct myxid_instance *inst,
@@ -298,14 +307,15 @@ static int static_init(const struct myxid_host *host, struct myxid_instance *ins
 		       char *err, size_t err_size,
 		       const struct myxid_opt **bad_opt_r)
 {
-	const struct myxid_opt *file_opt = NULL;
+	const struct myxid_opt *file_opt;
 	struct auth_static *ctx;
 	struct pu_file f;
 	char path[4096];
 
 	if (pu_check_host(host, err, err_size) < 0)
 		return -1;
-	if (read_options(opts, n_opts, &file_opt, err, err_size, bad_opt_r) < 0)
+	file_opt = find_file_opt(opts, n_opts, err, err_size, bad_opt_r);
+	if (file_opt == NULL)
 		return -1;
 	if (host->resolve_path(file_opt, file_opt->value, path, sizeof(path)) < 0)
 		return pu_opt_fail(file_opt, bad_opt_r, err, err_size,
@@ -328,8 +338,13 @@ static int static_init(const struct myxid_host *host, struct myxid_instance *ins
 		ctx_free(ctx);
 		return -1;
 	}
-	host->log(inst, MYXID_LOG_INFO, "%zu token(s) loaded from %s",
-		  ctx->n_entries, path);
+	/* Legal (tokens may come later, with a reload) but worth a word. */
+	if (ctx->n_entries == 0)
+		host->log(inst, MYXID_LOG_NOTICE, "no tokens in %s: every token "
+			  "goes to the next plugin", path);
+	else
+		host->log(inst, MYXID_LOG_INFO, "%zu token(s) loaded from %s",
+			  ctx->n_entries, path);
 	*ctx_r = ctx;
 	return 0;
 }
@@ -373,6 +388,8 @@ static const struct entry *lookup(const struct auth_static *ctx,
 	return NULL;
 }
 
+/* Hands the entry's identity to the host. A refusal is an ERROR, never an
+ * ALLOW with half an identity. */
 static enum myxid_verdict grant(const struct auth_static *ctx,
 				const struct entry *e, struct myxid_req *req)
 {

@@ -12,6 +12,12 @@
  *                               the user's values
  *
  * The first rule that matches allows; when none does, the answer is deny.
+ * A placeholder whose value is missing or empty makes its rule not match,
+ * and values are matched as plain text: a '*' in a user's attribute is not
+ * a wildcard. A PATTERN is one word; '{' and '}' only delimit
+ * placeholders. Attribute lists are matched exactly, spaces included, and
+ * empty items match nothing.
+ *
  * Rules are compiled at init so policy() does no parsing and no allocation.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -24,6 +30,10 @@
 
 /* Bounds a pattern so policy() can keep its per-call state on the stack. */
 #define MAX_SEGS 32
+
+/* How the host names a user's attribute in req_get(). */
+#define ATTR_PREFIX "attr:"
+#define ATTR_PREFIX_LEN (sizeof(ATTR_PREFIX) - 1)
 
 enum rule_kind {
 	RULE_PUBLIC,
@@ -86,13 +96,13 @@ static void ctx_free(struct policy_static *ctx)
 /* "attr:" + name, the request key under which the host offers it. */
 static char *attr_key(const char *name, size_t len)
 {
-	char *key = malloc(5 + len + 1);
+	char *key = malloc(ATTR_PREFIX_LEN + len + 1);
 
 	if (key == NULL)
 		return NULL;
-	memcpy(key, "attr:", 5);
-	memcpy(key + 5, name, len);
-	key[5 + len] = '\0';
+	memcpy(key, ATTR_PREFIX, ATTR_PREFIX_LEN);
+	memcpy(key + ATTR_PREFIX_LEN, name, len);
+	key[ATTR_PREFIX_LEN + len] = '\0';
 	return key;
 }
 
@@ -124,9 +134,10 @@ static int placeholder_key(const char *name, size_t len, char **key_r)
 		*key_r = strdup("user_id");
 	else if (len == 9 && memcmp(name, "user_type", 9) == 0)
 		*key_r = strdup("user_type");
-	else if (len > 5 && memcmp(name, "attr:", 5) == 0 &&
-		 pu_valid_name(name + 5, len - 5))
-		*key_r = attr_key(name + 5, len - 5);
+	else if (len > ATTR_PREFIX_LEN &&
+		 memcmp(name, ATTR_PREFIX, ATTR_PREFIX_LEN) == 0 &&
+		 pu_valid_name(name + ATTR_PREFIX_LEN, len - ATTR_PREFIX_LEN))
+		*key_r = attr_key(name + ATTR_PREFIX_LEN, len - ATTR_PREFIX_LEN);
 	else
 		return -1;
 	return 0;

@@ -73,20 +73,29 @@ static const uint8_t byte_class[256] = {
 	9, 10, 10, 10, 11, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
 };
 
-#define R S_REJECT
+/* Short aliases so the table reads as a grid. */
+#define A  S_ACCEPT
+#define R  S_REJECT
+#define N1 S_NEED1
+#define N2 S_NEED2
+#define N3 S_NEED3
 static const uint8_t next_state[N_STATES][N_CLASSES] = {
-	/*            ASCII     CONT1    CONT2    CONT3    BAD L2       E0    L3       ED    F0    L4       F4 */
-	[S_ACCEPT] = { S_ACCEPT, R,       R,       R,       R, S_NEED1, S_E0, S_NEED2, S_ED, S_F0, S_NEED3, S_F4 },
-	[S_REJECT] = { R,        R,       R,       R,       R, R,       R,    R,       R,    R,    R,       R },
-	[S_NEED1]  = { R,        S_ACCEPT, S_ACCEPT, S_ACCEPT, R, R,    R,    R,       R,    R,    R,       R },
-	[S_NEED2]  = { R,        S_NEED1, S_NEED1, S_NEED1, R, R,       R,    R,       R,    R,    R,       R },
-	[S_NEED3]  = { R,        S_NEED2, S_NEED2, S_NEED2, R, R,       R,    R,       R,    R,    R,       R },
-	[S_E0]     = { R,        R,       R,       S_NEED1, R, R,       R,    R,       R,    R,    R,       R },
-	[S_ED]     = { R,        S_NEED1, S_NEED1, R,       R, R,       R,    R,       R,    R,    R,       R },
-	[S_F0]     = { R,        R,       S_NEED2, S_NEED2, R, R,       R,    R,       R,    R,    R,       R },
-	[S_F4]     = { R,        S_NEED2, R,       R,       R, R,       R,    R,       R,    R,    R,       R },
+	/*          ASCII CONT1 CONT2 CONT3 BAD  L2    E0    L3    ED    F0    L4    F4 */
+	[S_ACCEPT] = { A,   R,    R,    R,    R,   N1,   S_E0, N2,   S_ED, S_F0, N3,   S_F4 },
+	[S_REJECT] = { R,   R,    R,    R,    R,   R,    R,    R,    R,    R,    R,    R },
+	[S_NEED1]  = { R,   A,    A,    A,    R,   R,    R,    R,    R,    R,    R,    R },
+	[S_NEED2]  = { R,   N1,   N1,   N1,   R,   R,    R,    R,    R,    R,    R,    R },
+	[S_NEED3]  = { R,   N2,   N2,   N2,   R,   R,    R,    R,    R,    R,    R,    R },
+	[S_E0]     = { R,   R,    R,    N1,   R,   R,    R,    R,    R,    R,    R,    R },
+	[S_ED]     = { R,   N1,   N1,   R,    R,   R,    R,    R,    R,    R,    R,    R },
+	[S_F0]     = { R,   R,    N2,   N2,   R,   R,    R,    R,    R,    R,    R,    R },
+	[S_F4]     = { R,   N2,   R,    R,    R,   R,    R,    R,    R,    R,    R,    R },
 };
+#undef A
 #undef R
+#undef N1
+#undef N2
+#undef N3
 
 /*
  * Step over ASCII bytes. Eight at a time while possible: memcpy keeps the

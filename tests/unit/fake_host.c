@@ -412,10 +412,12 @@ static int run_posts(struct fake_host *fh)
 	return ran;
 }
 
-/* ------------------------------------------------------------ loop */
+/* ------------------------------------------------------------ paths */
 
+/* Relative paths are taken from the directory of the option's file; an
+ * option without a file leaves them relative to the cwd. */
 static int fh_resolve_path(const struct myxid_opt *opt, const char *path,
-			char *out, size_t out_size)
+			   char *out, size_t out_size)
 {
 	const char *slash = opt != NULL && opt->file != NULL ?
 		strrchr(opt->file, '/') : NULL;
@@ -428,6 +430,8 @@ static int fh_resolve_path(const struct myxid_opt *opt, const char *path,
 			     (int)(slash - opt->file), opt->file, path);
 	return n < 0 || (size_t)n >= out_size ? -1 : 0;
 }
+
+/* ------------------------------------------------------------ loop */
 
 static void drain_wake(struct fake_host *fh)
 {

@@ -7,7 +7,7 @@
  * Environment:
  *   MYXID_PLUGIN_DIR      directory holding auth_static.so, policy_static.so
  *   MYXID_EXAMPLE_PLUGIN  path of auth_example.so
- *   MYXID_SRCDIR          source tree, for etc/demo-tokens (default ".")
+ *   MYXID_SRCDIR          source tree, for etc/demo-tokens (default: cwd)
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -362,11 +362,14 @@ static void test_auth_static_misc(const struct myxid_plugin *p)
 	struct init_result r;
 	void *ctx;
 	const char *srcdir = getenv("MYXID_SRCDIR");
+	char cwd[256];
 	char demo[512];
 	struct myxid_opt o[] = { { "tokens_file", demo, conf_path, 1 } };
 
+	fake_host_log_clear(&fh);
 	ctx = auth_static_new(p, "empty", "# nothing yet\n");
 	ok(ctx != NULL, "file with no tokens loads");
+	ok(fake_host_log_has(&fh, "no tokens in"), "and says so in the log");
 	if (ctx != NULL) {
 		is_int(auth_token(p, ctx, &req, "demo-alice"), MYXID_NEXT,
 		       "no tokens: everything is NEXT");
@@ -374,8 +377,11 @@ static void test_auth_static_misc(const struct myxid_plugin *p)
 		p->deinit(ctx);
 	}
 
-	/* etc/demo-tokens as shipped, by absolute path. */
-	snprintf(demo, sizeof(demo), "%s/etc/demo-tokens", srcdir ? srcdir : ".");
+	/* etc/demo-tokens as shipped, by absolute path (a relative one would
+	 * be taken from the config file's directory). */
+	if (srcdir == NULL || srcdir[0] == '\0')
+		srcdir = getcwd(cwd, sizeof(cwd)) != NULL ? cwd : ".";
+	snprintf(demo, sizeof(demo), "%s/etc/demo-tokens", srcdir);
 	try_init(p, o, 1, &r);
 	if (!ok(r.rc == 0, "etc/demo-tokens loads (%s)", r.err))
 		return;

@@ -262,6 +262,11 @@ static void test_every_code_point(void)
 
 static void test_exhaustive_short(void)
 {
+	static const uint8_t class_edges[] = {
+		0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0,
+		0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0,
+		0xF1, 0xF3, 0xF4, 0xF5, 0xFF,
+	};
 	uint8_t b[3];
 	unsigned x, y, z;
 	int all = 1;
@@ -279,22 +284,23 @@ static void test_exhaustive_short(void)
 	ok(all, "all 1- and 2-byte inputs agree with the reference");
 
 	/* Inputs starting with ASCII or a continuation are covered by the
-	 * shorter cases; the interesting ones start with a lead byte. */
+	 * shorter cases; the interesting ones start with a lead byte. The
+	 * third byte only needs the edges of each byte class. */
 	for (x = 0xC0; x < 256 && all; x++) {
 		b[0] = (uint8_t)x;
 		for (y = 0; y < 256 && all; y++) {
 			b[1] = (uint8_t)y;
-			for (z = 0; z < 256; z++) {
-				b[2] = (uint8_t)z;
+			for (z = 0; z < sizeof class_edges; z++) {
+				b[2] = class_edges[z];
 				if (utf8_valid(b, 3) != ref_valid(b, 3)) {
-					printf("# mismatch at %02X %02X %02X\n", x, y, z);
+					printf("# mismatch at %02X %02X %02X\n", x, y, b[2]);
 					all = 0;
 					break;
 				}
 			}
 		}
 	}
-	ok(all, "all 3-byte inputs with a lead byte agree with the reference");
+	ok(all, "3-byte inputs with a lead byte agree with the reference");
 }
 
 /* Random strings drawn mostly from interesting bytes, so that valid
