@@ -124,6 +124,10 @@ static struct myxid_timer *host_timer_new(struct myxid_instance *inst,
 	t->cb = cb;
 	t->arg = arg;
 	t->ev = evtimer_new(inst->base, timer_cb, t);
+	if (t->ev == NULL) {
+		free(t);
+		return NULL;
+	}
 	return t;
 }
 

@@ -185,7 +185,10 @@ struct myxid_host {
 	int (*watch_set)(struct myxid_watch *w, unsigned events);
 	void (*watch_free)(struct myxid_watch **w);
 
-	/** A one-shot timer; timer_start re-arms it (ms from now). */
+	/**
+	 * A one-shot timer; timer_start re-arms it (ms from now). NULL on
+	 * failure. A watch or timer may be freed from inside its own callback.
+	 */
 	struct myxid_timer *(*timer_new)(struct myxid_instance *inst,
 					 void (*cb)(void *arg), void *arg);
 	void (*timer_start)(struct myxid_timer *t, unsigned ms);

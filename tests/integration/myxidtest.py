@@ -412,6 +412,10 @@ def run_myxid(args, env=None, timeout=10):
 MISSING = object()
 
 
+class NoMessage(AssertionError):
+    """Raised by Client.recv when nothing arrives in time."""
+
+
 def action_text(action=MISSING, payload=MISSING, tag=MISSING):
     msg = {}
     if action is not MISSING:
@@ -469,7 +473,10 @@ class Client:
         await self.ws.send(action_text(action, payload, tag))
 
     async def recv(self, timeout=3.0):
-        msg = await asyncio.wait_for(self.ws.recv(), timeout)
+        try:
+            msg = await asyncio.wait_for(self.ws.recv(), timeout)
+        except asyncio.TimeoutError:
+            raise NoMessage(f"{self.label}: no message within {timeout}s") from None
         if isinstance(msg, bytes):
             Suite.current.check(False, f"{self.label}: server sent text, not binary",
                                 repr(msg[:200]))
@@ -485,7 +492,7 @@ class Client:
         want_text = want if isinstance(want, str) else compact(want)
         try:
             got = await self.recv(timeout)
-        except asyncio.TimeoutError:
+        except NoMessage:
             got = f"<nothing within {timeout}s>"
         except websockets.exceptions.ConnectionClosed as exc:
             got = f"<connection closed: {exc}>"
@@ -503,8 +510,11 @@ class Client:
         return await self.recv(timeout)
 
     async def authenticate(self, token, tag="auth"):
-        """Authenticate and return the raw reply."""
-        return await self.request("Authenticate", {"session_id": token}, tag)
+        """Authenticate (a setup step, checked) and return the raw reply."""
+        raw = await self.request("Authenticate", {"session_id": token}, tag)
+        Suite.current.check(raw.startswith('{"event":"Authenticated"'),
+                            f"setup: {self.label} authenticates with {token}", raw)
+        return raw
 
     async def subscribe(self, exchange, routing_key, tag="sub"):
         return await self.request("Subscribe", {"exchange": exchange,
@@ -518,7 +528,7 @@ class Client:
     async def expect_pong(self, tag, what, timeout=3.0):
         try:
             raw = await self.recv(timeout)
-        except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed) as exc:
+        except (NoMessage, websockets.exceptions.ConnectionClosed) as exc:
             return Suite.current.check(False, what, f"no Pong: {exc!r}")
         return check_pong(raw, tag, what)
 
