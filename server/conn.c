@@ -330,7 +330,10 @@ static void handle_request(struct conn *c)
 		return;
 	}
 	if (!ws_is_upgrade(&req)) {
+		/* Pulling up the body may move the head: parse it again there,
+		 * since req points into the old memory. */
 		buf = (const char *)evbuffer_pullup(in, -1);
+		http_parse_request(buf, look, &req, &status, &why);
 		if (http_api_handle(c, &req, buf, avail) == 0 &&
 		    avail > req.head_len + HTTP_API_MAX_BODY)
 			http_error(c, 413, "body too large", NULL);

@@ -45,7 +45,8 @@ struct run {
 	json_object *msg;          /* holds tag and payload alive */
 	json_object *tag;
 	json_object *exchange;     /* Subscribe */
-	json_object *keys;         /* Subscribe: array, or the single key */
+	json_object *keys;         /* Subscribe: routing_keys, or the single key */
+	bool key_list;             /* keys came from routing_keys[] */
 	size_t next_key, n_keys;
 	char *rk;                  /* the key being checked, as a string */
 	struct exchange_rt *ex;
@@ -171,7 +172,7 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 {
 	struct session *s = arg;
 	struct run *r = s->run;
-	json_object *key = json_object_is_type(r->keys, json_type_array) ?
+	json_object *key = r->key_list ?
 		json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys;
 	json_object *p;
 
@@ -210,7 +211,7 @@ static bool subscribe_continue(struct session *s)
 	struct run *r = s->run;
 
 	while (r->next_key < r->n_keys) {
-		json_object *key = json_object_is_type(r->keys, json_type_array) ?
+		json_object *key = r->key_list ?
 			json_object_array_get_idx(r->keys, r->next_key) : r->keys;
 		r->next_key++;
 		if (r->ex == NULL) {
@@ -246,6 +247,7 @@ static bool action_subscribe(struct session *s, json_object *msg,
 		r->ex = worker_exchange(s->w, json_object_get_string(ex));
 	if (json_object_object_get_ex(payload, "routing_keys", &keys) &&
 	    json_object_is_type(keys, json_type_array)) {
+		r->key_list = true;
 		r->n_keys = json_object_array_length(keys);
 		if (r->n_keys > ROUTING_KEYS_MAX) {
 			reply_error(s->conn, tag, "TooManyRoutingKeys", ex, NULL);

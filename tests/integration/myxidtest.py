@@ -112,8 +112,10 @@ class Suite:
         self.passed = 0
         self.failed = 0
         self.tests = []
-        self.daemons = []
+        self.daemons = []          # running: stopped (and checked) at the end
+        self.all_daemons = []      # every one started: logs, temp dirs
         self.test_name = ""
+        self.tmpdirs = []
         Suite.current = self
 
     # -- checks
@@ -173,12 +175,18 @@ class Suite:
                     signal.signal(signal.SIGALRM, _raise_timeout)
                     signal.alarm(timeout)
                     fn()
-            except (asyncio.TimeoutError, TestTimeout):
+            except TestTimeout:
                 self.check(False, f"finished within {timeout}s", "the test hung")
+            except TimeoutError as exc:
+                if inspect.iscoroutinefunction(fn) and not exc.args:
+                    self.check(False, f"finished within {timeout}s", "the test hung")
+                else:
+                    self.error("a socket operation timed out", exc)
             except Exception as exc:  # a test's bug or an unexpected answer
                 self.error("raised an exception", exc)
             finally:
                 signal.alarm(0)
+            self._restart_dead_daemons()
             took = time.monotonic() - t0
             if took > 5:
                 print(f"# {fn.__name__} took {took:.1f}s", flush=True)
@@ -190,17 +198,38 @@ class Suite:
         signal.alarm(0)
         if self.failed:
             self._dump_logs()
+        self.cleanup()
         print(f"# {self.name}: {time.monotonic() - started:.1f}s")
         print(f"{self.passed} passed, {self.failed} failed", flush=True)
         sys.exit(0 if self.failed == 0 and self.passed > 0 else 1)
 
+    def _restart_dead_daemons(self):
+        """A daemon that died during a test is a failure of that test; it
+        is restarted on the same port so later tests still say something."""
+        for d in list(self.daemons):
+            if d.proc is not None and d.proc.poll() is not None:
+                rc = d.proc.returncode
+                why = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
+                self.check(False, f"{d.name} still running afterwards", f"it died: {why}")
+                d.log.close()
+                d.log_dumped = False
+                d.dump_log()
+                d.start()
+
+    def mkdtemp(self, prefix="myxidtest-"):
+        """A temporary directory removed at the end unless a check failed."""
+        path = tempfile.mkdtemp(prefix=prefix)
+        self.tmpdirs.append(path)
+        return path
+
+    def cleanup(self):
+        if self.failed == 0:
+            for path in [d.dir for d in self.all_daemons] + self.tmpdirs:
+                shutil.rmtree(path, ignore_errors=True)
+
     def _dump_logs(self):
         for d in self.all_daemons:
             d.dump_log()
-
-    @property
-    def all_daemons(self):
-        return getattr(self, "_all_daemons", [])
 
 
 class TestTimeout(Exception):
@@ -312,9 +341,7 @@ class Daemon:
         self.log_dumped = False
         if self.suite is not None:
             self.suite.daemons.append(self)
-            if not hasattr(self.suite, "_all_daemons"):
-                self.suite._all_daemons = []
-            self.suite._all_daemons.append(self)
+            self.suite.all_daemons.append(self)
         if start:
             self.start()
 
@@ -325,7 +352,7 @@ class Daemon:
     def command(self):
         return [MYXID_BIN, "-c", self.conf_path, "-P", PLUGIN_DIR] + self.args
 
-    def start(self, wait_port=None, timeout=10):
+    def start(self, wait_port=None, timeout=10, wait_host="127.0.0.1"):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log,
@@ -337,7 +364,7 @@ class Daemon:
                 self.returncode = self.proc.returncode
                 self.dump_log()
                 raise RuntimeError(f"{self.name} exited with {self.returncode} at startup")
-            if port_open(port):
+            if port_open(port, wait_host):
                 return self
             time.sleep(0.02)
         self.dump_log()
@@ -750,13 +777,17 @@ class RawWS:
     no RSV bits.
     """
 
-    def __init__(self, port, timeout=5.0, extra=b"", request=None,
-                 read_welcome=True):
+    def __init__(self, port, timeout=5.0, extra=b"", headers=None,
+                 request=None, key=None, read_welcome=True):
+        """headers: added to the standard upgrade request; request: a whole
+        request to send instead, whose Sec-WebSocket-Key is key."""
         self.port = port
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
-        self.key = new_key()
-        self.sock.sendall((request or handshake_request(port, self.key)) + extra)
+        self.key = key or new_key()
+        if request is None:
+            request = handshake_request(port, self.key, headers=headers)
+        self.sock.sendall(request + extra)
         head = self._read_until(b"\r\n\r\n")
         self.response = HTTPResponse(head)
         if self.response.status != 101:

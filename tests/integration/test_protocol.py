@@ -10,8 +10,10 @@ import json
 import sys
 import time
 
+sys.dont_write_bytecode = True   # keep the source tree clean
+
 from myxidtest import (Client, Daemon, INVALID_JSON, Suite, authenticated,
-                       check_pong, compact, error, require, standard_config,
+                       compact, error, require, standard_config,
                        subscribed, unsubscribed)
 
 require(example_plugin=True)
