@@ -7,7 +7,7 @@ set -eu
 
 build="build-essential autoconf automake libtool pkg-config
  libevent-dev libjson-c-dev libssl-dev"
-test="$build python3 python3-websockets nodejs npm curl"
+test="$build python3 python3-websockets curl"
 
 case "${1:-build}" in
 build) want=$build ;;
@@ -16,6 +16,11 @@ test) want=$test ;;
 esac
 
 missing=""
+# Node.js may come from elsewhere than Debian (its npm then conflicts with
+# Debian's nodejs): only install Debian's when there is none at all.
+if [ "${1:-build}" = test ] && ! { command -v node && command -v npm; } >/dev/null; then
+	want="$want nodejs npm"
+fi
 for p in $want; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 		missing="$missing $p"
