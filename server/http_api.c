@@ -8,6 +8,7 @@
 #include "config.h"
 #include "conn.h"
 #include "http_parse.h"
+#include "json_input.h"
 #include "log.h"
 #include "publish.h"
 #include "reply.h"
@@ -109,26 +110,6 @@ static long long content_length(const struct http_request *req)
 	return n;
 }
 
-static json_object *parse_body(const char *body, size_t len)
-{
-	json_tokener *tok = json_tokener_new_ex(PUBLISH_MAX_DEPTH);
-	json_object *o;
-
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, body, (int)len);
-	if (o != NULL && json_tokener_get_parse_end(tok) != len) {
-		/* Allow trailing white space, as curl -d @file often adds. */
-		for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-			if (!strchr(" \t\r\n", body[i]) || body[i] == '\0') {
-				json_object_put(o);
-				o = NULL;
-				break;
-			}
-	}
-	json_tokener_free(tok);
-	return o;
-}
-
 static void do_publish(struct conn *c, json_object *doc)
 {
 	json_object *ex, *rk = NULL, *event, *payload = NULL, *o;
@@ -217,7 +198,7 @@ static int handle_publish(struct conn *c, const struct http_request *req,
 	}
 	if (avail - req->head_len < (size_t)len)
 		return 0;
-	doc = parse_body(buf + req->head_len, (size_t)len);
+	doc = json_input_parse(buf + req->head_len, (size_t)len, PUBLISH_MAX_DEPTH);
 	if (doc == NULL)
 		reply_http_error(c, 400, NULL, "body is not valid JSON");
 	else

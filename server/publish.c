@@ -2,6 +2,7 @@
  * Event -> frame encoding and local fan-out; see publish.h.
  */
 #include "publish.h"
+#include "json_input.h"
 #include "reply.h"
 #include "router.h"
 #include "server.h"
@@ -32,21 +33,16 @@ struct shared_frame *publish_encode_body(const char *body, size_t len,
 					 const char *routing_key,
 					 const char **why)
 {
-	json_tokener *tok = json_tokener_new_ex(PUBLISH_MAX_DEPTH);
-	json_object *o;
+	json_object *o = json_input_parse(body, len, PUBLISH_MAX_DEPTH);
 	struct shared_frame *f = NULL;
 
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, body, (int)len);
-	if (o == NULL || json_tokener_get_parse_end(tok) != len) {
+	if (o == NULL)
 		*why = "body is not valid JSON";
-	} else if (!json_object_is_type(o, json_type_object)) {
+	else if (!json_object_is_type(o, json_type_object))
 		*why = "body is not a JSON object";
-	} else {
+	else
 		f = publish_encode(o, exchange, routing_key);
-	}
 	json_object_put(o);
-	json_tokener_free(tok);
 	return f;
 }
 

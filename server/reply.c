@@ -25,14 +25,14 @@ void reply_send(struct conn *c, const char *event, bool with_tag,
 }
 
 void reply_error(struct conn *c, json_object *tag, const char *code,
-		 json_object *exchange, json_object *routing_key)
+		 unsigned with, json_object *exchange, json_object *routing_key)
 {
 	json_object *p = json_object_new_object();
 
 	json_object_object_add(p, "error", json_object_new_string(code));
-	if (exchange != NULL)
+	if (with & REPLY_EXCHANGE)
 		json_object_object_add(p, "exchange", json_object_get(exchange));
-	if (routing_key != NULL)
+	if (with & REPLY_ROUTING_KEY)
 		json_object_object_add(p, "routing_key", json_object_get(routing_key));
 	reply_send(c, "Error", true, tag, p);
 }

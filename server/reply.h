@@ -24,9 +24,14 @@ struct conn;
 void reply_send(struct conn *c, const char *event, bool with_tag,
 		json_object *tag, json_object *payload);
 
-/* Send {"event":"Error","tag":TAG,"payload":{"error":CODE}} with optional
- * "exchange"/"routing_key" keys (borrowed; NULL leaves a key out). */
+/* Which context keys an Error payload carries (JSON null is a NULL
+ * json_object, so presence cannot be told from the pointer). */
+#define REPLY_EXCHANGE    0x1u
+#define REPLY_ROUTING_KEY 0x2u
+
+/* Send {"event":"Error","tag":TAG,"payload":{"error":CODE}} plus the
+ * "exchange" and "routing_key" keys named in with (values borrowed). */
 void reply_error(struct conn *c, json_object *tag, const char *code,
-		 json_object *exchange, json_object *routing_key);
+		 unsigned with, json_object *exchange, json_object *routing_key);
 
 #endif

@@ -10,6 +10,7 @@
 #include "authz.h"
 #include "config.h"
 #include "conn.h"
+#include "json_input.h"
 #include "log.h"
 #include "publish.h"
 #include "reply.h"
@@ -30,6 +31,8 @@
 #define ACTION_QUEUE_MAX 64
 /* Keys in one Subscribe routing_keys list. */
 #define ROUTING_KEYS_MAX 256
+/* Subscriptions one socket may hold. */
+#define SUBSCRIPTIONS_MAX 1024
 /* AMQP routing keys are short strings. */
 #define ROUTING_KEY_MAX_LEN 255
 /* Longest token handed to auth plugins. */
@@ -45,6 +48,7 @@ struct run {
 	json_object *msg;          /* holds tag and payload alive */
 	json_object *tag;
 	json_object *exchange;     /* Subscribe */
+	bool has_exchange;         /* the key was present (maybe null) */
 	json_object *keys;         /* Subscribe: routing_keys, or the single key */
 	bool key_list;             /* keys came from routing_keys[] */
 	size_t next_key, n_keys;
@@ -178,16 +182,18 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 
 	r->req = NULL;
 	if (v == MYXID_ERROR) {
-		reply_error(s->conn, r->tag, "PolicyUnavailable", r->exchange, key);
+		reply_error(s->conn, r->tag, "PolicyUnavailable",
+			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else if (v != MYXID_ALLOW) {
 		/* An anonymous client may be allowed once it authenticates;
 		 * Myxi's JS client keeps such a subscription and retries it. */
 		reply_error(s->conn, r->tag,
 			    s->ident ? "SubscriptionDenied" : "AuthRequired",
-			    r->exchange, key);
+			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else if (router_add(s->w->router, s, &s->subs,
 			      json_object_get_string(r->exchange), r->rk) == NULL) {
-		reply_error(s->conn, r->tag, "AlreadySubscribed", r->exchange, key);
+		reply_error(s->conn, r->tag, "AlreadySubscribed",
+			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else {
 		log_debug("[%s] subscribed to %s/%s", s->id,
 			  json_object_get_string(r->exchange), r->rk);
@@ -215,12 +221,22 @@ static bool subscribe_continue(struct session *s)
 			json_object_array_get_idx(r->keys, r->next_key) : r->keys;
 		r->next_key++;
 		if (r->ex == NULL) {
-			reply_error(s->conn, r->tag, "InvalidExchange", r->exchange, NULL);
+			reply_error(s->conn, r->tag, "InvalidExchange",
+				    r->has_exchange ? REPLY_EXCHANGE : 0,
+				    r->exchange, NULL);
 			continue;
 		}
 		r->rk = publish_routing_key_string(key);
 		if (r->rk == NULL || strlen(r->rk) > ROUTING_KEY_MAX_LEN) {
-			reply_error(s->conn, r->tag, "InvalidRoutingKey", r->exchange, key);
+			reply_error(s->conn, r->tag, "InvalidRoutingKey",
+				    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
+			free(r->rk);
+			r->rk = NULL;
+			continue;
+		}
+		if (s->subs.n >= SUBSCRIPTIONS_MAX) {
+			reply_error(s->conn, r->tag, "TooManySubscriptions",
+				    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 			free(r->rk);
 			r->rk = NULL;
 			continue;
@@ -239,7 +255,7 @@ static bool action_subscribe(struct session *s, json_object *msg,
 	struct run *r = xcalloc(1, sizeof(*r));
 	json_object *ex = NULL, *keys = NULL;
 
-	json_object_object_get_ex(payload, "exchange", &ex);
+	r->has_exchange = json_object_object_get_ex(payload, "exchange", &ex);
 	r->msg = json_object_get(msg);
 	r->tag = tag;
 	r->exchange = ex;
@@ -250,7 +266,8 @@ static bool action_subscribe(struct session *s, json_object *msg,
 		r->key_list = true;
 		r->n_keys = json_object_array_length(keys);
 		if (r->n_keys > ROUTING_KEYS_MAX) {
-			reply_error(s->conn, tag, "TooManyRoutingKeys", ex, NULL);
+			reply_error(s->conn, tag, "TooManyRoutingKeys",
+				    REPLY_EXCHANGE, ex, NULL);
 			run_free(r);
 			return true;
 		}
@@ -278,7 +295,8 @@ static void unsubscribe_one(struct session *s, json_object *tag,
 
 	if (rk == NULL) {
 		json_object *ex = json_object_new_string(exchange);
-		reply_error(s->conn, tag, "InvalidRoutingKey", ex, key);
+		reply_error(s->conn, tag, "InvalidRoutingKey",
+			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, ex, key);
 		json_object_put(ex);
 		return;
 	}
@@ -302,7 +320,8 @@ static bool action_unsubscribe(struct session *s, json_object *msg,
 		return true;
 	}
 	if (!json_object_is_type(ex, json_type_string)) {
-		reply_error(s->conn, tag, "InvalidExchange", ex, NULL);
+		reply_error(s->conn, tag, "InvalidExchange",
+			    REPLY_EXCHANGE, ex, NULL);
 		return true;
 	}
 	exchange = json_object_get_string(ex);
@@ -377,7 +396,7 @@ static void auth_answered(void *arg, enum myxid_verdict v, struct identity *id)
 		log_info("[%s] %s: authentication %s", s->id, s->conn->peer,
 			 v == MYXID_ERROR ? "could not be checked" : "refused");
 		reply_error(s->conn, r->tag, v == MYXID_ERROR ? "AuthUnavailable" :
-			    "InvalidAuthentication", NULL, NULL);
+			    "InvalidAuthentication", 0, NULL, NULL);
 	}
 	run_free(r);
 	s->run = NULL;
@@ -406,11 +425,11 @@ static bool action_authenticate(struct session *s, json_object *msg,
 	struct run *r;
 
 	if (s->ident != NULL) {
-		reply_error(s->conn, tag, "AlreadyAuthenticated", NULL, NULL);
+		reply_error(s->conn, tag, "AlreadyAuthenticated", 0, NULL, NULL);
 		return true;
 	}
 	if (token == NULL || *token == '\0' || strlen(token) > TOKEN_MAX_LEN) {
-		reply_error(s->conn, tag, "InvalidAuthentication", NULL, NULL);
+		reply_error(s->conn, tag, "InvalidAuthentication", 0, NULL, NULL);
 		return true;
 	}
 	r = xcalloc(1, sizeof(*r));
@@ -465,7 +484,7 @@ static bool dispatch(struct session *s, json_object *msg)
 		    strcmp(json_object_get_string(name), actions[i].name) == 0)
 			break;
 	if (i == sizeof(actions) / sizeof(actions[0])) {
-		reply_error(s->conn, tag, "InvalidAction", NULL, NULL);
+		reply_error(s->conn, tag, "InvalidAction", 0, NULL, NULL);
 	} else if (payload == NULL || json_object_is_type(payload, json_type_null) ||
 		   (json_object_is_type(payload, json_type_boolean) &&
 		    !json_object_get_boolean(payload))) {
@@ -475,7 +494,7 @@ static bool dispatch(struct session *s, json_object *msg)
 		log_debug("[%s] action %s", s->id, actions[i].name);
 		finished = actions[i].fn(s, msg, tag, empty);
 	} else if (!json_object_is_type(payload, json_type_object)) {
-		reply_error(s->conn, tag, "InvalidPayload", NULL, NULL);
+		reply_error(s->conn, tag, "InvalidPayload", 0, NULL, NULL);
 	} else {
 		log_debug("[%s] action %s", s->id, actions[i].name);
 		finished = actions[i].fn(s, msg, tag, payload);
@@ -500,18 +519,9 @@ static void run_next(struct session *s)
 
 static json_object *parse_action(const uint8_t *data, size_t len)
 {
-	json_tokener *tok = json_tokener_new_ex(ACTION_MAX_DEPTH);
-	json_object *o;
-	size_t end;
+	json_object *o = json_input_parse(data, len, ACTION_MAX_DEPTH);
 
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	o = json_tokener_parse_ex(tok, (const char *)data, (int)len);
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	/* Only trailing white space may follow the object. */
-	while (o != NULL && end < len && strchr(" \t\r\n", data[end]) && data[end])
-		end++;
-	if (o != NULL && (end != len || !json_object_is_type(o, json_type_object))) {
+	if (o != NULL && !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		o = NULL;
 	}
@@ -520,7 +530,7 @@ static json_object *parse_action(const uint8_t *data, size_t len)
 
 void session_on_message(struct session *s, const uint8_t *data, size_t len)
 {
-	json_object *msg = len <= INT32_MAX ? parse_action(data, len) : NULL;
+	json_object *msg = parse_action(data, len);
 	struct queued *q;
 
 	if (msg == NULL) {

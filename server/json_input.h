@@ -1,0 +1,19 @@
+/*
+ * Parsing untrusted JSON (client actions, /publish bodies, broker messages)
+ * into json-c objects, strictly: valid UTF-8 (json-c's own check lets
+ * overlongs and surrogates through), bounded nesting, nothing but white
+ * space after the value, and only numbers that JSON allows (json-c also
+ * takes NaN, Infinity and "1.", which would then be echoed to browsers as
+ * invalid JSON).
+ */
+#ifndef MYXID_JSON_INPUT_H
+#define MYXID_JSON_INPUT_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+
+/* The parsed value (any type), or NULL if data is not strict JSON or nests
+ * deeper than max_depth. The caller owns the result. */
+json_object *json_input_parse(const void *data, size_t len, int max_depth);
+
+#endif
