@@ -12,6 +12,7 @@
 #include "config.h"
 #include "log.h"
 #include "plugin_host.h"
+#include "runconf.h"
 #include "server.h"
 #include "util.h"
 
@@ -33,6 +34,7 @@ struct myxid_req {
 	enum req_kind kind;
 	enum req_state state;
 	struct worker *w;
+	struct runconf *rc;             /* the plugins this request uses */
 	struct authz_client client;
 	char *token;
 	char *exchange;
@@ -76,6 +78,7 @@ const char *identity_attr(const struct identity *id, const char *key)
 static void req_free(struct myxid_req *req)
 {
 	event_free(req->ev);
+	runconf_unref(&req->rc);
 	identity_free(&req->ident);
 	if (req->token != NULL) {
 		/* The token is a credential: do not leave it in freed memory. */
@@ -113,7 +116,7 @@ static void ask(struct myxid_req *req, struct myxid_instance *inst)
 {
 	enum myxid_verdict v;
 	struct timeval tv;
-	unsigned ms = req->w->cfg->auth_timeout_ms;
+	unsigned ms = req->rc->cfg->auth_timeout_ms;
 
 	req->holder = inst;
 	req->state = REQ_CALLING;
@@ -159,14 +162,13 @@ static void deliver(struct myxid_req *req, enum myxid_verdict v)
 static void req_event_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct myxid_req *req = arg;
-	struct worker *w = req->w;
 	enum myxid_verdict v;
 
 	if (req->state == REQ_PENDING) {
 		/* Timed out: take the request back from the plugin. */
 		struct myxid_instance *inst = req->holder;
 		log_warn("%s: no answer within %u ms", inst->label,
-			 w->cfg->auth_timeout_ms);
+			 req->rc->cfg->auth_timeout_ms);
 		if (inst->desc->cancel != NULL)
 			inst->desc->cancel(inst->ctx, req);
 		inst->pending--;
@@ -175,9 +177,9 @@ static void req_event_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	v = req->answer;
 	if (v == MYXID_NEXT && req->kind == REQ_AUTH &&
-	    req->next_plugin < w->n_auths) {
+	    req->next_plugin < req->rc->n_auths) {
 		identity_free(&req->ident);
-		ask(req, w->auths[req->next_plugin++]);
+		ask(req, req->rc->auths[req->next_plugin++]);
 		return;
 	}
 	if (v == MYXID_NEXT)
@@ -193,6 +195,7 @@ static struct myxid_req *req_new(struct worker *w, enum req_kind kind,
 
 	req->kind = kind;
 	req->w = w;
+	req->rc = runconf_ref(w->rc);
 	req->client = *client;
 	req->done = done;
 	req->done_arg = arg;
@@ -208,10 +211,10 @@ struct myxid_req *authz_auth_start(struct worker *w,
 	struct myxid_req *req = req_new(w, REQ_AUTH, client, done, arg);
 
 	req->token = xstrdup(token);
-	if (w->n_auths == 0)
+	if (req->rc->n_auths == 0)
 		answer(req, MYXID_NEXT);
 	else
-		ask(req, w->auths[req->next_plugin++]);
+		ask(req, req->rc->auths[req->next_plugin++]);
 	return req;
 }
 

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "publish.h"
 #include "reply.h"
+#include "runconf.h"
 #include "server.h"
 #include "shared_frame.h"
 #include "util.h"
@@ -137,7 +138,7 @@ static void do_publish(struct conn *c, json_object *doc)
 		reply_http_error(c, 400, NULL, "\"routing_key\" must be a string or a number");
 		return;
 	}
-	if (worker_exchange(c->w, json_object_get_string(ex)) == NULL) {
+	if (runconf_exchange(c->w->rc, json_object_get_string(ex)) == NULL) {
 		reply_http_error(c, 404, NULL, "unknown exchange '%s'",
 				 json_object_get_string(ex));
 		free(key);

@@ -51,7 +51,6 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path = SYSCONFDIR "/myxid.conf", *plugin_dir = NULL;
-	struct myxid_config *cfg = NULL;
 	struct worker w;
 	char err[1024];
 	int opt, test_only = 0, debug = 0, status;
@@ -74,16 +73,6 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (config_load(path, &cfg, err, sizeof(err)) != 0 ||
-	    config_apply_env(cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "myxid: %s\n", err);
-		config_free(&cfg);
-		return 1;
-	}
-	log_set_level(debug ? MYXID_LOG_DEBUG : cfg->log_level);
-	if (plugin_dir == NULL)
-		plugin_dir = cfg->plugin_dir ? cfg->plugin_dir : PLUGINDIR;
-
 	/* Plugins may post() from their own threads. */
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
@@ -93,7 +82,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "myxid: cannot create the event loop\n");
 		return 1;
 	}
-	status = worker_init(&w, cfg, plugin_dir, err, sizeof(err));
+	status = worker_init(&w, path, plugin_dir, debug, err, sizeof(err));
 	if (status == 0 && test_only) {
 		fprintf(stderr, "myxid: the configuration file %s syntax is ok\n"
 			"myxid: configuration file %s test is successful\n", path, path);
@@ -106,6 +95,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "myxid: %s\n", err);
 	worker_destroy(&w);
 	event_base_free(w.base);
-	config_free(&cfg);
 	return status < 0 ? 1 : status;
 }

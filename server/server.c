@@ -8,10 +8,12 @@
 #include "log.h"
 #include "plugin_host.h"
 #include "router.h"
+#include "runconf.h"
 #include "session.h"
 #include "util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,40 +32,80 @@
 #define ACCEPT_PAUSE_MS 500
 #define LISTEN_BACKLOG 1024
 
-struct exchange_rt *worker_exchange(struct worker *w, const char *name)
+/* Read config_path and build its plugins; NULL with a message on error. */
+static struct runconf *load_runconf(struct worker *w, char *err, size_t err_size)
 {
-	for (size_t i = 0; i < w->n_exchanges; i++)
-		if (strcmp(w->exchanges[i].conf->name, name) == 0)
-			return &w->exchanges[i];
-	return NULL;
+	struct myxid_config *cfg = NULL;
+	const char *dir;
+
+	if (config_load(w->config_path, &cfg, err, err_size) != 0 ||
+	    config_apply_env(cfg, err, err_size) != 0) {
+		config_free(&cfg);
+		return NULL;
+	}
+	dir = w->plugin_dir_arg ? w->plugin_dir_arg :
+		cfg->plugin_dir ? cfg->plugin_dir : PLUGINDIR;
+	return runconf_new(w->base, cfg, dir, err, err_size);
 }
 
-int worker_init(struct worker *w, const struct myxid_config *cfg,
-		const char *plugin_dir, char *err, size_t err_size)
+static void use_runconf(struct worker *w, struct runconf *rc)
 {
-	w->cfg = cfg;
-	w->plugin_dir = plugin_dir;
+	runconf_unref(&w->rc);
+	w->rc = rc;
+	w->cfg = rc->cfg;
+	log_set_level(w->debug ? MYXID_LOG_DEBUG : w->cfg->log_level);
+}
+
+int worker_init(struct worker *w, const char *config_path,
+		const char *plugin_dir_arg, bool debug,
+		char *err, size_t err_size)
+{
+	struct runconf *rc;
+
+	w->config_path = config_path;
+	w->plugin_dir_arg = plugin_dir_arg;
+	w->debug = debug;
 	w->router = router_new(session_deliver);
-	w->auths = xcalloc(cfg->n_auths, sizeof(*w->auths));
-	for (size_t i = 0; i < cfg->n_auths; i++) {
-		w->auths[i] = plugin_instance_new(w->base, plugin_dir, &cfg->auths[i],
-						  MYXID_KIND_AUTH, NULL, err, err_size);
-		if (w->auths[i] == NULL)
-			return -1;
-		w->n_auths++;
-	}
-	w->exchanges = xcalloc(cfg->n_exchanges, sizeof(*w->exchanges));
-	for (size_t i = 0; i < cfg->n_exchanges; i++) {
-		struct exchange_rt *ex = &w->exchanges[i];
-		ex->conf = &cfg->exchanges[i];
-		ex->policy = plugin_instance_new(w->base, plugin_dir,
-						 &ex->conf->policy, MYXID_KIND_POLICY,
-						 ex->conf->name, err, err_size);
-		if (ex->policy == NULL)
-			return -1;
-		w->n_exchanges++;
-	}
+	rc = load_runconf(w, err, err_size);
+	if (rc == NULL)
+		return -1;
+	use_runconf(w, rc);
 	return 0;
+}
+
+static bool same_listens(const struct myxid_config *a, const struct myxid_config *b)
+{
+	if (a->n_listens != b->n_listens)
+		return false;
+	for (size_t i = 0; i < a->n_listens; i++) {
+		const struct conf_listen *x = &a->listens[i], *y = &b->listens[i];
+		if (strcmp(x->port, y->port) != 0 ||
+		    (x->host == NULL) != (y->host == NULL) ||
+		    (x->host && strcmp(x->host, y->host) != 0))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * SIGHUP: build the new configuration beside the running one and swap
+ * only if all of it loads. A failed reload changes nothing, so it can
+ * never open access that the running configuration closes.
+ */
+static void worker_reload(struct worker *w)
+{
+	char err[1024];
+	struct runconf *rc = load_runconf(w, err, sizeof(err));
+
+	if (rc == NULL) {
+		log_error("reload failed, keeping the running configuration: %s", err);
+		return;
+	}
+	if (!same_listens(w->cfg, rc->cfg))
+		log_warn("reload: listen addresses change only at restart");
+	use_runconf(w, rc);
+	log_notice("configuration reloaded from %s: %zu auth plugin(s), "
+		   "%zu exchange(s)", w->config_path, rc->n_auths, rc->n_exchanges);
 }
 
 /* ------------------------------------------------------------ listening */
@@ -222,8 +264,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	struct worker *w = arg;
 
 	if (sig == SIGHUP) {
-		log_notice("SIGHUP: configuration reload is not implemented yet; "
-			   "restart myxid to apply changes");
+		worker_reload(w);
 		return;
 	}
 	begin_drain(w, sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -255,12 +296,8 @@ void worker_destroy(struct worker *w)
 	for (size_t i = 0; i < w->n_listeners; i++)
 		evconnlistener_free(w->listeners[i]);
 	free(w->listeners);
-	for (size_t i = 0; i < w->n_auths; i++)
-		plugin_instance_free(&w->auths[i]);
-	free(w->auths);
-	for (size_t i = 0; i < w->n_exchanges; i++)
-		plugin_instance_free(&w->exchanges[i].policy);
-	free(w->exchanges);
+	runconf_unref(&w->rc);
+	w->cfg = NULL;
 	router_free(&w->router);
 	if (w->drain_timer)
 		event_free(w->drain_timer);

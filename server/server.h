@@ -13,16 +13,9 @@ struct event_base;
 struct event;
 struct evconnlistener;
 struct myxid_config;
-struct conf_exchange;
-struct myxid_instance;
 struct router;
 struct conn;
-
-/* A configured exchange as a worker runs it. */
-struct exchange_rt {
-	const struct conf_exchange *conf;
-	struct myxid_instance *policy;
-};
+struct runconf;
 
 struct worker_stats {
 	uint64_t connections_total;
@@ -32,13 +25,11 @@ struct worker_stats {
 
 struct worker {
 	struct event_base *base;
-	const struct myxid_config *cfg;
-	const char *plugin_dir;
-
-	struct myxid_instance **auths;     /* the auth chain, in order */
-	size_t n_auths;
-	struct exchange_rt *exchanges;
-	size_t n_exchanges;
+	struct runconf *rc;                /* current configuration and plugins */
+	const struct myxid_config *cfg;    /* rc->cfg, for brevity */
+	const char *config_path;
+	const char *plugin_dir_arg;        /* -P, or NULL to follow the config */
+	bool debug;                        /* -d: keep debug logging on reload */
 
 	struct router *router;
 	struct evconnlistener **listeners;
@@ -53,15 +44,14 @@ struct worker {
 	struct worker_stats stats;
 };
 
-/* The runtime exchange called name, or NULL. */
-struct exchange_rt *worker_exchange(struct worker *w, const char *name);
-
 /*
- * Load plugins for cfg into w (no sockets). Used by both the daemon and
- * "myxid -t". Returns 0, or -1 with a message in err.
+ * Load the configuration file and its plugins into w (no sockets yet).
+ * Used by both the daemon and "myxid -t". Returns 0, or -1 with
+ * "file:line: problem" in err.
  */
-int worker_init(struct worker *w, const struct myxid_config *cfg,
-		const char *plugin_dir, char *err, size_t err_size);
+int worker_init(struct worker *w, const char *config_path,
+		const char *plugin_dir_arg, bool debug,
+		char *err, size_t err_size);
 
 /* Bind the listeners. 0, or -1 with a message. */
 int worker_listen(struct worker *w, char *err, size_t err_size);

@@ -15,6 +15,7 @@
 #include "publish.h"
 #include "reply.h"
 #include "router.h"
+#include "runconf.h"
 #include "server.h"
 #include "shared_frame.h"
 #include "util.h"
@@ -53,7 +54,6 @@ struct run {
 	bool key_list;             /* keys came from routing_keys[] */
 	size_t next_key, n_keys;
 	char *rk;                  /* the key being checked, as a string */
-	struct exchange_rt *ex;
 	struct myxid_req *req;
 };
 
@@ -215,12 +215,17 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 static bool subscribe_continue(struct session *s)
 {
 	struct run *r = s->run;
+	struct exchange_rt *ex;
 
 	while (r->next_key < r->n_keys) {
 		json_object *key = r->key_list ?
 			json_object_array_get_idx(r->keys, r->next_key) : r->keys;
 		r->next_key++;
-		if (r->ex == NULL) {
+		/* Looked up per key: a reload may come between two keys. */
+		ex = json_object_is_type(r->exchange, json_type_string) ?
+			runconf_exchange(s->w->rc, json_object_get_string(r->exchange)) :
+			NULL;
+		if (ex == NULL) {
 			reply_error(s->conn, r->tag, "InvalidExchange",
 				    r->has_exchange ? REPLY_EXCHANGE : 0,
 				    r->exchange, NULL);
@@ -241,7 +246,7 @@ static bool subscribe_continue(struct session *s)
 			r->rk = NULL;
 			continue;
 		}
-		r->req = authz_policy_start(s->w, r->ex->policy, &s->client,
+		r->req = authz_policy_start(s->w, ex->policy, &s->client,
 					    json_object_get_string(r->exchange),
 					    r->rk, subscribe_answered, s);
 		return false;
@@ -259,8 +264,6 @@ static bool action_subscribe(struct session *s, json_object *msg,
 	r->msg = json_object_get(msg);
 	r->tag = tag;
 	r->exchange = ex;
-	if (json_object_is_type(ex, json_type_string))
-		r->ex = worker_exchange(s->w, json_object_get_string(ex));
 	if (json_object_object_get_ex(payload, "routing_keys", &keys) &&
 	    json_object_is_type(keys, json_type_array)) {
 		r->key_list = true;

@@ -15,6 +15,7 @@
 #include "publish.h"
 #include "router.h"
 #include "server.h"
+#include "runconf.h"
 #include "session.h"
 #include "shared_frame.h"
 #include "util.h"
@@ -290,6 +291,7 @@ static struct conf_exchange conf_ex[2];
 static struct exchange_rt ex_rt[2];
 static struct myxid_instance inst_auth_a, inst_auth_b, inst_px, inst_py;
 static struct myxid_instance *auth_chain[2];
+static struct runconf rc;
 static struct worker w;
 static struct event *guard;
 
@@ -335,12 +337,16 @@ static void setup(void)
 	ex_rt[1].conf = &conf_ex[1];
 	ex_rt[1].policy = &inst_py;
 
+	/* Static: requests take and drop references, never the last one. */
+	rc.refs = 1 << 20;
+	rc.cfg = &cfg;
+	rc.auths = auth_chain;
+	rc.n_auths = 2;
+	rc.exchanges = ex_rt;
+	rc.n_exchanges = 2;
 	w.base = base;
+	w.rc = &rc;
 	w.cfg = &cfg;
-	w.auths = auth_chain;
-	w.n_auths = 2;
-	w.exchanges = ex_rt;
-	w.n_exchanges = 2;
 	w.router = router_new(session_deliver);
 }
 

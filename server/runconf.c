@@ -1,0 +1,74 @@
+/*
+ * Running configurations; see runconf.h.
+ */
+#include "runconf.h"
+#include "config.h"
+#include "plugin_host.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct runconf *runconf_new(struct event_base *base, struct myxid_config *cfg,
+			    const char *plugin_dir, char *err, size_t err_size)
+{
+	struct runconf *rc = xcalloc(1, sizeof(*rc));
+
+	rc->refs = 1;
+	rc->cfg = cfg;
+	rc->auths = xcalloc(cfg->n_auths, sizeof(*rc->auths));
+	for (size_t i = 0; i < cfg->n_auths; i++) {
+		rc->auths[i] = plugin_instance_new(base, plugin_dir, &cfg->auths[i],
+						   MYXID_KIND_AUTH, NULL,
+						   err, err_size);
+		if (rc->auths[i] == NULL)
+			goto fail;
+		rc->n_auths++;
+	}
+	rc->exchanges = xcalloc(cfg->n_exchanges, sizeof(*rc->exchanges));
+	for (size_t i = 0; i < cfg->n_exchanges; i++) {
+		struct exchange_rt *ex = &rc->exchanges[i];
+		ex->conf = &cfg->exchanges[i];
+		ex->policy = plugin_instance_new(base, plugin_dir, &ex->conf->policy,
+						 MYXID_KIND_POLICY, ex->conf->name,
+						 err, err_size);
+		if (ex->policy == NULL)
+			goto fail;
+		rc->n_exchanges++;
+	}
+	return rc;
+fail:
+	runconf_unref(&rc);
+	return NULL;
+}
+
+struct runconf *runconf_ref(struct runconf *rc)
+{
+	rc->refs++;
+	return rc;
+}
+
+void runconf_unref(struct runconf **rcp)
+{
+	struct runconf *rc = *rcp;
+
+	*rcp = NULL;
+	if (rc == NULL || --rc->refs > 0)
+		return;
+	for (size_t i = 0; i < rc->n_auths; i++)
+		plugin_instance_free(&rc->auths[i]);
+	free(rc->auths);
+	for (size_t i = 0; i < rc->n_exchanges; i++)
+		plugin_instance_free(&rc->exchanges[i].policy);
+	free(rc->exchanges);
+	config_free(&rc->cfg);
+	free(rc);
+}
+
+struct exchange_rt *runconf_exchange(const struct runconf *rc, const char *name)
+{
+	for (size_t i = 0; i < rc->n_exchanges; i++)
+		if (strcmp(rc->exchanges[i].conf->name, name) == 0)
+			return &rc->exchanges[i];
+	return NULL;
+}
