@@ -6,8 +6,9 @@
 set -eu
 
 build="build-essential autoconf automake libtool pkg-config
- libevent-dev libjson-c-dev libssl-dev"
-test="$build python3 python3-websockets curl"
+ libevent-dev libjson-c-dev libssl-dev librabbitmq-dev"
+test="$build python3 python3-websockets curl
+ rabbitmq-server ruby ruby-bunny python3-pika amqp-tools"
 
 case "${1:-build}" in
 build) want=$build ;;

@@ -576,6 +576,69 @@ static int set_exchange(struct loader *ld, const struct conf_node *n,
 	return 0;
 }
 
+/* ------------------------------------------------------------ the broker */
+
+static const struct conf_num heartbeat = { "time", time_units, 0, 3600000 };
+
+static bool valid_broker_url(const char *u)
+{
+	return strncmp(u, "amqp://", 7) == 0 || strncmp(u, "amqps://", 8) == 0;
+}
+
+/* Append url to the broker's list (an owned copy). */
+static int add_url(struct conf_broker *b, const char *url)
+{
+	char **urls = conf_grow(b->urls, b->n_urls, sizeof *urls);
+
+	if (urls == NULL)
+		return -1;
+	b->urls = urls;
+	b->urls[b->n_urls] = strdup(url);
+	if (b->urls[b->n_urls] == NULL)
+		return -1;
+	b->n_urls++;
+	return 0;
+}
+
+static int set_url(struct loader *ld, const struct conf_node *n,
+		   void *field, const void *spec)
+{
+	struct conf_broker *b = field;
+
+	if (!valid_broker_url(n->args[1]))
+		return fail(ld, n, "bad broker url '%s' (amqp://user:pass@host:port/vhost)",
+			    n->args[1]);
+	return add_url(b, n->args[1]) ? oom(ld, n) : 0;
+}
+
+static const struct conf_cmd broker_cmds[] = {
+	{ "url", CMD_MULTI, set_url, 0, NULL },
+	{ "queue_expires", 0, set_time,
+	  offsetof(struct conf_broker, queue_expires_ms), &timeout },
+	{ "heartbeat", 0, set_time, offsetof(struct conf_broker, heartbeat_ms),
+	  &heartbeat },
+	{ "queue_prefix", 0, set_string,
+	  offsetof(struct conf_broker, queue_prefix), NULL },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+static int set_broker(struct loader *ld, const struct conf_node *n,
+		      void *field, const void *spec)
+{
+	struct conf_broker *b = field;
+
+	if (strcmp(n->args[1], "rabbitmq") != 0)
+		return fail(ld, n, "unknown broker '%s' (only 'rabbitmq' is supported)",
+			    n->args[1]);
+	b->enabled = true;
+	b->pos = pos_of(ld, n);
+	if (apply_block(ld, n, broker_cmds, b))
+		return -1;
+	if (b->n_urls == 0)
+		return fail(ld, n, "the broker block needs at least one 'url'");
+	return 0;
+}
+
 /* ------------------------------------------------------------ the file */
 
 #define TOP(field) offsetof(struct myxid_config, field)
@@ -594,6 +657,7 @@ static const struct conf_cmd top_cmds[] = {
 	{ "log_level", 0, set_keyword, TOP(log_level), log_levels },
 	{ "auth", CMD_BLOCK | CMD_MULTI, set_auth, 0, NULL },
 	{ "exchange", CMD_BLOCK | CMD_MULTI, set_exchange, 0, NULL },
+	{ "broker", CMD_BLOCK, set_broker, TOP(broker), NULL },
 	{ NULL, 0, NULL, 0, NULL }
 };
 
@@ -613,6 +677,8 @@ static struct myxid_config *config_new(const char *path)
 	cfg->handshake_timeout_ms = 10000;
 	cfg->auth_timeout_ms = 5000;
 	cfg->log_level = MYXID_LOG_INFO;
+	cfg->broker.queue_expires_ms = 60000;
+	cfg->broker.heartbeat_ms = 10000;
 	return cfg;
 }
 
@@ -647,6 +713,9 @@ int config_load(const char *path, struct myxid_config **cfg_r,
 	rc = apply_block(&ld, &tree->root, top_cmds, ld.cfg);
 	if (rc == 0 && ld.cfg->n_listens == 0 && default_listen(ld.cfg))
 		rc = oom(&ld, NULL);
+	if (rc == 0 && ld.cfg->broker.queue_prefix == NULL &&
+	    replace(&ld.cfg->broker.queue_prefix, "myxid"))
+		rc = oom(&ld, NULL);
 	conf_tree_free(&tree);
 	if (rc)
 		config_free(&ld.cfg);
@@ -660,6 +729,37 @@ static const char *env_value(const char *name)
 	const char *v = getenv(name);
 
 	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* Broker mode from RABBITMQ_URL: one URL or a comma-separated list. */
+static int broker_from_env(struct myxid_config *cfg, const char *value,
+			   char *err, size_t err_size)
+{
+	struct conf_broker *b = &cfg->broker;
+	char *copy = strdup(value), *save = NULL, *url;
+
+	if (copy == NULL) {
+		conf_err(err, err_size, "RABBITMQ_URL", 0, "out of memory");
+		return -1;
+	}
+	for (url = strtok_r(copy, ", ", &save); url != NULL;
+	     url = strtok_r(NULL, ", ", &save)) {
+		if (!valid_broker_url(url)) {
+			conf_err(err, err_size, "RABBITMQ_URL", 0,
+				 "bad broker url '%s' (amqp://user:pass@host:port/vhost)", url);
+			free(copy);
+			return -1;
+		}
+		if (add_url(b, url)) {
+			free(copy);
+			conf_err(err, err_size, "RABBITMQ_URL", 0, "out of memory");
+			return -1;
+		}
+	}
+	free(copy);
+	b->enabled = b->n_urls > 0;
+	b->pos.file = "RABBITMQ_URL";
+	return 0;
 }
 
 /*
@@ -678,6 +778,9 @@ int config_apply_env(struct myxid_config *cfg, char *err, size_t err_size)
 			 "bad port '%s' (a number from 1 to 65535)", port);
 		return -1;
 	}
+	if (!cfg->broker.enabled && env_value("RABBITMQ_URL") != NULL &&
+	    broker_from_env(cfg, env_value("RABBITMQ_URL"), err, err_size))
+		return -1;
 	for (i = 0; i < cfg->n_listens; i++) {
 		if ((port != NULL && replace(&cfg->listens[i].port, port)) ||
 		    (host != NULL &&
@@ -718,6 +821,10 @@ void config_free(struct myxid_config **cfg_p)
 	free(cfg->auths);
 	free(cfg->exchanges);
 	free(cfg->strings);
+	for (i = 0; i < cfg->broker.n_urls; i++)
+		free(cfg->broker.urls[i]);
+	free(cfg->broker.urls);
+	free(cfg->broker.queue_prefix);
 	free(cfg->plugin_dir);
 	free(cfg->publish_key);
 	free(cfg->path);

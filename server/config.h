@@ -19,6 +19,12 @@
  *   auth static {                  # chained in file order
  *       tokens_file demo-tokens    # free-form plugin options
  *   }
+ *   broker rabbitmq {              # broker mode (else RABBITMQ_URL, if set)
+ *       url amqp://guest:guest@127.0.0.1:5672/   # repeatable: cluster nodes
+ *       queue_expires 60s          # the node queue outlives a lost link
+ *       heartbeat 10s              # 0 turns AMQP heartbeats off
+ *       queue_prefix myxid
+ *   }
  *   exchange deployment {
  *       type direct                # direct|topic|fanout
  *       durable no
@@ -67,6 +73,17 @@ struct conf_exchange {
 	struct conf_plugin policy;
 };
 
+/* The "broker rabbitmq {...}" block, or RABBITMQ_URL when there is none. */
+struct conf_broker {
+	bool enabled;                    /* broker mode */
+	char **urls;                     /* amqp:// or amqps://, tried in order */
+	size_t n_urls;
+	unsigned queue_expires_ms;       /* x-expires of the node's queue; 60 s */
+	unsigned heartbeat_ms;           /* AMQP heartbeat; 10 s, 0 = off */
+	char *queue_prefix;              /* node queue name prefix; "myxid" */
+	struct conf_pos pos;
+};
+
 struct myxid_config {
 	char *path;                      /* the file as given */
 	struct conf_listen *listens;     /* at least one (default *:5005) */
@@ -82,6 +99,7 @@ struct myxid_config {
 	size_t n_auths;
 	struct conf_exchange *exchanges;
 	size_t n_exchanges;
+	struct conf_broker broker;
 
 	/* private: storage for strings referenced from conf_pos etc. */
 	char **strings;
@@ -97,8 +115,10 @@ int config_load(const char *path, struct myxid_config **cfg_r,
 
 /*
  * Apply Myxi's environment overrides: MYXI_PORT, else PORT, replaces the
- * port of every listen; MYXI_BIND_ADDRESS replaces the host. Returns 0, or -1
- * with a message when a value is invalid.
+ * port of every listen; MYXI_BIND_ADDRESS replaces the host; RABBITMQ_URL
+ * (a URL, or several separated by commas) turns broker mode on when the
+ * file has no broker block. Returns 0, or -1 with a message when a value
+ * is invalid.
  */
 int config_apply_env(struct myxid_config *cfg, char *err, size_t err_size);
 

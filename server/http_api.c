@@ -5,6 +5,7 @@
  * 4xx status that says what to fix.
  */
 #include "http_api.h"
+#include "broker.h"
 #include "config.h"
 #include "conn.h"
 #include "http_parse.h"
@@ -75,12 +76,19 @@ static void handle_healthz(struct conn *c)
 {
 	struct worker *w = c->w;
 	json_object *o = json_object_new_object();
+	enum broker_state bs = w->broker ? broker_state(w->broker) : BROKER_STOPPED;
+	bool degraded = w->broker != NULL && bs != BROKER_UP;
+	const char *status = w->draining ? "draining" : degraded ? "degraded" : "ok";
 
-	json_object_object_add(o, "status", json_object_new_string(
-				       w->draining ? "draining" : "ok"));
+	json_object_object_add(o, "status", json_object_new_string(status));
 	json_object_object_add(o, "connections", json_object_new_int64((int64_t)w->n_conns));
 	json_object_object_add(o, "sessions", json_object_new_int64((int64_t)w->n_sessions));
-	reply_json(c, w->draining ? 503 : 200, NULL, o);
+	json_object_object_add(o, "broker", json_object_new_string(
+				       w->broker == NULL ? "off" :
+				       bs == BROKER_UP ? "up" : "connecting"));
+	/* A node that cannot reach the broker delivers nothing: tell the
+	 * load balancer. */
+	reply_json(c, w->draining || degraded ? 503 : 200, NULL, o);
 }
 
 static bool authorized(const struct worker *w, const struct http_request *req)
@@ -109,6 +117,25 @@ static long long content_length(const struct http_request *req)
 		n = n * 10 + (h->value.p[i] - '0');
 	}
 	return n;
+}
+
+static void publish_via_broker(struct conn *c, json_object *event,
+			       const char *exchange, const char *key)
+{
+	size_t len;
+	const char *body = json_object_to_json_string_length(event, REPLY_JSON_FLAGS,
+							     &len);
+	json_object *o;
+
+	if (broker_publish(c->w->broker, exchange, key, body, len) != 0) {
+		reply_http_error(c, 503, "Retry-After: 1\r\n",
+				 "the broker is not connected; try again");
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "queued", json_object_new_boolean(1));
+	reply_json(c, 202, NULL, o);
 }
 
 static void do_publish(struct conn *c, json_object *doc)
@@ -150,6 +177,13 @@ static void do_publish(struct conn *c, json_object *doc)
 	json_object_object_add(o, "event", json_object_get(event));
 	json_object_object_add(o, "payload", payload ? json_object_get(payload) :
 			       json_object_new_object());
+	if (c->w->broker != NULL) {
+		/* Through the broker, so every node delivers it. */
+		publish_via_broker(c, o, json_object_get_string(ex), key);
+		json_object_put(o);
+		free(key);
+		return;
+	}
 	f = publish_encode(o, json_object_get_string(ex), key);
 	n = publish_local(c->w, json_object_get_string(ex), key, f);
 	shared_frame_unref(f);

@@ -89,6 +89,8 @@ int main(int argc, char **argv)
 	} else if (status == 0) {
 		status = worker_listen(&w, err, sizeof(err));
 		if (status == 0)
+			status = worker_start_broker(&w, err, sizeof(err));
+		if (status == 0)
 			status = worker_run(&w);
 	}
 	if (status < 0)

@@ -4,7 +4,9 @@
 #include "publish.h"
 #include "json_input.h"
 #include "reply.h"
+#include "config.h"
 #include "router.h"
+#include "runconf.h"
 #include "server.h"
 #include "shared_frame.h"
 #include "util.h"
@@ -49,7 +51,15 @@ struct shared_frame *publish_encode_body(const char *body, size_t len,
 size_t publish_local(struct worker *w, const char *exchange,
 		     const char *routing_key, struct shared_frame *f)
 {
-	size_t n = router_publish(w->router, exchange, routing_key, f);
+	const struct exchange_rt *ex = runconf_exchange(w->rc, exchange);
+	enum router_match how = ROUTER_EXACT;
+	size_t n;
+
+	if (ex != NULL && ex->conf->type == EXCHANGE_TOPIC)
+		how = ROUTER_TOPIC;
+	else if (ex != NULL && ex->conf->type == EXCHANGE_FANOUT)
+		how = ROUTER_FANOUT;
+	n = router_publish(w->router, exchange, routing_key, how, f);
 
 	w->stats.published++;
 	w->stats.delivered += n;

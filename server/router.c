@@ -4,6 +4,11 @@
  * publish walks contiguous memory. Removal swaps the last subscriber into
  * the hole, so it is O(1) and the array stays dense. The hash is seeded at
  * random so clients cannot pick routing keys that collide.
+ *
+ * Routes are also grouped per exchange: topic patterns cannot be found by
+ * hashing the published key, so a topic publish also walks the exchange's
+ * pattern routes, and a fanout publish walks all of its routes. An owner
+ * reached through several routes is served once, by publish sequence.
  */
 #include "router.h"
 #include "util.h"
@@ -12,13 +17,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct xgroup;
+
 struct route {
 	uint64_t hash;
 	size_t key_len;              /* exchange + NUL + routing key */
 	size_t ex_len;
 	struct router_sub **subs;
 	size_t n_subs, cap_subs;
+	struct xgroup *group;
+	struct route *gnext, *gprev; /* the group's list of routes */
+	bool pattern;
+	size_t pattern_slot;         /* index in group->patterns */
 	char key[];                  /* "exchange\0routing_key\0" */
+};
+
+/* The routes of one exchange. */
+struct xgroup {
+	char *name;
+	struct route *routes;
+	struct route **patterns;
+	size_t n_patterns, cap_patterns;
+	struct xgroup *next;
 };
 
 struct router {
@@ -26,7 +46,11 @@ struct router {
 	size_t n_slots;              /* power of two */
 	size_t n_routes, n_used;     /* routes, routes + tombstones */
 	uint64_t seed;
+	uint64_t seq;                /* publishes, for per-owner dedupe */
 	router_deliver_fn *deliver;
+	router_route_fn *hook;
+	void *hook_arg;
+	struct xgroup *groups;
 };
 
 static struct route tombstone_;
@@ -48,7 +72,8 @@ static uint64_t hash_key(uint64_t seed, const char *p, size_t len)
 	return h ^ (h >> 31);
 }
 
-struct router *router_new(router_deliver_fn *deliver)
+struct router *router_new(router_deliver_fn *deliver, router_route_fn *hook,
+			  void *hook_arg)
 {
 	struct router *r = xcalloc(1, sizeof(*r));
 
@@ -56,7 +81,60 @@ struct router *router_new(router_deliver_fn *deliver)
 	r->slots = xcalloc(r->n_slots, sizeof(*r->slots));
 	r->seed = random_u64();
 	r->deliver = deliver;
+	r->hook = hook;
+	r->hook_arg = hook_arg;
 	return r;
+}
+
+static struct xgroup *group_find(const struct router *r, const char *exchange)
+{
+	for (struct xgroup *g = r->groups; g != NULL; g = g->next)
+		if (strcmp(g->name, exchange) == 0)
+			return g;
+	return NULL;
+}
+
+static void group_attach(struct router *r, struct route *rt)
+{
+	struct xgroup *g = group_find(r, rt->key);
+
+	if (g == NULL) {
+		g = xcalloc(1, sizeof(*g));
+		g->name = xstrdup(rt->key);
+		g->next = r->groups;
+		r->groups = g;
+	}
+	rt->group = g;
+	rt->gnext = g->routes;
+	if (g->routes)
+		g->routes->gprev = rt;
+	g->routes = rt;
+	if (rt->pattern) {
+		if (g->n_patterns == g->cap_patterns) {
+			g->cap_patterns = g->cap_patterns ? 2 * g->cap_patterns : 4;
+			g->patterns = xrealloc(g->patterns,
+					       g->cap_patterns * sizeof(*g->patterns));
+		}
+		rt->pattern_slot = g->n_patterns;
+		g->patterns[g->n_patterns++] = rt;
+	}
+}
+
+static void group_detach(struct route *rt)
+{
+	struct xgroup *g = rt->group;
+
+	if (rt->gprev)
+		rt->gprev->gnext = rt->gnext;
+	else
+		g->routes = rt->gnext;
+	if (rt->gnext)
+		rt->gnext->gprev = rt->gprev;
+	if (rt->pattern) {
+		struct route *last = g->patterns[--g->n_patterns];
+		g->patterns[rt->pattern_slot] = last;
+		last->pattern_slot = rt->pattern_slot;
+	}
 }
 
 void router_free(struct router **rp)
@@ -73,6 +151,13 @@ void router_free(struct router **rp)
 			free(rt->subs[j]);
 		free(rt->subs);
 		free(rt);
+	}
+	while (r->groups != NULL) {
+		struct xgroup *g = r->groups;
+		r->groups = g->next;
+		free(g->patterns);
+		free(g->name);
+		free(g);
 	}
 	free(r->slots);
 	free(r);
@@ -153,7 +238,7 @@ static struct route *route_lookup(const struct router *r, const char *ex,
 }
 
 static struct route *route_get_or_create(struct router *r, const char *ex,
-					 const char *rk)
+					 const char *rk, bool pattern)
 {
 	char buf[512];
 	size_t len, ex_len, i;
@@ -170,11 +255,15 @@ static struct route *route_get_or_create(struct router *r, const char *ex,
 		rt->hash = h;
 		rt->key_len = len;
 		rt->ex_len = ex_len;
+		rt->pattern = pattern;
 		memcpy(rt->key, key, len + 1);
 		if (r->slots[i] == NULL)
 			r->n_used++;
 		r->slots[i] = rt;
 		r->n_routes++;
+		group_attach(r, rt);
+		if (r->hook)
+			r->hook(r->hook_arg, ex, rk, true);
 		/* Keep the load (tombstones included) under 3/4. */
 		if (r->n_used * 4 >= r->n_slots * 3)
 			rehash(r, r->n_routes * 4 >= r->n_slots * 2 ?
@@ -193,6 +282,9 @@ static void route_delete(struct router *r, struct route *rt)
 	if (found)
 		r->slots[i] = TOMBSTONE;
 	r->n_routes--;
+	group_detach(rt);
+	if (r->hook)
+		r->hook(r->hook_arg, rt->key, rt->key + rt->ex_len + 1, false);
 	free(rt->subs);
 	free(rt);
 }
@@ -209,14 +301,14 @@ struct router_sub *router_find(const struct router_list *list,
 
 struct router_sub *router_add(struct router *r, void *owner,
 			      struct router_list *list, const char *exchange,
-			      const char *routing_key)
+			      const char *routing_key, bool pattern)
 {
 	struct router_sub *sub;
 	struct route *rt;
 
 	if (router_find(list, exchange, routing_key) != NULL)
 		return NULL;
-	rt = route_get_or_create(r, exchange, routing_key);
+	rt = route_get_or_create(r, exchange, routing_key, pattern);
 	if (rt->n_subs == rt->cap_subs) {
 		rt->cap_subs = rt->cap_subs ? rt->cap_subs * 2 : 4;
 		rt->subs = xrealloc(rt->subs, rt->cap_subs * sizeof(*rt->subs));
@@ -225,6 +317,7 @@ struct router_sub *router_add(struct router *r, void *owner,
 	sub->route = rt;
 	sub->slot = rt->n_subs;
 	sub->owner = owner;
+	sub->list = list;
 	sub->exchange = rt->key;
 	sub->routing_key = rt->key + rt->ex_len + 1;
 	rt->subs[rt->n_subs++] = sub;
@@ -263,20 +356,98 @@ void router_remove(struct router *r, struct router_list *list,
 		route_delete(r, rt);
 }
 
-size_t router_publish(struct router *r, const char *exchange,
-		      const char *routing_key, struct shared_frame *f)
+/* Deliver to a route's subscribers not yet served by this publish. */
+static size_t deliver_route(struct router *r, struct route *rt,
+			    struct shared_frame *f)
 {
-	struct route *rt = route_lookup(r, exchange, routing_key);
-	size_t n;
+	size_t n = 0;
 
-	if (rt == NULL)
-		return 0;
 	/* A delivery may not unsubscribe (sessions defer closing), so the
 	 * array is stable while we walk it. */
-	n = rt->n_subs;
-	for (size_t i = 0; i < n; i++)
-		r->deliver(rt->subs[i]->owner, f);
+	for (size_t i = 0; i < rt->n_subs; i++) {
+		struct router_sub *sub = rt->subs[i];
+		if (sub->list->last_seq == r->seq)
+			continue;
+		sub->list->last_seq = r->seq;
+		r->deliver(sub->owner, f);
+		n++;
+	}
 	return n;
+}
+
+size_t router_publish(struct router *r, const char *exchange,
+		      const char *routing_key, enum router_match how,
+		      struct shared_frame *f)
+{
+	struct route *rt = route_lookup(r, exchange, routing_key);
+	struct xgroup *g;
+	size_t n = 0;
+
+	r->seq++;
+	if (rt != NULL && how != ROUTER_FANOUT)
+		n += deliver_route(r, rt, f);
+	if (how == ROUTER_EXACT || (g = group_find(r, exchange)) == NULL)
+		return n;
+	if (how == ROUTER_FANOUT) {
+		for (rt = g->routes; rt != NULL; rt = rt->gnext)
+			n += deliver_route(r, rt, f);
+		return n;
+	}
+	for (size_t i = 0; i < g->n_patterns; i++)
+		if (topic_match(g->patterns[i]->key + g->patterns[i]->ex_len + 1,
+				routing_key))
+			n += deliver_route(r, g->patterns[i], f);
+	return n;
+}
+
+static const char *word_end(const char *s)
+{
+	const char *dot = strchr(s, '.');
+
+	return dot ? dot : s + strlen(s);
+}
+
+/* Is every remaining word of the pattern (after a '.') a '#'? */
+static bool only_hashes(const char *p)
+{
+	while (*p == '.') {
+		if (p[1] != '#' || (p[2] != '.' && p[2] != '\0'))
+			return false;
+		p += 2;
+	}
+	return *p == '\0';
+}
+
+/* AMQP 0-9-1 topic matching: words split by '.', '*' is exactly one word,
+ * '#' zero or more words. Recursion happens only at a '#'. */
+bool topic_match(const char *p, const char *k)
+{
+	for (;;) {
+		const char *pe = word_end(p), *ke;
+
+		if (pe - p == 1 && *p == '#') {
+			if (*pe == '\0')
+				return true;
+			/* Let '#' take zero words, then one more at a time. */
+			for (p = pe + 1;; k = ke + 1) {
+				if (topic_match(p, k))
+					return true;
+				ke = word_end(k);
+				if (*ke == '\0')
+					return false;
+			}
+		}
+		ke = word_end(k);
+		if (!(pe - p == 1 && *p == '*') &&
+		    (pe - p != ke - k || memcmp(p, k, (size_t)(pe - p)) != 0))
+			return false;
+		if (*ke == '\0')
+			return *pe == '\0' || only_hashes(pe);
+		if (*pe == '\0')
+			return false;
+		p = pe + 1;
+		k = ke + 1;
+	}
 }
 
 size_t router_route_count(const struct router *r)

@@ -9,15 +9,20 @@
 #ifndef MYXID_ROUTER_H
 #define MYXID_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct shared_frame;
 struct route;
+
+struct router_list;
 
 struct router_sub {
 	struct route *route;
 	size_t slot;                  /* index in route->subs */
 	void *owner;
+	struct router_list *list;     /* the owner's list this sub is on */
 	const char *exchange;         /* points into route's key */
 	const char *routing_key;      /* points into route's key */
 	struct router_sub *next, *prev;  /* the owner's list */
@@ -26,17 +31,31 @@ struct router_sub {
 struct router_list {
 	struct router_sub *head, *tail;
 	size_t n;
+	uint64_t last_seq;            /* the last publish delivered: dedupe */
 };
 
 typedef void router_deliver_fn(void *owner, struct shared_frame *f);
 
-struct router *router_new(router_deliver_fn *deliver);
+/* Told when a pair gets its first subscriber (added) or loses its last. */
+typedef void router_route_fn(void *arg, const char *exchange,
+			     const char *routing_key, bool added);
+
+/* How a published routing key finds subscriptions. */
+enum router_match {
+	ROUTER_EXACT,     /* direct exchanges: the same key */
+	ROUTER_TOPIC,     /* topic: the same key, or a pattern matching it */
+	ROUTER_FANOUT     /* fanout: every subscription of the exchange */
+};
+
+struct router *router_new(router_deliver_fn *deliver, router_route_fn *hook,
+			  void *hook_arg);
 void router_free(struct router **r);
 
-/* Subscribe owner; returns NULL if it already is subscribed to that pair. */
+/* Subscribe owner; returns NULL if it already is subscribed to that pair.
+ * pattern: routing_key is an AMQP topic pattern ('*' one word, '#' any). */
 struct router_sub *router_add(struct router *r, void *owner,
 			      struct router_list *list, const char *exchange,
-			      const char *routing_key);
+			      const char *routing_key, bool pattern);
 
 /* owner's subscription to the pair, or NULL. */
 struct router_sub *router_find(const struct router_list *list,
@@ -46,9 +65,14 @@ struct router_sub *router_find(const struct router_list *list,
 void router_remove(struct router *r, struct router_list *list,
 		   struct router_sub *sub);
 
-/* Deliver f to every subscriber of the pair; returns how many got it. */
+/* Deliver f to every matching subscriber, each owner at most once;
+ * returns how many got it. */
 size_t router_publish(struct router *r, const char *exchange,
-		      const char *routing_key, struct shared_frame *f);
+		      const char *routing_key, enum router_match how,
+		      struct shared_frame *f);
+
+/* Does an AMQP topic pattern match key? */
+bool topic_match(const char *pattern, const char *key);
 
 /* Number of distinct (exchange, routing key) pairs with subscribers. */
 size_t router_route_count(const struct router *r);

@@ -7,6 +7,9 @@
 #include "conn.h"
 #include "log.h"
 #include "plugin_host.h"
+#include "broker.h"
+#include "inbox.h"
+#include "publish.h"
 #include "router.h"
 #include "runconf.h"
 #include "session.h"
@@ -56,6 +59,36 @@ static void use_runconf(struct worker *w, struct runconf *rc)
 	log_set_level(w->debug ? MYXID_LOG_DEBUG : w->cfg->log_level);
 }
 
+/* Router hook: the node's queue follows what local sockets subscribe to. */
+static void route_changed(void *arg, const char *exchange,
+			  const char *routing_key, bool added)
+{
+	struct worker *w = arg;
+
+	if (w->broker == NULL)
+		return;
+	if (added)
+		broker_bind(w->broker, exchange, routing_key);
+	else
+		broker_unbind(w->broker, exchange, routing_key);
+}
+
+/* Broker thread: hand the frame to the loop. */
+static void broker_delivery(void *arg, const char *exchange,
+			    const char *routing_key, struct shared_frame *f)
+{
+	struct worker *w = arg;
+
+	inbox_post(w->inbox, exchange, routing_key, f);
+}
+
+/* Loop thread: fan the frame out. */
+static void inbox_delivery(void *arg, const char *exchange,
+			   const char *routing_key, struct shared_frame *f)
+{
+	publish_local(arg, exchange, routing_key, f);
+}
+
 int worker_init(struct worker *w, const char *config_path,
 		const char *plugin_dir_arg, bool debug,
 		char *err, size_t err_size)
@@ -65,11 +98,24 @@ int worker_init(struct worker *w, const char *config_path,
 	w->config_path = config_path;
 	w->plugin_dir_arg = plugin_dir_arg;
 	w->debug = debug;
-	w->router = router_new(session_deliver);
+	w->router = router_new(session_deliver, route_changed, w);
 	rc = load_runconf(w, err, err_size);
 	if (rc == NULL)
 		return -1;
 	use_runconf(w, rc);
+	return 0;
+}
+
+int worker_start_broker(struct worker *w, char *err, size_t err_size)
+{
+	if (!w->cfg->broker.enabled)
+		return 0;
+	w->inbox = inbox_new(w->base, inbox_delivery, w);
+	w->broker = broker_start(w->cfg, broker_delivery, w);
+	if (w->broker == NULL) {
+		snprintf(err, err_size, "cannot start the broker link");
+		return -1;
+	}
 	return 0;
 }
 
@@ -103,6 +149,10 @@ static void worker_reload(struct worker *w)
 	}
 	if (!same_listens(w->cfg, rc->cfg))
 		log_warn("reload: listen addresses change only at restart");
+	if (w->cfg->broker.enabled != rc->cfg->broker.enabled ||
+	    w->cfg->n_exchanges != rc->cfg->n_exchanges)
+		log_warn("reload: broker settings and the exchanges declared on the "
+			 "broker change only at restart");
 	use_runconf(w, rc);
 	log_notice("configuration reloaded from %s: %zu auth plugin(s), "
 		   "%zu exchange(s)", w->config_path, rc->n_auths, rc->n_exchanges);
@@ -296,6 +346,10 @@ void worker_destroy(struct worker *w)
 	for (size_t i = 0; i < w->n_listeners; i++)
 		evconnlistener_free(w->listeners[i]);
 	free(w->listeners);
+	/* Sessions are gone; so are their bindings. Stop the link, then drop
+	 * what it had handed over. */
+	broker_stop(&w->broker);
+	inbox_free(&w->inbox);
 	runconf_unref(&w->rc);
 	w->cfg = NULL;
 	router_free(&w->router);

@@ -16,6 +16,8 @@ struct myxid_config;
 struct router;
 struct conn;
 struct runconf;
+struct broker;
+struct inbox;
 
 struct worker_stats {
 	uint64_t connections_total;
@@ -32,6 +34,8 @@ struct worker {
 	bool debug;                        /* -d: keep debug logging on reload */
 
 	struct router *router;
+	struct broker *broker;             /* NULL unless in broker mode */
+	struct inbox *inbox;               /* deliveries from the broker */
 	struct evconnlistener **listeners;
 	size_t n_listeners;
 
@@ -52,6 +56,10 @@ struct worker {
 int worker_init(struct worker *w, const char *config_path,
 		const char *plugin_dir_arg, bool debug,
 		char *err, size_t err_size);
+
+/* In broker mode, start the RabbitMQ link (it connects in the background).
+ * 0, or -1 with a message. */
+int worker_start_broker(struct worker *w, char *err, size_t err_size);
 
 /* Bind the listeners. 0, or -1 with a message. */
 int worker_listen(struct worker *w, char *err, size_t err_size);

@@ -54,6 +54,7 @@ struct run {
 	bool key_list;             /* keys came from routing_keys[] */
 	size_t next_key, n_keys;
 	char *rk;                  /* the key being checked, as a string */
+	bool topic;                /* its exchange is a topic exchange */
 	struct myxid_req *req;
 };
 
@@ -191,7 +192,8 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 			    s->ident ? "SubscriptionDenied" : "AuthRequired",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else if (router_add(s->w->router, s, &s->subs,
-			      json_object_get_string(r->exchange), r->rk) == NULL) {
+			      json_object_get_string(r->exchange), r->rk,
+			      r->topic && strpbrk(r->rk, "*#") != NULL) == NULL) {
 		reply_error(s->conn, r->tag, "AlreadySubscribed",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else {
@@ -246,6 +248,7 @@ static bool subscribe_continue(struct session *s)
 			r->rk = NULL;
 			continue;
 		}
+		r->topic = ex->conf->type == EXCHANGE_TOPIC;
 		r->req = authz_policy_start(s->w, ex->policy, &s->client,
 					    json_object_get_string(r->exchange),
 					    r->rk, subscribe_answered, s);

@@ -87,16 +87,16 @@ static int list_is(const struct router_list *l, const char *const *want_rk,
 
 static void test_basics(void)
 {
-	struct router *r = router_new(count_deliver);
+	struct router *r = router_new(count_deliver, NULL, NULL);
 	struct owner o[3] = { { .id = 0 }, { .id = 1 }, { .id = 2 } };
 	struct router_sub *a, *b, *c;
 
 	ok(r != NULL, "router_new");
 	is_int(router_route_count(r), 0, "a new router has no routes");
-	is_int(router_publish(r, "x", "1", frame_token()), 0,
+	is_int(router_publish(r, "x", "1", ROUTER_EXACT, frame_token()), 0,
 	       "publish with no routes reaches nobody");
 
-	a = router_add(r, &o[0], &o[0].list, "x", "1");
+	a = router_add(r, &o[0], &o[0].list, "x", "1", false);
 	ok(a != NULL, "add x/1");
 	ok(a && a->owner == &o[0], "  sub->owner");
 	is_str(a ? a->exchange : NULL, "x", "  sub->exchange");
@@ -111,33 +111,33 @@ static void test_basics(void)
 	ok(router_find(&o[1].list, "x", "1") == NULL,
 	   "find looks only at the owner's own list");
 
-	ok(router_add(r, &o[0], &o[0].list, "x", "1") == NULL,
+	ok(router_add(r, &o[0], &o[0].list, "x", "1", false) == NULL,
 	   "AlreadySubscribed: a duplicate pair gives NULL");
 	is_int(o[0].list.n, 1, "  the list is unchanged");
 	is_int(router_route_count(r), 1, "  still one route");
 
-	b = router_add(r, &o[1], &o[1].list, "x", "1");
+	b = router_add(r, &o[1], &o[1].list, "x", "1", false);
 	ok(b != NULL, "a second owner on the same pair");
 	is_int(router_route_count(r), 1, "  shares the route");
 	ok(b && a && b->exchange == a->exchange,
 	   "  both point into the route's key");
-	c = router_add(r, &o[0], &o[0].list, "x", "2");
+	c = router_add(r, &o[0], &o[0].list, "x", "2", false);
 	ok(c != NULL, "the first owner on another key");
 	is_int(router_route_count(r), 2, "  two routes");
 
 	reset_counts(o, 3);
-	is_int(router_publish(r, "x", "1", frame_token()), 2, "publish x/1 -> 2");
+	is_int(router_publish(r, "x", "1", ROUTER_EXACT, frame_token()), 2, "publish x/1 -> 2");
 	ok(o[0].got == 1 && o[1].got == 1 && o[2].got == 0,
 	   "  each subscriber once, nobody else");
 	ok(o[0].last_frame == frame_token(), "  the frame is passed through");
 	reset_counts(o, 3);
-	is_int(router_publish(r, "x", "2", frame_token()), 1, "publish x/2 -> 1");
+	is_int(router_publish(r, "x", "2", ROUTER_EXACT, frame_token()), 1, "publish x/2 -> 1");
 	ok(o[0].got == 1 && o[1].got == 0, "  only the x/2 subscriber");
-	is_int(router_publish(r, "y", "1", frame_token()), 0,
+	is_int(router_publish(r, "y", "1", ROUTER_EXACT, frame_token()), 0,
 	       "publish y/1 -> 0 (exchange is part of the key)");
-	is_int(router_publish(r, "x", "", frame_token()), 0,
+	is_int(router_publish(r, "x", "", ROUTER_EXACT, frame_token()), 0,
 	       "publish x/\"\" -> 0");
-	is_int(router_publish(r, "x", "10", frame_token()), 0,
+	is_int(router_publish(r, "x", "10", ROUTER_EXACT, frame_token()), 0,
 	       "publish x/10 -> 0 (no prefix match)");
 
 	router_remove(r, &o[0].list, a);
@@ -146,10 +146,10 @@ static void test_basics(void)
 	ok(o[0].list.head == c && o[0].list.tail == c && o[0].list.n == 1,
 	   "  the other subscription remains");
 	reset_counts(o, 3);
-	is_int(router_publish(r, "x", "1", frame_token()), 1, "  publish x/1 -> 1");
+	is_int(router_publish(r, "x", "1", ROUTER_EXACT, frame_token()), 1, "  publish x/1 -> 1");
 	ok(o[0].got == 0 && o[1].got == 1, "  only the remaining subscriber");
 
-	a = router_add(r, &o[0], &o[0].list, "x", "1");
+	a = router_add(r, &o[0], &o[0].list, "x", "1", false);
 	ok(a != NULL, "re-adding after removal works");
 	ok(o[0].list.head == c && o[0].list.tail == a,
 	   "  and goes to the end of the owner's list");
@@ -157,7 +157,7 @@ static void test_basics(void)
 	router_remove(r, &o[1].list, b);
 	router_remove(r, &o[0].list, a);
 	is_int(router_route_count(r), 1, "last subscriber gone: route deleted");
-	is_int(router_publish(r, "x", "1", frame_token()), 0,
+	is_int(router_publish(r, "x", "1", ROUTER_EXACT, frame_token()), 0,
 	       "  publish to the deleted route reaches nobody");
 	router_remove(r, &o[0].list, c);
 	is_int(router_route_count(r), 0, "all removed: no routes");
@@ -174,7 +174,7 @@ static void test_basics(void)
 #define MANY 200
 static void test_swap_removal(void)
 {
-	struct router *r = router_new(count_deliver);
+	struct router *r = router_new(count_deliver, NULL, NULL);
 	static struct owner o[MANY];
 	struct router_sub *subs[MANY];
 	int live[MANY], order[MANY];
@@ -183,13 +183,13 @@ static void test_swap_removal(void)
 	memset(o, 0, sizeof(o));
 	for (int i = 0; i < MANY; i++) {
 		o[i].id = i;
-		subs[i] = router_add(r, &o[i], &o[i].list, "big", "k");
+		subs[i] = router_add(r, &o[i], &o[i].list, "big", "k", false);
 		live[i] = 1;
 		order[i] = i;
 	}
 	/* Also a bystander route, which must never be reached. */
 	struct owner by = { .id = -1 };
-	struct router_sub *bys = router_add(r, &by, &by.list, "big", "other");
+	struct router_sub *bys = router_add(r, &by, &by.list, "big", "other", false);
 
 	is_int(router_route_count(r), 2, "%d subscribers share one route", MANY);
 	for (int i = 0; i < MANY; i++)
@@ -197,7 +197,7 @@ static void test_swap_removal(void)
 			bad_slots++;
 	is_int(bad_slots, 0, "slots are assigned in order");
 	reset_counts(o, MANY);
-	is_int(router_publish(r, "big", "k", frame_token()), MANY,
+	is_int(router_publish(r, "big", "k", ROUTER_EXACT, frame_token()), MANY,
 	       "publish reaches all %d", MANY);
 
 	/* A few fixed positions first (middle, first, last), then shuffled. */
@@ -228,7 +228,7 @@ static void test_swap_removal(void)
 		live[victim] = 0;
 		reset_counts(o, MANY);
 		by.got = 0;
-		n = router_publish(r, "big", "k", frame_token());
+		n = router_publish(r, "big", "k", ROUTER_EXACT, frame_token());
 		if (n != want || n_delivered != want || by.got != 0)
 			bad_counts++;
 		for (int k = 0; k < MANY; k++)
@@ -244,7 +244,7 @@ static void test_swap_removal(void)
 	is_int(bad_sets, 0, "every publish reached exactly the remaining set");
 	is_int(router_route_count(r), 1, "the emptied route is deleted");
 	by.got = 0;
-	is_int(router_publish(r, "big", "other", frame_token()), 1,
+	is_int(router_publish(r, "big", "other", ROUTER_EXACT, frame_token()), 1,
 	       "the bystander route still works");
 	router_remove(r, &by.list, bys);
 	is_int(router_route_count(r), 0, "no routes left");
@@ -255,15 +255,15 @@ static void test_swap_removal(void)
  * through removals at the head, middle and tail. */
 static void test_owner_list_order(void)
 {
-	struct router *r = router_new(count_deliver);
+	struct router *r = router_new(count_deliver, NULL, NULL);
 	struct owner o = { .id = 0 }, other = { .id = 1 };
 	const char *keys[] = { "k0", "k1", "k2", "k3", "k4", "k5" };
 	struct router_sub *s[6];
 
 	for (int i = 0; i < 6; i++) {
-		s[i] = router_add(r, &o, &o.list, i % 2 ? "odd" : "even", keys[i]);
+		s[i] = router_add(r, &o, &o.list, i % 2 ? "odd" : "even", keys[i], false);
 		/* interleave another owner's subscriptions on the same routes */
-		router_add(r, &other, &other.list, i % 2 ? "odd" : "even", keys[i]);
+		router_add(r, &other, &other.list, i % 2 ? "odd" : "even", keys[i], false);
 	}
 	ok(list_is(&o.list, keys, 6), "the owner's list is in subscription order");
 	{
@@ -283,7 +283,7 @@ static void test_owner_list_order(void)
 	}
 	{
 		const char *want[] = { "k1", "k3", "k4", "k0" };
-		s[0] = router_add(r, &o, &o.list, "even", "k0");
+		s[0] = router_add(r, &o, &o.list, "even", "k0", false);
 		ok(list_is(&o.list, want, 4), "a new subscription is appended");
 	}
 	ok(strcmp(o.list.head->exchange, "odd") == 0 &&
@@ -307,7 +307,7 @@ static void test_owner_list_order(void)
 #define NOWNERS 1000
 static void test_many_routes(void)
 {
-	struct router *r = router_new(count_deliver);
+	struct router *r = router_new(count_deliver, NULL, NULL);
 	static struct owner o[NOWNERS];
 	char ex[32], rk[32];
 	int add_fail = 0, find_fail = 0, pub_fail = 0;
@@ -316,7 +316,7 @@ static void test_many_routes(void)
 	for (int i = 0; i < NKEYS; i++) {
 		snprintf(ex, sizeof ex, "ex%d", i % 7);
 		snprintf(rk, sizeof rk, "key-%d", i);
-		if (router_add(r, &o[i % NOWNERS], &o[i % NOWNERS].list, ex, rk) == NULL)
+		if (router_add(r, &o[i % NOWNERS], &o[i % NOWNERS].list, ex, rk, false) == NULL)
 			add_fail++;
 	}
 	is_int(add_fail, 0, "%d distinct routes added", NKEYS);
@@ -330,17 +330,17 @@ static void test_many_routes(void)
 		snprintf(rk, sizeof rk, "key-%d", i);
 		if (i % 97 == 0 && router_find(&ow->list, ex, rk) == NULL)
 			find_fail++;
-		if (router_publish(r, ex, rk, frame_token()) != 1 ||
+		if (router_publish(r, ex, rk, ROUTER_EXACT, frame_token()) != 1 ||
 		    ow->got != before + 1)
 			pub_fail++;
 	}
 	is_int(find_fail, 0, "  every sampled route is found in its owner's list");
 	is_int(pub_fail, 0, "  every route publishes to its one subscriber");
 	snprintf(rk, sizeof rk, "key-%d", 3);
-	is_int(router_publish(r, "ex4", rk, frame_token()), 0,
+	is_int(router_publish(r, "ex4", rk, ROUTER_EXACT, frame_token()), 0,
 	       "  right key, wrong exchange: nobody");
 	snprintf(rk, sizeof rk, "key-%d", NKEYS);
-	is_int(router_publish(r, "ex0", rk, frame_token()), 0,
+	is_int(router_publish(r, "ex0", rk, ROUTER_EXACT, frame_token()), 0,
 	       "  a key never added: nobody");
 
 	/* Remove every other route first (tombstones among live entries). */
@@ -360,7 +360,7 @@ static void test_many_routes(void)
 		size_t want = (i / NOWNERS) % 2 ? 1 : 0;
 		snprintf(ex, sizeof ex, "ex%d", i % 7);
 		snprintf(rk, sizeof rk, "key-%d", i);
-		if (router_publish(r, ex, rk, frame_token()) != want)
+		if (router_publish(r, ex, rk, ROUTER_EXACT, frame_token()) != want)
 			pub_fail++;
 	}
 	is_int(pub_fail, 0, "  exactly the remaining half still publish");
@@ -373,15 +373,15 @@ static void test_many_routes(void)
 	for (int i = 0; i < NKEYS; i += 13) {
 		snprintf(ex, sizeof ex, "ex%d", i % 7);
 		snprintf(rk, sizeof rk, "key-%d", i);
-		if (router_publish(r, ex, rk, frame_token()) != 0)
+		if (router_publish(r, ex, rk, ROUTER_EXACT, frame_token()) != 0)
 			pub_fail++;
 	}
 	is_int(pub_fail, 0, "  and nothing publishes");
 
 	/* The table is full of tombstones now; it must still work. */
-	ok(router_add(r, &o[0], &o[0].list, "ex0", "key-0") != NULL,
+	ok(router_add(r, &o[0], &o[0].list, "ex0", "key-0", false) != NULL,
 	   "re-adding into a table of tombstones");
-	is_int(router_publish(r, "ex0", "key-0", frame_token()), 1, "  publishes");
+	is_int(router_publish(r, "ex0", "key-0", ROUTER_EXACT, frame_token()), 1, "  publishes");
 	router_remove(r, &o[0].list, o[0].list.head);
 	is_int(router_route_count(r), 0, "  and is removed again");
 	router_free(&r);
@@ -392,7 +392,7 @@ static void test_many_routes(void)
  * without bound or looping forever on lookup. */
 static void test_churn(void)
 {
-	struct router *r = router_new(count_deliver);
+	struct router *r = router_new(count_deliver, NULL, NULL);
 	struct owner o = { .id = 0 };
 	char rk[32];
 	int fail = 0;
@@ -400,7 +400,7 @@ static void test_churn(void)
 	for (int i = 0; i < 200000; i++) {
 		struct router_sub *s;
 		snprintf(rk, sizeof rk, "churn-%d", i);
-		s = router_add(r, &o, &o.list, "c", rk);
+		s = router_add(r, &o, &o.list, "c", rk, false);
 		if (s == NULL)
 			fail++;
 		if (o.list.n > 8)
@@ -411,11 +411,11 @@ static void test_churn(void)
 	fail = 0;
 	for (int i = 200000 - 8; i < 200000; i++) {
 		snprintf(rk, sizeof rk, "churn-%d", i);
-		if (router_publish(r, "c", rk, frame_token()) != 1)
+		if (router_publish(r, "c", rk, ROUTER_EXACT, frame_token()) != 1)
 			fail++;
 	}
 	is_int(fail, 0, "  the live ones publish");
-	is_int(router_publish(r, "c", "churn-0", frame_token()), 0,
+	is_int(router_publish(r, "c", "churn-0", ROUTER_EXACT, frame_token()), 0,
 	       "  an old one does not");
 	router_free(&r);
 	ok(1, "router_free with live subscriptions (leak-checked under ASan)");
@@ -424,7 +424,7 @@ static void test_churn(void)
 /* Keys with bytes that need care, and the exchange/routing-key boundary. */
 static void test_special_keys(void)
 {
-	struct router *r = router_new(count_deliver);
+	struct router *r = router_new(count_deliver, NULL, NULL);
 	struct owner o[8];
 	struct {
 		const char *ex, *rk;
@@ -443,14 +443,14 @@ static void test_special_keys(void)
 
 	memset(o, 0, sizeof(o));
 	for (size_t i = 0; i < n; i++)
-		if (router_add(r, &o[i], &o[i].list, pairs[i].ex, pairs[i].rk) == NULL)
+		if (router_add(r, &o[i], &o[i].list, pairs[i].ex, pairs[i].rk, false) == NULL)
 			fail++;
 	is_int(fail, 0, "keys with special bytes are added");
 	is_int(router_route_count(r), n,
 	       "  as %zu distinct routes (a/bc, ab/c, abc/, /abc differ)", n);
 	for (size_t i = 0; i < n; i++) {
 		reset_counts(o, 8);
-		is_int(router_publish(r, pairs[i].ex, pairs[i].rk, frame_token()), 1,
+		is_int(router_publish(r, pairs[i].ex, pairs[i].rk, ROUTER_EXACT, frame_token()), 1,
 		       "publish to pair %zu reaches one", i);
 		ok(o[i].got == 1, "  the right one");
 		is_str(o[i].list.head->exchange, pairs[i].ex, "  exchange kept");
@@ -466,7 +466,7 @@ static void test_special_keys(void)
 /* Keys around and beyond the 512-byte stack buffer of the lookup. */
 static void test_long_keys(void)
 {
-	struct router *r = router_new(count_deliver);
+	struct router *r = router_new(count_deliver, NULL, NULL);
 	struct owner o[6];
 	/* el + rl + 2 bytes are needed; 512 fits the buffer, 513 does not. */
 	size_t rk_lens[] = { 509, 510, 511, 600, 5000, 100000 };
@@ -478,25 +478,25 @@ static void test_long_keys(void)
 		rks[i] = malloc(rk_lens[i] + 1);
 		memset(rks[i], 'a' + i, rk_lens[i]);
 		rks[i][rk_lens[i]] = '\0';
-		ok(router_add(r, &o[i], &o[i].list, "e", rks[i]) != NULL,
+		ok(router_add(r, &o[i], &o[i].list, "e", rks[i], false) != NULL,
 		   "add e/<%zu bytes>", rk_lens[i]);
 	}
 	is_int(router_route_count(r), nl, "%d long routes", nl);
 	for (int i = 0; i < nl; i++) {
 		reset_counts(o, 6);
-		is_int(router_publish(r, "e", rks[i], frame_token()), 1,
+		is_int(router_publish(r, "e", rks[i], ROUTER_EXACT, frame_token()), 1,
 		       "publish e/<%zu bytes>", rk_lens[i]);
 		ok(o[i].got == 1, "  reaches its owner");
 		is_int(strlen(o[i].list.head->routing_key), rk_lens[i],
 		       "  stored key has full length");
 		ok(router_find(&o[i].list, "e", rks[i]) == o[i].list.head,
 		   "  found");
-		ok(router_add(r, &o[i], &o[i].list, "e", rks[i]) == NULL,
+		ok(router_add(r, &o[i], &o[i].list, "e", rks[i], false) == NULL,
 		   "  duplicate refused");
 	}
 	/* A key differing only in its last byte is another route. */
 	rks[4][rk_lens[4] - 1] = 'Z';
-	is_int(router_publish(r, "e", rks[4], frame_token()), 0,
+	is_int(router_publish(r, "e", rks[4], ROUTER_EXACT, frame_token()), 0,
 	       "a long key differing in the last byte: nobody");
 	rks[4][rk_lens[4] - 1] = 'a' + 4;
 	/* Long exchange too. */
@@ -504,15 +504,15 @@ static void test_long_keys(void)
 		char *ex = malloc(700);
 		memset(ex, 'E', 699);
 		ex[699] = '\0';
-		ok(router_add(r, &o[0], &o[0].list, ex, "k") != NULL,
+		ok(router_add(r, &o[0], &o[0].list, ex, "k", false) != NULL,
 		   "add <699-byte exchange>/k");
-		is_int(router_publish(r, ex, "k", frame_token()), 1, "  publishes");
+		is_int(router_publish(r, ex, "k", ROUTER_EXACT, frame_token()), 1, "  publishes");
 		router_remove(r, &o[0].list, o[0].list.tail);
 		free(ex);
 	}
 	for (int i = 0; i < nl; i++) {
 		router_remove(r, &o[i].list, o[i].list.head);
-		is_int(router_publish(r, "e", rks[i], frame_token()), 0,
+		is_int(router_publish(r, "e", rks[i], ROUTER_EXACT, frame_token()), 0,
 		       "removed e/<%zu bytes>", rk_lens[i]);
 		free(rks[i]);
 	}

@@ -347,7 +347,7 @@ static void setup(void)
 	w.base = base;
 	w.rc = &rc;
 	w.cfg = &cfg;
-	w.router = router_new(session_deliver);
+	w.router = router_new(session_deliver, NULL, NULL);
 }
 
 static void teardown(void)

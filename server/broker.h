@@ -1,0 +1,79 @@
+/*
+ * The RabbitMQ link: one thread that owns the AMQP connection, so the
+ * event loops never wait on the broker.
+ *
+ * The node has one queue (not one per socket, as Myxi had): named
+ * "<prefix>.<host>.<random>", non-exclusive, with x-expires, so it outlives a
+ * dropped connection (messages published meanwhile wait in it) and vanishes
+ * on its own once the node is gone. Bindings are reference-counted per
+ * (exchange, routing key) over the whole node: bound when the first local
+ * subscriber arrives, unbound when the last leaves, and all restored after
+ * a reconnect. Channel errors on a binding close only the topology channel,
+ * which is reopened; consuming goes on.
+ *
+ * Every function here may be called from any thread and never blocks on
+ * the network.
+ */
+#ifndef MYXID_BROKER_H
+#define MYXID_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct myxid_config;
+struct shared_frame;
+struct broker;
+
+enum broker_state {
+	BROKER_CONNECTING,   /* never connected yet, or trying again */
+	BROKER_UP,
+	BROKER_STOPPED
+};
+
+/*
+ * Called on the broker thread for each delivery that is a JSON object,
+ * already encoded with "mq" appended. The callee takes a reference to f if
+ * it keeps it. exchange and routing_key are valid during the call.
+ */
+typedef void broker_deliver_fn(void *arg, const char *exchange,
+			       const char *routing_key, struct shared_frame *f);
+
+/*
+ * Start the link for cfg's broker block and exchanges (cfg must outlive the
+ * broker: a reload keeps the broker of the first configuration). Returns
+ * NULL only if the thread cannot be created.
+ */
+struct broker *broker_start(const struct myxid_config *cfg,
+			    broker_deliver_fn *deliver, void *arg);
+
+/* Stop the thread, close the connection (the queue expires on its own). */
+void broker_stop(struct broker **b);
+
+/* Reference-counted bind / unbind of the node queue. */
+void broker_bind(struct broker *b, const char *exchange, const char *routing_key);
+void broker_unbind(struct broker *b, const char *exchange, const char *routing_key);
+
+/*
+ * Queue body for publishing to exchange with routing_key (as Myxi's
+ * publishers do: no properties). Returns 0 if accepted, -1 if the broker
+ * is not connected or too much is already waiting.
+ */
+int broker_publish(struct broker *b, const char *exchange,
+		   const char *routing_key, const char *body, size_t len);
+
+enum broker_state broker_state(const struct broker *b);
+
+/* For /healthz and logs: the URL in use (password hidden), or NULL. */
+void broker_describe(const struct broker *b, char *out, size_t size);
+
+struct broker_stats {
+	uint64_t received;       /* deliveries from the queue */
+	uint64_t rejected;       /* not JSON objects: dropped and logged */
+	uint64_t published;      /* via broker_publish */
+	uint64_t reconnects;
+	uint64_t bindings;       /* current (exchange, key) pairs */
+};
+void broker_get_stats(const struct broker *b, struct broker_stats *st);
+
+#endif

@@ -1,0 +1,376 @@
+#!/usr/bin/python3
+"""
+Broker mode against a real RabbitMQ started here: the exchanges and the
+node's one queue myxid declares, Myxi publishers (Ruby Bunny exactly like
+Myxi.push_event, and pika) reaching subscribed sockets with "mq",
+reference-counted bindings, topic and fanout exchanges, bodies that are not
+JSON objects, a huge body, POST /publish through the broker, /healthz,
+RABBITMQ_URL, and a channel error that stays with its one binding.
+"""
+import asyncio
+import re
+import sys
+import time
+
+sys.dont_write_bytecode = True   # keep the source tree clean
+
+from myxidtest import (Client, Daemon, Suite, compact, delivered, publish,
+                       require, subscribed)
+from rabbitmq import (BrokerSuite, Publisher, await_until, broker_config,
+                      bunny_publish, healthz, in_thread, receive_all,
+                      require_rabbitmq, start_node, subscribe_ok,
+                      unsubscribe_ok, wait_bindings, wait_broker)
+
+require()
+require_rabbitmq(bunny=True)
+T = BrokerSuite()
+R = start_node()
+D = Daemon(broker_config(R.url), name="myxid")
+PORT = D.port
+QUEUE = None            # the node's queue, found by the first test
+DROP_RE = re.compile(r"drop|reject|discard|not a JSON object", re.I)
+
+
+def queue_bindings(exchange, key):
+    """Rows binding (exchange, key) to the daemon's queue."""
+    return [r for r in R.list_bindings()
+            if r["source_name"] == exchange and r["routing_key"] == key
+            and r["destination_name"] == QUEUE]
+
+
+@T.test(timeout=40)
+async def startup_topology():
+    took = await wait_broker(PORT, "up", 30)
+    T.check(took is not None, "the daemon connects to the broker (/healthz broker up)",
+            D.read_log()[-2000:])
+    if took is not None:
+        print(f"# connected {took:.1f}s after listening")
+    status, body = await in_thread(healthz, PORT)
+    T.check(status == 200 and isinstance(body, dict) and body.get("status") == "ok"
+            and body.get("broker") == "up",
+            "/healthz: 200, \"status\":\"ok\", \"broker\":\"up\"", f"{status} {body!r}")
+
+    xs = await in_thread(R.list_exchanges)
+    for name, kind, durable in (("deployment", "direct", False), ("public", "direct", False),
+                                ("news", "direct", False), ("topics", "topic", False),
+                                ("fan", "fanout", False), ("stable", "direct", True)):
+        x = xs.get(name)
+        T.check(x is not None and x["type"] == kind and x["durable"] is durable
+                and x["auto_delete"] is False and x["internal"] is False,
+                f"exchange {name} declared at startup: {kind}, "
+                f"{'durable' if durable else 'non-durable'}, not auto-delete, unprefixed",
+                repr(x))
+
+    queues = await in_thread(R.myxid_queues)
+    T.eq(len(queues), 1, "one queue for the node, named myxid.*")
+    global QUEUE
+    if queues:
+        QUEUE, q = next(iter(queues.items()))
+        print(f"# the node's queue: {QUEUE}")
+        T.check(q["exclusive"] is False and q["auto_delete"] is False,
+                "the queue is neither exclusive nor auto-delete (it outlives the connection)",
+                repr(q))
+        T.eq(q["arguments"].get("x-expires"), 60000, "its x-expires is queue_expires (60s)")
+        T.eq(q["consumers"], 1, "the daemon consumes from it")
+    conns = await in_thread(R.myxid_connections)
+    T.eq(len(conns), 1, "the daemon holds one AMQP connection")
+
+
+@T.test(timeout=40)
+async def bunny_publisher():
+    async with Client(PORT, label="widgets") as c:
+        await subscribe_ok(c, "public", "w1")
+        await c.send("Subscribe", {"exchange": "public", "routing_key": 12}, "n")
+        await c.expect(subscribed("public", 12, "n"), "setup: subscribe with a numeric key")
+        T.check(await wait_bindings(R, {("public", "w1"), ("public", "12")}),
+                "the subscriptions are bound (public/w1, public/\"12\")", R.myxid_bindings())
+
+        r = await in_thread(bunny_publish, R.url_vhost, "public", "w1", "WidgetQtyChanged",
+                            {"quantity": 5})
+        T.check(r.returncode == 0, "bunny_publish.rb publishes", r.stderr.decode())
+        await c.expect(delivered("WidgetQtyChanged", {"quantity": 5}, "public", "w1"),
+                       "Myxi.push_event via Bunny reaches the socket with mq", timeout=5)
+
+        r = await in_thread(bunny_publish, R.url_vhost, "public", "12", "Numbered", {"id": 12})
+        T.check(r.returncode == 0, "bunny_publish.rb publishes (Integer key)", r.stderr.decode())
+        await c.expect(delivered("Numbered", {"id": 12}, "public", "12"),
+                       "routing key 12 (Integer#to_s) arrives as \"rk\":\"12\"", timeout=5)
+
+        payload = {"name": "Zoë ☃", "path": "/a/b", "list": [1, True, None, -2.5],
+                   "nested": {"text": "line\nbreak \"quoted\" \\"}, "empty": {}}
+        r = await in_thread(bunny_publish, R.url_vhost, "public", "w1", "Unicode", payload)
+        T.check(r.returncode == 0, "bunny_publish.rb publishes (unicode)", r.stderr.decode())
+        await c.expect(delivered("Unicode", payload, "public", "w1"),
+                       "a payload with unicode, slashes, escapes and nesting, intact",
+                       timeout=5)
+        await c.expect_nothing("each event arrives once", 0.3)
+
+
+@T.test(timeout=30)
+async def pika_publisher():
+    async with Client(PORT, label="p") as c:
+        await subscribe_ok(c, "public", "p1")
+        T.check(await wait_bindings(R, {("public", "p1")}), "setup: public/p1 bound")
+        with Publisher(R.url) as p:
+            p.publish("public", "p1", "FromPika", {"x": [1, 2]})
+            await c.expect(delivered("FromPika", {"x": [1, 2]}, "public", "p1"),
+                           "a pika publisher (Myxi's body) reaches the socket with mq")
+            p.publish_raw("public", "p1", '{"event":"E","payload":{},"extra":1}')
+            await c.expect('{"event":"E","payload":{},"extra":1,"mq":{"e":"public","rk":"p1"}}',
+                           "other keys of the body pass through, mq appended")
+            p.publish_raw("public", "p1", '{"custom":true}')
+            await c.expect('{"custom":true,"mq":{"e":"public","rk":"p1"}}',
+                           "any JSON object is delivered (Myxi: hash['mq'] = ...)")
+            for i in range(20):
+                p.publish("public", "p1", "Seq", {"i": i})
+            got = await receive_all(c, 20, 10)
+            T.eq(got, [compact(delivered("Seq", {"i": i}, "public", "p1")) for i in range(20)],
+                 "20 events in a row arrive in order")
+            await c.expect_nothing("nothing more", 0.3)
+
+
+@T.test(timeout=60)
+async def refcounted_bindings():
+    async with Client(PORT, label="a") as a, Client(PORT, label="b") as b, \
+            Client(PORT, label="c") as c:
+        for x in (a, b, c):
+            await x.authenticate("demo-alice")
+        await subscribe_ok(a, "deployment", "d1")
+        await subscribe_ok(b, "deployment", "d1")
+        T.check(await wait_bindings(R, {("deployment", "d1")}), "deployment/d1 is bound")
+        rows = await in_thread(queue_bindings, "deployment", "d1")
+        T.eq(len(rows), 1, "two sockets on d1: one binding (deployment -> the node's queue)")
+
+        await unsubscribe_ok(a, "deployment", "d1")
+        # A barrier through the broker link: once d2 is bound, an unbind of
+        # d1 sent before it would have happened too.
+        await subscribe_ok(a, "deployment", "d2")
+        T.check(await wait_bindings(R, {("deployment", "d2")}), "setup: deployment/d2 bound")
+        rows = await in_thread(queue_bindings, "deployment", "d1")
+        T.eq(len(rows), 1, "first of two unsubscribes: the binding stays")
+        with Publisher(R.url) as p:
+            p.publish("deployment", "d1", "StillBound", {})
+        await b.expect(delivered("StillBound", {}, "deployment", "d1"),
+                       "the remaining subscriber still receives")
+        await a.expect_nothing("the one that left does not", 0.3)
+
+        await unsubscribe_ok(b, "deployment", "d1")
+        T.check(await wait_bindings(R, set(), {("deployment", "d1")}),
+                "last unsubscribe: the binding is gone", R.myxid_bindings())
+
+        await subscribe_ok(c, "deployment", "d1")
+        T.check(await wait_bindings(R, {("deployment", "d1")}),
+                "a new subscriber binds it again")
+        with Publisher(R.url) as p:
+            p.publish("deployment", "d1", "Rebound", {})
+        await c.expect(delivered("Rebound", {}, "deployment", "d1"), "and receives")
+        await b.expect_nothing("the earlier subscribers do not", 0.2)
+        await a.expect_nothing("(nor the other)", 0.1)
+
+        await subscribe_ok(b, "deployment", "d1")
+        await c.close()      # a disconnect counts as an unsubscribe
+        await asyncio.sleep(0.3)
+        rows = await in_thread(queue_bindings, "deployment", "d1")
+        T.eq(len(rows), 1, "one of two subscribers disconnects: the binding stays")
+        await b.close()
+        T.check(await wait_bindings(R, set(), {("deployment", "d1")}),
+                "the last subscriber disconnects: the binding is gone", R.myxid_bindings())
+        await a.close()
+        T.check(await wait_bindings(R, set(), {("deployment", "d2")}),
+                "a socket's other bindings go with it")
+
+
+@T.test(timeout=40)
+async def topic_patterns():
+    async with Client(PORT, label="star") as star, Client(PORT, label="hash") as hsh, \
+            Client(PORT, label="both") as both, Client(PORT, label="exact") as exact:
+        await subscribe_ok(star, "topics", "news.*")
+        await subscribe_ok(hsh, "topics", "news.#")
+        await subscribe_ok(both, "topics", "news.*", "s1")
+        await subscribe_ok(both, "topics", "news.#", "s2")
+        await subscribe_ok(exact, "topics", "news.sport")
+        T.check(await wait_bindings(R, {("topics", "news.*"), ("topics", "news.#"),
+                                        ("topics", "news.sport")}),
+                "the patterns are bound as given", R.myxid_bindings())
+        with Publisher(R.url) as p:
+            p.publish("topics", "news.sport", "Goal", {"n": 1}, declare="topic")
+            want = delivered("Goal", {"n": 1}, "topics", "news.sport")
+            await star.expect(want, "news.sport reaches news.*")
+            await hsh.expect(want, "news.sport reaches news.#")
+            await both.expect(want, "news.sport reaches a socket on news.* and news.#")
+            await exact.expect(want, "news.sport reaches the exact key on a topic exchange")
+            await both.expect_nothing("... once", 0.4)
+
+            p.publish("topics", "news.sport.football", "Deep", {"n": 2}, declare="topic")
+            want = delivered("Deep", {"n": 2}, "topics", "news.sport.football")
+            await hsh.expect(want, "news.sport.football reaches news.#")
+            await both.expect(want, "news.sport.football reaches the socket with both, once")
+            await star.expect_nothing("news.sport.football does not reach news.*", 0.4)
+            await both.expect_nothing("(no second copy)", 0.1)
+            await exact.expect_nothing("nor news.sport", 0.1)
+
+            p.publish("topics", "weather", "Rain", {}, declare="topic")
+            for c in (star, hsh, both, exact):
+                await c.expect_nothing(f"weather reaches nobody ({c.label})", 0.15)
+
+
+@T.test(timeout=30)
+async def fanout_exchange():
+    async with Client(PORT, label="fa") as fa, Client(PORT, label="fb") as fb:
+        await subscribe_ok(fa, "fan", "a")
+        await subscribe_ok(fb, "fan", "b")
+        T.check(await wait_bindings(R, {("fan", "a"), ("fan", "b")}), "setup: fan bound")
+        with Publisher(R.url) as p:
+            p.publish("fan", "zzz", "Broadcast", {"k": "v"}, declare="fanout")
+        want = delivered("Broadcast", {"k": "v"}, "fan", "zzz")
+        await fa.expect(want, "fanout: a subscriber of the exchange receives any key")
+        await fb.expect(want, "fanout: so does one subscribed with another key")
+        await fa.expect_nothing("once", 0.3)
+        await fb.expect_nothing("once (b)", 0.1)
+
+
+@T.test(timeout=60)
+async def bad_bodies():
+    async with Client(PORT, label="bad") as c:
+        await subscribe_ok(c, "public", "bad")
+        T.check(await wait_bindings(R, {("public", "bad")}), "setup: public/bad bound")
+        log_before = D.read_log()
+        bodies = [
+            (b"not json", "not JSON"),
+            (b"[1,2,3]", "a JSON array"),
+            (b'"a string"', "a JSON string"),
+            (b"42", "a number"),
+            (b"null", "null"),
+            (b"", "an empty body"),
+            (b'{"event":"X","payload":"\xff\xfe"}', "invalid UTF-8"),
+            (b'{"event":"X","payload":"\xed\xa0\x80"}', "an encoded surrogate"),
+            (b'{"event":"N","payload":NaN}', "NaN"),
+            (b'{"event":"I","payload":-Infinity}', "-Infinity"),
+            (b'{"event":"T","payload":{', "a truncated object"),
+            (b'{"event":"A"} {"event":"B"}', "two objects"),
+            (b'{"event":"C",}', "a trailing comma"),
+        ]
+        with Publisher(R.url) as p:
+            for body, _ in bodies:
+                p.publish_raw("public", "bad", body)
+            p.publish("public", "bad", "Good", {"after": "bad"})
+            await c.expect(delivered("Good", {"after": "bad"}, "public", "bad"),
+                           "bodies that are not JSON objects are dropped: " +
+                           ", ".join(what for _, what in bodies), timeout=5)
+            await c.expect_nothing("nothing else arrives", 0.3)
+            T.check(D.alive(), "the daemon is alive")
+            new = D.read_log()[len(log_before):]
+            T.check(any(DROP_RE.search(line) for line in new.splitlines()),
+                    "the log says a message was dropped", new[-2000:])
+
+            before = D.read_log()
+            for i in range(300):
+                p.publish_raw("public", "bad", b"[%d]" % i)
+            p.publish("public", "bad", "Good", {"after": 300})
+            await c.expect(delivered("Good", {"after": 300}, "public", "bad"),
+                           "300 more bad bodies: still flowing", timeout=10)
+            lines = [line for line in D.read_log()[len(before):].splitlines()
+                     if DROP_RE.search(line)]
+            T.check(len(lines) <= 30, "the drop log line is rate-limited (<= 30 lines for 300)",
+                    f"{len(lines)} lines:\n" + "\n".join(lines[:10]))
+        status, body = await in_thread(healthz, PORT)
+        T.check(status == 200 and body.get("broker") == "up", "still healthy and connected",
+                f"{status} {body!r}")
+
+
+@T.test(timeout=60)
+async def huge_body():
+    blob = "0123456789abcdef" * (5 * 1024 * 1024 // 16)
+    body = compact({"event": "Huge", "payload": {"blob": blob, "n": 1}})
+    async with Client(PORT, label="big", max_size=16 * 1024 * 1024) as c:
+        await subscribe_ok(c, "public", "huge")
+        T.check(await wait_bindings(R, {("public", "huge")}), "setup: public/huge bound")
+        with Publisher(R.url) as p:
+            t0 = time.monotonic()
+            p.publish_raw("public", "huge", body)
+            got = await c.recv(30)
+            want = body[:-1] + ',"mq":{"e":"public","rk":"huge"}}'
+            T.check(got == want, f"a {len(body) // 1024} KiB body is delivered intact",
+                    f"got {len(got)} bytes, want {len(want)}: {got[:80]!r}...{got[-80:]!r}")
+            print(f"# 5 MiB through the broker in {time.monotonic() - t0:.2f}s")
+            p.publish("public", "huge", "Small", {})
+            await c.expect(delivered("Small", {}, "public", "huge"), "and a small one after it")
+
+
+@T.test(timeout=60)
+async def publish_endpoint_and_rabbitmq_url():
+    # A second node configured the Myxi way: RABBITMQ_URL, a list whose
+    # first broker is down, the vhost spelt as Bunny's default.
+    dead = f"amqp://guest:guest@127.0.0.1:{free_port_closed()}/"
+    e = Daemon(broker_config(None), name="myxid-env",
+               env={"RABBITMQ_URL": f"{dead},{R.url_vhost}"})
+    took = await wait_broker(e.port, "up", 30)
+    T.check(took is not None, "RABBITMQ_URL (a list, first down) turns broker mode on; "
+            "the next URL is used", e.read_log()[-2000:])
+    queues = await in_thread(R.myxid_queues)
+    T.eq(len(queues), 2, "two nodes, two queues")
+
+    async with Client(PORT, label="on-D") as cd, Client(e.port, label="on-E") as ce:
+        await subscribe_ok(cd, "public", "via-http")
+        await subscribe_ok(ce, "public", "via-http")
+        T.check(await wait_bindings(R, {("public", "via-http")}), "setup: bound")
+        T.check(await await_until(
+            lambda: len({q for x, k, q in R.myxid_bindings() if k == "via-http"}) == 2, 15),
+            "setup: bound to both queues")
+        r = await in_thread(publish, PORT, "public", "via-http", "Posted", {"p": 1})
+        T.check(r.status == 202 and r.body.strip() == b'{"ok":true,"queued":true}' and
+                r.headers.get("content-type", "").startswith("application/json"),
+                "POST /publish in broker mode -> 202 {\"ok\":true,\"queued\":true}", repr(r))
+        want = delivered("Posted", {"p": 1}, "public", "via-http")
+        await cd.expect(want, "the publishing node delivers it (through the broker)", 5)
+        await ce.expect(want, "so does the other node", 5)
+        await cd.expect_nothing("once: not also delivered locally", 0.5)
+        await ce.expect_nothing("once on the other node", 0.1)
+
+        r = await in_thread(publish, PORT, "public", "12", "NumKey", {}, extra={})
+        T.eq(r.status, 202, "POST /publish, another key -> 202")
+        r = await in_thread(publish, PORT, "nosuch", "k", "E", {})
+        T.eq(r.status, 404, "POST /publish to an unknown exchange -> 404, as without a broker")
+    e.stop()
+
+
+def free_port_closed():
+    from myxidtest import free_port
+    return free_port()
+
+
+@T.test(timeout=60)
+async def channel_error_stays_with_its_binding():
+    async with Client(PORT, label="ok") as ok, Client(PORT, label="victim") as victim:
+        await subscribe_ok(ok, "public", "ce-ok")
+        T.check(await wait_bindings(R, {("public", "ce-ok")}), "setup: public/ce-ok bound")
+        with Publisher(R.url) as p:
+            p.exchange_delete("doomed")       # behind myxid's back
+            await subscribe_ok(victim, "doomed", "x")     # its bind gets a 404
+            await subscribe_ok(victim, "public", "ce-victim")
+            await subscribe_ok(ok, "public", "ce-after")
+            T.check(await wait_bindings(R, {("public", "ce-after"), ("public", "ce-victim")}),
+                    "binds after the failed one still work", R.myxid_bindings())
+            p.publish("public", "ce-ok", "Still", {})
+            await ok.expect(delivered("Still", {}, "public", "ce-ok"),
+                            "a subscription made before the channel error still receives")
+            p.publish("public", "ce-after", "After", {})
+            await ok.expect(delivered("After", {}, "public", "ce-after"),
+                            "a subscription made after it receives")
+            p.publish("public", "ce-victim", "Victim", {})
+            await victim.expect(delivered("Victim", {}, "public", "ce-victim"),
+                                "the socket whose bind failed keeps its other subscriptions")
+        await ok.ping_roundtrip("the sockets stay up")
+        await victim.ping_roundtrip("the sockets stay up (victim)")
+        T.eq(broker_state_now(), "up", "the daemon stays connected")
+        queues = await in_thread(R.myxid_queues)
+        T.check(QUEUE in queues and queues[QUEUE]["consumers"] == 1,
+                "the node's queue is still consumed", repr(queues))
+
+
+def broker_state_now():
+    status, body = healthz(PORT)
+    return body.get("broker") if isinstance(body, dict) else None
+
+
+T.run()
