@@ -520,6 +520,91 @@ static void test_long_keys(void)
 	router_free(&r);
 }
 
+/* Route hook: records the pairs bound and unbound, as the broker link would. */
+static int hook_added, hook_removed;
+static char hook_last[128];
+
+static void record_hook(void *arg, const char *ex, const char *rk, bool added)
+{
+	if (added)
+		hook_added++;
+	else
+		hook_removed++;
+	snprintf(hook_last, sizeof(hook_last), "%s %s/%s",
+		 added ? "bind" : "unbind", ex, rk);
+}
+
+static void test_topic_match(void)
+{
+	static const struct { const char *p, *k; bool want; } t[] = {
+		{ "news.*", "news.sport", true },
+		{ "news.*", "news.sport.football", false },
+		{ "news.*", "news", false },
+		{ "news.#", "news.sport.football", true },
+		{ "news.#", "news", true },
+		{ "#", "", true },
+		{ "#", "a.b.c", true },
+		{ "*", "a", true },
+		{ "*", "a.b", false },
+		{ "a.*.c", "a.b.c", true },
+		{ "a.#.c", "a.c", true },
+		{ "a.#.c", "a.b.d.c", true },
+		{ "a.#.c", "a.b.d", false },
+		{ "#.c", "x.y.c", true },
+		{ "a.b", "a.bc", false },
+		{ "a.b", "a", false },
+		{ "a", "a.b", false },
+		{ "a.#.#", "a", true },
+		{ "*.#", "a", true },
+		{ "ab*", "abc", false },   /* '*' only as a whole word */
+		{ "a.#b", "a.#b", true },  /* '#' only as a whole word */
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		is_int(topic_match(t[i].p, t[i].k), t[i].want, "topic '%s' vs '%s'",
+		       t[i].p, t[i].k);
+}
+
+static void test_topic_and_fanout(void)
+{
+	struct router *r = router_new(count_deliver, record_hook, NULL);
+	struct owner o[4] = { { 0 }, { 1 }, { 2 }, { 3 } };
+	struct router_sub *a, *b;
+
+	hook_added = hook_removed = 0;
+	a = router_add(r, &o[0], &o[0].list, "news", "news.*", true);
+	router_add(r, &o[1], &o[1].list, "news", "news.#", true);
+	b = router_add(r, &o[2], &o[2].list, "news", "news.sport", false);
+	/* One owner through two matching patterns: served once. */
+	router_add(r, &o[3], &o[3].list, "news", "news.*", true);
+	router_add(r, &o[3], &o[3].list, "news", "#", true);
+	is_int(hook_added, 4, "four distinct pairs were bound");
+	reset_counts(o, 4);
+	is_int(router_publish(r, "news", "news.sport", ROUTER_TOPIC, frame_token()), 4,
+	       "news.sport: *, #, the exact key and the double match, once each");
+	is_int(o[3].got, 1, "  the owner with two matching patterns got it once");
+	reset_counts(o, 4);
+	is_int(router_publish(r, "news", "news.sport.football", ROUTER_TOPIC,
+			      frame_token()), 2, "news.sport.football: only # patterns");
+	is_int(o[0].got, 0, "  news.* did not match two words");
+	reset_counts(o, 4);
+	is_int(router_publish(r, "news", "news.sport", ROUTER_EXACT, frame_token()), 1,
+	       "a direct publish ignores patterns");
+	reset_counts(o, 4);
+	is_int(router_publish(r, "news", "anything", ROUTER_FANOUT, frame_token()), 4,
+	       "fanout reaches every owner of the exchange once");
+	is_int(router_publish(r, "other", "news.sport", ROUTER_TOPIC, frame_token()), 0,
+	       "another exchange gets nothing");
+	router_remove(r, &o[0].list, a);
+	router_remove(r, &o[2].list, b);
+	is_int(hook_removed, 1, "removing the only news.sport subscriber unbinds it");
+	is_str(hook_last, "unbind news/news.sport", "  and the hook names the pair");
+	reset_counts(o, 4);
+	is_int(router_publish(r, "news", "news.sport", ROUTER_TOPIC, frame_token()), 2,
+	       "after removals, the remaining patterns still match");
+	router_free(&r);
+}
+
 int main(void)
 {
 	test_basics();
@@ -529,5 +614,7 @@ int main(void)
 	test_churn();
 	test_special_keys();
 	test_long_keys();
+	test_topic_match();
+	test_topic_and_fanout();
 	return done_testing();
 }
