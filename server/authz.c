@@ -9,6 +9,7 @@
  * answers much later all take the same path.
  */
 #include "authz.h"
+#include "answer_cache.h"
 #include "config.h"
 #include "log.h"
 #include "plugin_host.h"
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 enum req_kind { REQ_AUTH, REQ_POLICY };
 
@@ -42,6 +44,9 @@ struct myxid_req {
 	size_t next_plugin;             /* auth: chain position */
 	struct myxid_instance *holder;  /* the instance asked last */
 	enum myxid_verdict answer;
+	bool cached;                    /* the answer came from the cache */
+	unsigned char *cache_key;       /* where an ALLOW is remembered */
+	size_t cache_key_len;
 	struct identity *ident;         /* auth: built by the plugin */
 	struct event *ev;
 	authz_done_fn *done;
@@ -63,6 +68,21 @@ void identity_free(struct identity **idp)
 	free(id->user_type);
 	free(id);
 	*idp = NULL;
+}
+
+struct identity *identity_copy(const struct identity *id)
+{
+	struct identity *c = xcalloc(1, sizeof(*c));
+
+	c->user_id = xstrdup(id->user_id);
+	c->user_type = id->user_type ? xstrdup(id->user_type) : NULL;
+	c->attrs = xcalloc(id->n_attrs, sizeof(*c->attrs));
+	for (size_t i = 0; i < id->n_attrs; i++) {
+		c->attrs[i].key = xstrdup(id->attrs[i].key);
+		c->attrs[i].value = xstrdup(id->attrs[i].value);
+	}
+	c->n_attrs = id->n_attrs;
+	return c;
 }
 
 const char *identity_attr(const struct identity *id, const char *key)
@@ -87,6 +107,7 @@ static void req_free(struct myxid_req *req)
 	}
 	free(req->exchange);
 	free(req->routing_key);
+	free(req->cache_key);
 	free(req);
 }
 
@@ -141,6 +162,15 @@ static void ask(struct myxid_req *req, struct myxid_instance *inst)
 	answer(req, v);
 }
 
+static void remember(struct myxid_req *req, const struct identity *id)
+{
+	struct answer_cache *c = req->kind == REQ_AUTH ? req->rc->auth_cache :
+		req->rc->policy_cache;
+
+	if (!req->cached)
+		answer_cache_put(c, req->cache_key, req->cache_key_len, id);
+}
+
 static void deliver(struct myxid_req *req, enum myxid_verdict v)
 {
 	struct identity *id = NULL;
@@ -155,6 +185,8 @@ static void deliver(struct myxid_req *req, enum myxid_verdict v)
 			req->ident = NULL;
 		}
 	}
+	if (v == MYXID_ALLOW)
+		remember(req, id);
 	req->done(req->done_arg, v, id);
 	req_free(req);
 }
@@ -203,14 +235,37 @@ static struct myxid_req *req_new(struct worker *w, enum req_kind kind,
 	return req;
 }
 
+/* Answer from the cache if it can; true if it did. */
+static bool answer_from_cache(struct myxid_req *req, unsigned flags)
+{
+	struct answer_cache *c = req->kind == REQ_AUTH ? req->rc->auth_cache :
+		req->rc->policy_cache;
+	const struct identity *id = NULL;
+
+	if ((flags & AUTHZ_FRESH) ||
+	    !answer_cache_get(c, req->cache_key, req->cache_key_len, &id))
+		return false;
+	req->cached = true;
+	if (req->kind == REQ_AUTH)
+		req->ident = identity_copy(id);
+	answer(req, MYXID_ALLOW);
+	return true;
+}
+
 struct myxid_req *authz_auth_start(struct worker *w,
 				   const struct authz_client *client,
-				   const char *token,
+				   const char *token, unsigned flags,
 				   authz_done_fn *done, void *arg)
 {
 	struct myxid_req *req = req_new(w, REQ_AUTH, client, done, arg);
 
 	req->token = xstrdup(token);
+	/* The cache holds a digest, never the token. */
+	req->cache_key_len = SHA256_DIGEST_LENGTH;
+	req->cache_key = xmalloc(SHA256_DIGEST_LENGTH);
+	SHA256((const unsigned char *)token, strlen(token), req->cache_key);
+	if (answer_from_cache(req, flags))
+		return req;
 	if (req->rc->n_auths == 0)
 		answer(req, MYXID_NEXT);
 	else
@@ -218,18 +273,43 @@ struct myxid_req *authz_auth_start(struct worker *w,
 	return req;
 }
 
+/* "exchange\0key\0user_id\0user_type": one answer per user and pair. */
+static void policy_cache_key(struct myxid_req *req)
+{
+	const struct identity *id = req->client.identity;
+	const char *parts[4] = {
+		req->exchange, req->routing_key,
+		id ? id->user_id : "", id && id->user_type ? id->user_type : ""
+	};
+	size_t len = 0, off = 0;
+
+	for (int i = 0; i < 4; i++)
+		len += strlen(parts[i]) + 1;
+	req->cache_key = xmalloc(len);
+	for (int i = 0; i < 4; i++) {
+		size_t n = strlen(parts[i]) + 1;
+		memcpy(req->cache_key + off, parts[i], n);
+		off += n;
+	}
+	/* Anonymous and authenticated askers must never share an entry. */
+	req->cache_key[len - 1] = id ? 1 : 0;
+	req->cache_key_len = len;
+}
+
 struct myxid_req *authz_policy_start(struct worker *w,
 				     struct myxid_instance *policy,
 				     const struct authz_client *client,
 				     const char *exchange,
-				     const char *routing_key,
+				     const char *routing_key, unsigned flags,
 				     authz_done_fn *done, void *arg)
 {
 	struct myxid_req *req = req_new(w, REQ_POLICY, client, done, arg);
 
 	req->exchange = xstrdup(exchange);
 	req->routing_key = xstrdup(routing_key);
-	ask(req, policy);
+	policy_cache_key(req);
+	if (!answer_from_cache(req, flags))
+		ask(req, policy);
 	return req;
 }
 

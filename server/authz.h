@@ -29,6 +29,7 @@ struct identity {
 	size_t n_attrs;
 };
 void identity_free(struct identity **id);
+struct identity *identity_copy(const struct identity *id);
 const char *identity_attr(const struct identity *id, const char *key);
 
 /* Facts about the client that plugins may read. Borrowed; must outlive the
@@ -48,16 +49,20 @@ struct authz_client {
 typedef void authz_done_fn(void *arg, enum myxid_verdict verdict,
 			   struct identity *id);
 
+/* Flags: skip the answer cache (the periodic re-check must see revocations;
+ * its answer still refreshes the cache). */
+#define AUTHZ_FRESH 0x1u
+
 struct myxid_req *authz_auth_start(struct worker *w,
 				   const struct authz_client *client,
-				   const char *token,
+				   const char *token, unsigned flags,
 				   authz_done_fn *done, void *arg);
 
 struct myxid_req *authz_policy_start(struct worker *w,
 				     struct myxid_instance *policy,
 				     const struct authz_client *client,
 				     const char *exchange,
-				     const char *routing_key,
+				     const char *routing_key, unsigned flags,
 				     authz_done_fn *done, void *arg);
 
 /* Abandon a request; done will not be called. */

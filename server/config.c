@@ -87,6 +87,8 @@ static const struct conf_num handshake_size = {
 	"size", size_units, 1024, 64 * 1024
 };
 static const struct conf_num timeout = { "time", time_units, 1, 3600000 };
+/* Cache lifetimes and intervals: 0 turns the feature off; at most a day. */
+static const struct conf_num cache_time = { "time", time_units, 0, 86400000 };
 
 static const struct conf_keyword log_levels[] = {
 	{ "debug", MYXID_LOG_DEBUG }, { "info", MYXID_LOG_INFO },
@@ -654,6 +656,9 @@ static const struct conf_cmd top_cmds[] = {
 	{ "handshake_timeout", 0, set_time, TOP(handshake_timeout_ms),
 	  &timeout },
 	{ "auth_timeout", 0, set_time, TOP(auth_timeout_ms), &timeout },
+	{ "auth_cache", 0, set_time, TOP(auth_cache_ms), &cache_time },
+	{ "policy_cache", 0, set_time, TOP(policy_cache_ms), &cache_time },
+	{ "recheck_interval", 0, set_time, TOP(recheck_interval_ms), &cache_time },
 	{ "log_level", 0, set_keyword, TOP(log_level), log_levels },
 	{ "auth", CMD_BLOCK | CMD_MULTI, set_auth, 0, NULL },
 	{ "exchange", CMD_BLOCK | CMD_MULTI, set_exchange, 0, NULL },
@@ -676,6 +681,9 @@ static struct myxid_config *config_new(const char *path)
 	cfg->max_handshake_size = 8 * 1024;
 	cfg->handshake_timeout_ms = 10000;
 	cfg->auth_timeout_ms = 5000;
+	cfg->auth_cache_ms = 60000;
+	cfg->policy_cache_ms = 60000;
+	cfg->recheck_interval_ms = 60000;
 	cfg->log_level = MYXID_LOG_INFO;
 	cfg->broker.queue_expires_ms = 60000;
 	cfg->broker.heartbeat_ms = 10000;

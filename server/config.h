@@ -15,6 +15,9 @@
  *   max_handshake_size 8k          # largest HTTP request head (431 beyond)
  *   handshake_timeout 10s
  *   auth_timeout 5s                # how long a plugin may take to answer
+ *   auth_cache 60s                 # reuse an allowed token for this long (0: off)
+ *   policy_cache 60s               # reuse an allowed subscription (0: off)
+ *   recheck_interval 60s           # re-check sessions and subscriptions (0: off)
  *   log_level info                 # debug|info|notice|warning|error
  *   auth static {                  # chained in file order
  *       tokens_file demo-tokens    # free-form plugin options
@@ -94,6 +97,9 @@ struct myxid_config {
 	size_t max_handshake_size;       /* default 8 KiB */
 	unsigned handshake_timeout_ms;   /* default 10 s */
 	unsigned auth_timeout_ms;        /* default 5 s */
+	unsigned auth_cache_ms;          /* keep an allowed token; 60 s, 0 = off */
+	unsigned policy_cache_ms;        /* keep an allowed subscribe; 60 s */
+	unsigned recheck_interval_ms;    /* Myxi's "touch"; 60 s, 0 = off */
 	int log_level;                   /* enum myxid_log_level; default info */
 	struct conf_plugin *auths;       /* in file order; may be empty */
 	size_t n_auths;

@@ -2,12 +2,16 @@
  * Running configurations; see runconf.h.
  */
 #include "runconf.h"
+#include "answer_cache.h"
 #include "config.h"
 #include "plugin_host.h"
 #include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* Entries per cache: bounded memory whatever the clients do. */
+#define CACHE_MAX_ENTRIES 100000
 
 struct runconf *runconf_new(struct event_base *base, struct myxid_config *cfg,
 			    const char *plugin_dir, char *err, size_t err_size)
@@ -16,6 +20,8 @@ struct runconf *runconf_new(struct event_base *base, struct myxid_config *cfg,
 
 	rc->refs = 1;
 	rc->cfg = cfg;
+	rc->auth_cache = answer_cache_new(cfg->auth_cache_ms, CACHE_MAX_ENTRIES);
+	rc->policy_cache = answer_cache_new(cfg->policy_cache_ms, CACHE_MAX_ENTRIES);
 	rc->auths = xcalloc(cfg->n_auths, sizeof(*rc->auths));
 	for (size_t i = 0; i < cfg->n_auths; i++) {
 		rc->auths[i] = plugin_instance_new(base, plugin_dir, &cfg->auths[i],
@@ -61,6 +67,8 @@ void runconf_unref(struct runconf **rcp)
 	for (size_t i = 0; i < rc->n_exchanges; i++)
 		plugin_instance_free(&rc->exchanges[i].policy);
 	free(rc->exchanges);
+	answer_cache_free(&rc->auth_cache);
+	answer_cache_free(&rc->policy_cache);
 	config_free(&rc->cfg);
 	free(rc);
 }

@@ -14,6 +14,7 @@ struct event_base;
 struct myxid_config;
 struct conf_exchange;
 struct myxid_instance;
+struct answer_cache;
 
 /* A configured exchange with its policy instance. */
 struct exchange_rt {
@@ -28,6 +29,8 @@ struct runconf {
 	size_t n_auths;
 	struct exchange_rt *exchanges;
 	size_t n_exchanges;
+	struct answer_cache *auth_cache;   /* flushed by a reload: per runconf */
+	struct answer_cache *policy_cache;
 };
 
 /*

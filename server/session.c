@@ -7,6 +7,7 @@
  * (Myxi 1.4 always sent "tag":null, a regression from its EM era).
  */
 #include "session.h"
+#include "session_private.h"
 #include "authz.h"
 #include "config.h"
 #include "conn.h"
@@ -25,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 #include <json-c/json.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
 
 /* Deepest JSON a client may send; json-c recurses while parsing. */
 #define ACTION_MAX_DEPTH 32
@@ -39,42 +42,10 @@
 /* Longest token handed to auth plugins. */
 #define TOKEN_MAX_LEN 8192
 
-struct queued {
-	json_object *msg;
-	struct queued *next;
-};
-
-/* An action that is waiting for a plugin. */
-struct run {
-	json_object *msg;          /* holds tag and payload alive */
-	json_object *tag;
-	json_object *exchange;     /* Subscribe */
-	bool has_exchange;         /* the key was present (maybe null) */
-	json_object *keys;         /* Subscribe: routing_keys, or the single key */
-	bool key_list;             /* keys came from routing_keys[] */
-	size_t next_key, n_keys;
-	char *rk;                  /* the key being checked, as a string */
-	bool topic;                /* its exchange is a topic exchange */
-	struct myxid_req *req;
-};
-
-struct session {
-	struct conn *conn;
-	struct worker *w;
-	char id[17];
-	struct identity *ident;
-	struct authz_client client;
-	struct router_list subs;
-	struct run *run;
-	struct queued *q_head, *q_tail;
-	size_t q_len;
-};
-
 /* Returns true if the action finished, false if it waits for a plugin. */
 typedef bool action_fn(struct session *s, json_object *msg, json_object *tag,
 		       json_object *payload);
 
-static void run_next(struct session *s);
 
 /* ------------------------------------------------------------- lifecycle */
 
@@ -91,17 +62,38 @@ struct session *session_new(struct conn *c)
 	s->client.origin = c->origin;
 	json_object_object_add(p, "id", json_object_new_string(s->id));
 	reply_send(c, "Welcome", false, NULL, p);
+	recheck_arm(s);
 	return s;
 }
 
-static void run_free(struct run *r)
+static void free_secret(char **p)
+{
+	if (*p != NULL) {
+		OPENSSL_cleanse(*p, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+void run_free(struct run *r)
 {
 	if (r == NULL)
 		return;
 	authz_cancel(r->req);
 	json_object_put(r->msg);
 	free(r->rk);
+	free_secret(&r->token);
+	for (size_t i = 0; i < r->n_pairs; i++)
+		free(r->pairs[i]);
+	free(r->pairs);
 	free(r);
+}
+
+void session_forget_user(struct session *s)
+{
+	identity_free(&s->ident);
+	s->client.identity = NULL;
+	free_secret(&s->token);
 }
 
 void session_free(struct session **sp)
@@ -119,7 +111,9 @@ void session_free(struct session **sp)
 	}
 	while (s->subs.head != NULL)
 		router_remove(s->w->router, &s->subs, s->subs.head);
-	identity_free(&s->ident);
+	session_forget_user(s);
+	if (s->recheck_timer)
+		event_free(s->recheck_timer);
 	s->w->n_sessions--;
 	free(s);
 	*sp = NULL;
@@ -139,7 +133,7 @@ void session_deliver(void *owner, struct shared_frame *f)
 
 /* ------------------------------------------------------------- replies */
 
-static void send_unsubscribed(struct session *s, json_object *tag,
+void send_unsubscribed(struct session *s, json_object *tag,
 			      const char *exchange, json_object *rk, bool autom)
 {
 	json_object *p = json_object_new_object();
@@ -153,7 +147,7 @@ static void send_unsubscribed(struct session *s, json_object *tag,
 
 /* Remove every subscription (of one exchange, or all when exchange is
  * NULL), one Unsubscribed each with the stored string key. */
-static void unsubscribe_matching(struct session *s, json_object *tag,
+void unsubscribe_matching(struct session *s, json_object *tag,
 				 const char *exchange, bool autom)
 {
 	struct router_sub *sub = s->subs.head, *next;
@@ -206,11 +200,8 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 	}
 	free(r->rk);
 	r->rk = NULL;
-	if (subscribe_continue(s)) {
-		run_free(s->run);
-		s->run = NULL;
-		run_next(s);
-	}
+	if (subscribe_continue(s))
+		run_finish(s);
 }
 
 /* Handle keys until one needs a plugin's answer; true when all are done. */
@@ -251,7 +242,7 @@ static bool subscribe_continue(struct session *s)
 		r->topic = ex->conf->type == EXCHANGE_TOPIC;
 		r->req = authz_policy_start(s->w, ex->policy, &s->client,
 					    json_object_get_string(r->exchange),
-					    r->rk, subscribe_answered, s);
+					    r->rk, 0, subscribe_answered, s);
 		return false;
 	}
 	return true;
@@ -389,6 +380,8 @@ static void auth_answered(void *arg, enum myxid_verdict v, struct identity *id)
 	if (v == MYXID_ALLOW) {
 		s->ident = id;
 		s->client.identity = id;
+		s->token = r->token;         /* for the periodic re-check */
+		r->token = NULL;
 		log_info("[%s] %s: authenticated as user %s%s%s", s->id,
 			 s->conn->peer, id->user_id, id->user_type ? " of type " : "",
 			 id->user_type ? id->user_type : "");
@@ -404,9 +397,7 @@ static void auth_answered(void *arg, enum myxid_verdict v, struct identity *id)
 		reply_error(s->conn, r->tag, v == MYXID_ERROR ? "AuthUnavailable" :
 			    "InvalidAuthentication", 0, NULL, NULL);
 	}
-	run_free(r);
-	s->run = NULL;
-	run_next(s);
+	run_finish(s);
 }
 
 static const char *find_token(json_object *payload)
@@ -441,8 +432,9 @@ static bool action_authenticate(struct session *s, json_object *msg,
 	r = xcalloc(1, sizeof(*r));
 	r->msg = json_object_get(msg);
 	r->tag = tag;
+	r->token = xstrdup(token);
 	s->run = r;
-	r->req = authz_auth_start(s->w, &s->client, token, auth_answered, s);
+	r->req = authz_auth_start(s->w, &s->client, token, 0, auth_answered, s);
 	return false;
 }
 
@@ -454,8 +446,7 @@ static bool action_deauthenticate(struct session *s, json_object *msg,
 		unsubscribe_matching(s, tag, NULL, true);
 		log_info("[%s] %s: deauthenticated user %s", s->id, s->conn->peer,
 			 s->ident->user_id);
-		identity_free(&s->ident);
-		s->client.identity = NULL;
+		session_forget_user(s);
 	}
 	reply_send(s->conn, "Deauthenticated", true, tag, NULL);
 	return true;
@@ -517,10 +508,44 @@ static void run_next(struct session *s)
 		s->q_head = q->next;
 		if (s->q_head == NULL)
 			s->q_tail = NULL;
-		s->q_len--;
-		dispatch(s, q->msg);
+		if (q->msg == NULL) {
+			s->recheck_queued = false;
+			recheck_start(s);
+		} else {
+			s->q_len--;
+			dispatch(s, q->msg);
+		}
 		free(q);
 	}
+}
+
+void run_finish(struct session *s)
+{
+	run_free(s->run);
+	s->run = NULL;
+	run_next(s);
+}
+
+static void enqueue(struct session *s, json_object *msg)
+{
+	struct queued *q = xcalloc(1, sizeof(*q));
+
+	q->msg = msg;
+	if (s->q_tail)
+		s->q_tail->next = q;
+	else
+		s->q_head = q;
+	s->q_tail = q;
+}
+
+/* The re-check waits its turn like an action, so it never races one. */
+void session_queue_recheck(struct session *s)
+{
+	if (s->recheck_queued)
+		return;
+	s->recheck_queued = true;
+	enqueue(s, NULL);
+	run_next(s);
 }
 
 static json_object *parse_action(const uint8_t *data, size_t len)
@@ -537,7 +562,6 @@ static json_object *parse_action(const uint8_t *data, size_t len)
 void session_on_message(struct session *s, const uint8_t *data, size_t len)
 {
 	json_object *msg = parse_action(data, len);
-	struct queued *q;
 
 	if (msg == NULL) {
 		json_object *p = json_object_new_object();
@@ -554,12 +578,6 @@ void session_on_message(struct session *s, const uint8_t *data, size_t len)
 		conn_close(s->conn, WS_CLOSE_POLICY, "too many actions in flight");
 		return;
 	}
-	q = xcalloc(1, sizeof(*q));
-	q->msg = msg;
-	if (s->q_tail)
-		s->q_tail->next = q;
-	else
-		s->q_head = q;
-	s->q_tail = q;
 	s->q_len++;
+	enqueue(s, msg);
 }

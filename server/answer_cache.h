@@ -1,0 +1,36 @@
+/*
+ * A cache of positive plugin answers, so that a reconnect storm does not
+ * become a database storm. Only "allowed" is cached: a denial is asked
+ * again every time, so a newly granted permission works at once (the
+ * RabbitMQ auth-cache default). Entries live for a TTL with +-10% jitter so
+ * the entries made in one burst do not all expire together, and a hit does
+ * not extend an entry, so a revoked grant dies with its TTL. A reload
+ * starts with an empty cache.
+ */
+#ifndef MYXID_ANSWER_CACHE_H
+#define MYXID_ANSWER_CACHE_H
+
+#include <stddef.h>
+
+struct identity;
+struct answer_cache;
+
+/* ttl_ms 0 makes a cache that never holds anything; so does a NULL cache
+ * in get and put. */
+struct answer_cache *answer_cache_new(unsigned ttl_ms, size_t max_entries);
+void answer_cache_free(struct answer_cache **c);
+
+/*
+ * Is key cached and fresh? Returns 1 and, if id_r is not NULL, the cached
+ * identity (borrowed, valid until the next call on this cache), or 0.
+ */
+int answer_cache_get(struct answer_cache *c, const void *key, size_t key_len,
+		     const struct identity **id_r);
+
+/* Remember key as allowed, with an identity (copied) or NULL. */
+void answer_cache_put(struct answer_cache *c, const void *key, size_t key_len,
+		      const struct identity *id);
+
+size_t answer_cache_size(const struct answer_cache *c);
+
+#endif

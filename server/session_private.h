@@ -1,0 +1,78 @@
+/*
+ * The session's insides, shared by session.c (client actions) and
+ * recheck.c (the periodic re-check that runs as an action of its own).
+ */
+#ifndef MYXID_SESSION_PRIVATE_H
+#define MYXID_SESSION_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <json-c/json.h>
+#include "authz.h"
+#include "router.h"
+
+struct event;
+
+/* An action waiting in line; msg is NULL for a re-check. */
+struct queued {
+	json_object *msg;
+	struct queued *next;
+};
+
+/* The action in progress, when it waits for a plugin. */
+struct run {
+	json_object *msg;          /* holds tag and payload alive */
+	json_object *tag;
+	json_object *exchange;     /* Subscribe */
+	bool has_exchange;         /* the key was present (maybe null) */
+	json_object *keys;         /* Subscribe: routing_keys, or the single key */
+	bool key_list;             /* keys came from routing_keys[] */
+	size_t next_key, n_keys;
+	char *rk;                  /* the key being checked, as a string */
+	bool topic;                /* its exchange is a topic exchange */
+	char *token;               /* Authenticate: kept for re-checks */
+	char **pairs;              /* re-check: "exchange\0key" of each sub */
+	size_t n_pairs, next_pair;
+	struct myxid_req *req;
+};
+
+struct session {
+	struct conn *conn;
+	struct worker *w;
+	char id[17];
+	struct identity *ident;
+	char *token;               /* the token that authenticated it (secret) */
+	struct authz_client client;
+	struct router_list subs;
+	struct run *run;
+	struct queued *q_head, *q_tail;
+	size_t q_len;
+	struct event *recheck_timer;
+	bool recheck_queued;
+};
+
+/* Free a finished or abandoned run (cancels its plugin request). */
+void run_free(struct run *r);
+
+/* The current run is over: free it and start what is queued. */
+void run_finish(struct session *s);
+
+/* One Unsubscribed event; rk is consumed. */
+void send_unsubscribed(struct session *s, json_object *tag,
+		       const char *exchange, json_object *rk, bool autom);
+
+/* Unsubscribe from one exchange (or all, with NULL), one event each. */
+void unsubscribe_matching(struct session *s, json_object *tag,
+			  const char *exchange, bool autom);
+
+/* Forget the user: identity and token. */
+void session_forget_user(struct session *s);
+
+/* Queue a re-check behind whatever the client already asked for. */
+void session_queue_recheck(struct session *s);
+
+/* recheck.c */
+void recheck_arm(struct session *s);
+void recheck_start(struct session *s);
+
+#endif
