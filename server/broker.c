@@ -480,9 +480,19 @@ static int run_commands(struct broker *b)
 		list = c->next;
 		if (c->kind == CMD_PUBLISH) {
 			amqp_bytes_t body = { c->len, c->body };
+			amqp_basic_properties_t props;
+
+			/* What Bunny sends for Myxi.push_event, so consumers
+			 * cannot tell our publishes from a Myxi app's. */
+			memset(&props, 0, sizeof(props));
+			props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG |
+				AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG;
+			props.content_type = amqp_cstring_bytes("application/octet-stream");
+			props.delivery_mode = 2;
+			props.priority = 0;
 			rc = amqp_basic_publish(b->conn, CH_PUBLISH,
 						amqp_cstring_bytes(c->exchange),
-						amqp_cstring_bytes(c->key), 0, 0, NULL, body);
+						amqp_cstring_bytes(c->key), 0, 0, &props, body);
 			if (rc != AMQP_STATUS_OK) {
 				log_warn("broker: publish to %s/%s failed: %s", c->exchange,
 					 c->key, amqp_error_string2(rc));

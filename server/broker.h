@@ -55,8 +55,8 @@ void broker_bind(struct broker *b, const char *exchange, const char *routing_key
 void broker_unbind(struct broker *b, const char *exchange, const char *routing_key);
 
 /*
- * Queue body for publishing to exchange with routing_key (as Myxi's
- * publishers do: no properties). Returns 0 if accepted, -1 if the broker
+ * Queue body for publishing to exchange with routing_key, with the message
+ * properties Bunny sets for Myxi.push_event. Returns 0 if accepted, -1 if the broker
  * is not connected or too much is already waiting.
  */
 int broker_publish(struct broker *b, const char *exchange,

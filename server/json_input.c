@@ -4,64 +4,167 @@
 #include "json_input.h"
 #include "utf8.h"
 
-#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
-/* Does s match JSON's number grammar, -?(0|[1-9]d*)(.d+)?([eE][+-]?d+)? */
-static bool json_number_text(const char *s)
+/*
+ * An RFC 8259 syntax check run before json-c parses, because json-c's
+ * strict mode still takes single quotes, raw control characters in strings,
+ * NaN, Infinity and "1.", and would then echo some of them to browsers as
+ * invalid JSON. Iterative, with an explicit depth limit.
+ */
+struct scan {
+	const unsigned char *p, *end;
+};
+
+static void skip_ws(struct scan *sc)
 {
-	if (*s == '-')
-		s++;
-	if (*s == '0')
-		s++;
-	else if (*s >= '1' && *s <= '9')
-		while (*s >= '0' && *s <= '9')
-			s++;
-	else
-		return false;
-	if (*s == '.') {
-		s++;
-		if (!(*s >= '0' && *s <= '9'))
-			return false;
-		while (*s >= '0' && *s <= '9')
-			s++;
-	}
-	if (*s == 'e' || *s == 'E') {
-		s++;
-		if (*s == '+' || *s == '-')
-			s++;
-		if (!(*s >= '0' && *s <= '9'))
-			return false;
-		while (*s >= '0' && *s <= '9')
-			s++;
-	}
-	return *s == '\0';
+	while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' ||
+				   *sc->p == '\n' || *sc->p == '\r'))
+		sc->p++;
 }
 
-static bool tree_valid(json_object *o)
+static bool scan_literal(struct scan *sc, const char *word)
 {
-	switch (json_object_get_type(o)) {
-	case json_type_double:
-		/* json-c serialises a parsed double from its original text. */
-		return isfinite(json_object_get_double(o)) &&
-			json_number_text(json_object_to_json_string(o));
-	case json_type_array:
-		for (size_t i = 0; i < json_object_array_length(o); i++)
-			if (!tree_valid(json_object_array_get_idx(o, i)))
-				return false;
-		return true;
-	case json_type_object: {
-		json_object_object_foreach(o, key, val) {
-			(void)key;
-			if (!tree_valid(val))
-				return false;
-		}
-		return true;
+	size_t n = strlen(word);
+
+	if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, word, n) != 0)
+		return false;
+	sc->p += n;
+	return true;
+}
+
+static bool scan_digits(struct scan *sc)
+{
+	const unsigned char *start = sc->p;
+
+	while (sc->p < sc->end && *sc->p >= '0' && *sc->p <= '9')
+		sc->p++;
+	return sc->p > start;
+}
+
+static bool scan_number(struct scan *sc)
+{
+	if (sc->p < sc->end && *sc->p == '-')
+		sc->p++;
+	if (sc->p < sc->end && *sc->p == '0')
+		sc->p++;
+	else if (!(sc->p < sc->end && *sc->p >= '1' && *sc->p <= '9') ||
+		 !scan_digits(sc))
+		return false;
+	if (sc->p < sc->end && *sc->p == '.') {
+		sc->p++;
+		if (!scan_digits(sc))
+			return false;
 	}
-	default:
-		return true;
+	if (sc->p < sc->end && (*sc->p == 'e' || *sc->p == 'E')) {
+		sc->p++;
+		if (sc->p < sc->end && (*sc->p == '+' || *sc->p == '-'))
+			sc->p++;
+		if (!scan_digits(sc))
+			return false;
+	}
+	return true;
+}
+
+static bool is_hex(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		(c >= 'A' && c <= 'F');
+}
+
+/* A string; UTF-8 validity was checked on the whole input already. */
+static bool scan_string(struct scan *sc)
+{
+	sc->p++;                       /* the opening quote */
+	while (sc->p < sc->end) {
+		unsigned char c = *sc->p++;
+		if (c == '"')
+			return true;
+		if (c < 0x20)
+			return false;      /* raw control characters */
+		if (c != '\\')
+			continue;
+		if (sc->p >= sc->end)
+			return false;
+		c = *sc->p++;
+		if (c == 'u') {
+			if (sc->end - sc->p < 4 || !is_hex(sc->p[0]) || !is_hex(sc->p[1]) ||
+			    !is_hex(sc->p[2]) || !is_hex(sc->p[3]))
+				return false;
+			sc->p += 4;
+		} else if (!strchr("\"\\/bfnrt", c) || c == '\0') {
+			return false;
+		}
+	}
+	return false;
+}
+
+static bool scan_scalar(struct scan *sc)
+{
+	switch (*sc->p) {
+	case '"': return scan_string(sc);
+	case 't': return scan_literal(sc, "true");
+	case 'f': return scan_literal(sc, "false");
+	case 'n': return scan_literal(sc, "null");
+	default: return scan_number(sc);
+	}
+}
+
+static bool json_syntax_ok(const void *data, size_t len, int max_depth)
+{
+	struct scan sc = { data, (const unsigned char *)data + len };
+	char stack[256];               /* '{' or '[' per open level */
+	int depth = 0;
+
+	if (max_depth > (int)sizeof(stack))
+		max_depth = (int)sizeof(stack);
+	for (;;) {
+		/* Expect a value. */
+		skip_ws(&sc);
+		if (sc.p >= sc.end)
+			return false;
+		if (*sc.p == '{' || *sc.p == '[') {
+			if (depth >= max_depth)
+				return false;
+			stack[depth++] = (char)*sc.p++;
+			skip_ws(&sc);
+			if (sc.p < sc.end && *sc.p == (stack[depth - 1] == '{' ? '}' : ']')) {
+				sc.p++;
+				depth--;
+				goto after_value;
+			}
+			if (stack[depth - 1] == '[')
+				continue;
+			goto member_key;
+		}
+		if (!scan_scalar(&sc))
+			return false;
+after_value:
+		skip_ws(&sc);
+		if (depth == 0)
+			return sc.p == sc.end;
+		if (sc.p >= sc.end)
+			return false;
+		if (*sc.p == ',') {
+			sc.p++;
+			if (stack[depth - 1] == '[')
+				continue;
+			skip_ws(&sc);
+			goto member_key;
+		}
+		if (*sc.p != (stack[depth - 1] == '{' ? '}' : ']'))
+			return false;
+		sc.p++;
+		depth--;
+		goto after_value;
+member_key:
+		if (sc.p >= sc.end || *sc.p != '"' || !scan_string(&sc))
+			return false;
+		skip_ws(&sc);
+		if (sc.p >= sc.end || *sc.p++ != ':')
+			return false;
 	}
 }
 
@@ -72,9 +175,10 @@ json_object *json_input_parse(const void *data, size_t len, int max_depth)
 	json_object *o;
 	size_t end;
 
-	if (len > INT32_MAX || !utf8_valid(p, len))
+	if (len > INT32_MAX || !utf8_valid(p, len) ||
+	    !json_syntax_ok(p, len, max_depth))
 		return NULL;
-	tok = json_tokener_new_ex(max_depth);
+	tok = json_tokener_new_ex(max_depth + 1);
 	if (tok == NULL)
 		return NULL;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
@@ -84,7 +188,7 @@ json_object *json_input_parse(const void *data, size_t len, int max_depth)
 	while (o != NULL && end < len &&
 	       (p[end] == ' ' || p[end] == '\t' || p[end] == '\r' || p[end] == '\n'))
 		end++;
-	if (o != NULL && (end != len || !tree_valid(o))) {
+	if (o != NULL && end != len) {
 		json_object_put(o);
 		o = NULL;
 	}

@@ -2,9 +2,9 @@
  * Parsing untrusted JSON (client actions, /publish bodies, broker messages)
  * into json-c objects, strictly: valid UTF-8 (json-c's own check lets
  * overlongs and surrogates through), bounded nesting, nothing but white
- * space after the value, and only numbers that JSON allows (json-c also
- * takes NaN, Infinity and "1.", which would then be echoed to browsers as
- * invalid JSON).
+ * space after the value, and RFC 8259 syntax only (json-c also takes
+ * single quotes, raw control characters in strings, NaN, Infinity and
+ * "1.", which would then be echoed to browsers as invalid JSON).
  */
 #ifndef MYXID_JSON_INPUT_H
 #define MYXID_JSON_INPUT_H

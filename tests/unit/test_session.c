@@ -677,9 +677,13 @@ static void test_invalid_json(void)
 	exchange(cl, "{}",
 		 "{\"event\":\"Error\",\"tag\":null,\"payload\":{\"error\":\"InvalidAction\"}}",
 		 "{} parses and is an InvalidAction");
-	TODO_CHECK(exchange(cl, "{'action':\"Ping\"}", INVALID_JSON,
-			    "a single-quoted key" TODO
-			    "json-c's strict mode still takes single-quoted keys"));
+	exchange(cl, "{'action':\"Ping\"}", INVALID_JSON, "a single-quoted key");
+	exchange(cl, "{\"action\":\"Ping\",\"tag\":\"a\tb\"}", INVALID_JSON,
+		 "a raw tab inside a string");
+	exchange(cl, "{\"action\":\"Ping\",\"tag\":[1,]}", INVALID_JSON,
+		 "a trailing comma");
+	exchange(cl, "{\"action\":\"Ping\",\"tag\":\"\\x41\"}", INVALID_JSON,
+		 "an invalid escape");
 	exchange(cl, " \t{} \r\n\t ",
 		 "{\"event\":\"Error\",\"tag\":null,\"payload\":{\"error\":\"InvalidAction\"}}",
 		 "white space around the object is allowed");
