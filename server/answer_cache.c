@@ -7,6 +7,7 @@
 #include "authz.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,8 @@ struct entry {
 };
 
 struct answer_cache {
+	pthread_mutex_t lock;
+	int refs;                  /* atomic */
 	unsigned ttl_ms;
 	size_t max_entries, n;
 	size_t n_buckets;          /* power of two */
@@ -46,6 +49,14 @@ struct answer_cache *answer_cache_new(unsigned ttl_ms, size_t max_entries)
 	c->n_buckets = 1024;
 	c->buckets = xcalloc(c->n_buckets, sizeof(*c->buckets));
 	c->seed = random_u64();
+	c->refs = 1;
+	pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+struct answer_cache *answer_cache_ref(struct answer_cache *c)
+{
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
 	return c;
 }
 
@@ -59,7 +70,8 @@ void answer_cache_free(struct answer_cache **cp)
 {
 	struct answer_cache *c = *cp;
 
-	if (c == NULL)
+	*cp = NULL;
+	if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	for (size_t i = 0; i < c->n_buckets; i++)
 		while (c->buckets[i]) {
@@ -68,8 +80,8 @@ void answer_cache_free(struct answer_cache **cp)
 			entry_free(e);
 		}
 	free(c->buckets);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
-	*cp = NULL;
 }
 
 static void sweep(struct answer_cache *c, uint64_t now)
@@ -105,15 +117,17 @@ static void grow(struct answer_cache *c)
 }
 
 int answer_cache_get(struct answer_cache *c, const void *key, size_t key_len,
-		     const struct identity **id_r)
+		     struct identity **id_r)
 {
 	uint64_t h, now;
 	struct entry **pp;
+	int found = 0;
 
 	if (c == NULL || c->ttl_ms == 0)
 		return 0;
 	h = hash_bytes(c->seed, key, key_len);
 	now = monotonic_ms();
+	pthread_mutex_lock(&c->lock);
 	for (pp = &c->buckets[h & (c->n_buckets - 1)]; *pp; pp = &(*pp)->next) {
 		struct entry *e = *pp;
 		if (e->hash != h || e->key_len != key_len ||
@@ -123,13 +137,15 @@ int answer_cache_get(struct answer_cache *c, const void *key, size_t key_len,
 			*pp = e->next;
 			entry_free(e);
 			c->n--;
-			return 0;
+			break;
 		}
 		if (id_r)
-			*id_r = e->id;
-		return 1;
+			*id_r = e->id ? identity_copy(e->id) : NULL;
+		found = 1;
+		break;
 	}
-	return 0;
+	pthread_mutex_unlock(&c->lock);
+	return found;
 }
 
 void answer_cache_put(struct answer_cache *c, const void *key, size_t key_len,
@@ -141,6 +157,7 @@ void answer_cache_put(struct answer_cache *c, const void *key, size_t key_len,
 	if (c == NULL || c->ttl_ms == 0)
 		return;
 	h = hash_bytes(c->seed, key, key_len);
+	pthread_mutex_lock(&c->lock);
 	/* Replace an older answer for the same key. */
 	for (pp = &c->buckets[h & (c->n_buckets - 1)]; *pp; pp = &(*pp)->next)
 		if ((*pp)->hash == h && (*pp)->key_len == key_len &&
@@ -153,8 +170,11 @@ void answer_cache_put(struct answer_cache *c, const void *key, size_t key_len,
 		}
 	if (c->n >= c->max_entries)
 		sweep(c, now);
-	if (c->n >= c->max_entries)
-		return;     /* full of fresh answers: ask the plugin next time */
+	if (c->n >= c->max_entries) {
+		/* Full of fresh answers: ask the plugin next time. */
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
 	if (c->n >= c->n_buckets)
 		grow(c);
 	e = xmalloc(sizeof(*e) + key_len);
@@ -167,6 +187,7 @@ void answer_cache_put(struct answer_cache *c, const void *key, size_t key_len,
 	e->next = c->buckets[h & (c->n_buckets - 1)];
 	c->buckets[h & (c->n_buckets - 1)] = e;
 	c->n++;
+	pthread_mutex_unlock(&c->lock);
 }
 
 size_t answer_cache_size(const struct answer_cache *c)

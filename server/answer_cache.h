@@ -15,17 +15,21 @@
 struct identity;
 struct answer_cache;
 
-/* ttl_ms 0 makes a cache that never holds anything; so does a NULL cache
- * in get and put. */
+/*
+ * ttl_ms 0 makes a cache that never holds anything; so does a NULL cache
+ * in get and put. A cache is shared by the event loops: it is locked
+ * inside and reference-counted (answer_cache_free drops one reference).
+ */
 struct answer_cache *answer_cache_new(unsigned ttl_ms, size_t max_entries);
+struct answer_cache *answer_cache_ref(struct answer_cache *c);
 void answer_cache_free(struct answer_cache **c);
 
 /*
- * Is key cached and fresh? Returns 1 and, if id_r is not NULL, the cached
- * identity (borrowed, valid until the next call on this cache), or 0.
+ * Is key cached and fresh? Returns 1 and, if id_r is not NULL, a copy of
+ * the cached identity (the caller's, NULL if none was cached), or 0.
  */
 int answer_cache_get(struct answer_cache *c, const void *key, size_t key_len,
-		     const struct identity **id_r);
+		     struct identity **id_r);
 
 /* Remember key as allowed, with an identity (copied) or NULL. */
 void answer_cache_put(struct answer_cache *c, const void *key, size_t key_len,

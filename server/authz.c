@@ -12,6 +12,7 @@
 #include "answer_cache.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin_host.h"
 #include "runconf.h"
 #include "server.h"
@@ -44,6 +45,7 @@ struct myxid_req {
 	size_t next_plugin;             /* auth: chain position */
 	struct myxid_instance *holder;  /* the instance asked last */
 	enum myxid_verdict answer;
+	uint64_t asked_us;              /* when the holder was asked */
 	bool cached;                    /* the answer came from the cache */
 	unsigned char *cache_key;       /* where an ALLOW is remembered */
 	size_t cache_key_len;
@@ -114,6 +116,9 @@ static void req_free(struct myxid_req *req)
 /* Schedule the event callback to act on req->answer. */
 static void answer(struct myxid_req *req, enum myxid_verdict v)
 {
+	if (req->holder != NULL && !req->cached)
+		metrics_plugin_answer(req->holder->label, (int)v,
+				      monotonic_us() - req->asked_us);
 	req->answer = v;
 	req->state = REQ_ANSWERED;
 	evtimer_del(req->ev);
@@ -141,6 +146,7 @@ static void ask(struct myxid_req *req, struct myxid_instance *inst)
 
 	req->holder = inst;
 	req->state = REQ_CALLING;
+	req->asked_us = monotonic_us();
 	if (req->kind == REQ_AUTH)
 		v = inst->desc->auth(inst->ctx, req);
 	else
@@ -204,6 +210,8 @@ static void req_event_cb(evutil_socket_t fd, short what, void *arg)
 		if (inst->desc->cancel != NULL)
 			inst->desc->cancel(inst->ctx, req);
 		inst->pending--;
+		metrics_plugin_answer(inst->label, MYXID_ERROR,
+				      monotonic_us() - req->asked_us);
 		deliver(req, MYXID_ERROR);
 		return;
 	}
@@ -240,14 +248,17 @@ static bool answer_from_cache(struct myxid_req *req, unsigned flags)
 {
 	struct answer_cache *c = req->kind == REQ_AUTH ? req->rc->auth_cache :
 		req->rc->policy_cache;
-	const struct identity *id = NULL;
+	struct identity *id = NULL;
 
 	if ((flags & AUTHZ_FRESH) ||
 	    !answer_cache_get(c, req->cache_key, req->cache_key_len, &id))
 		return false;
 	req->cached = true;
+	metrics_inc(req->kind == REQ_AUTH ? M_AUTH_CACHE_HITS : M_POLICY_CACHE_HITS);
 	if (req->kind == REQ_AUTH)
-		req->ident = identity_copy(id);
+		req->ident = id;
+	else
+		identity_free(&id);
 	answer(req, MYXID_ALLOW);
 	return true;
 }

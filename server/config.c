@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #define DEFAULT_PORT "5005"
 
@@ -89,6 +91,18 @@ static const struct conf_num handshake_size = {
 static const struct conf_num timeout = { "time", time_units, 1, 3600000 };
 /* Cache lifetimes and intervals: 0 turns the feature off; at most a day. */
 static const struct conf_num cache_time = { "time", time_units, 0, 86400000 };
+
+/* Counts: connections, subscriptions, actions. */
+static const struct conf_num count_limit = { "number", plain_units, 0, 10000000 };
+static const struct conf_num positive_count = { "number", plain_units, 1, 10000000 };
+static const struct conf_num output_size = {
+	"size", size_units, 64 * 1024, 1024 * 1024 * 1024
+};
+static const struct conf_num worker_count = { "number", plain_units, 0, 64 };
+
+static const struct conf_keyword log_targets[] = {
+	{ "stderr", LOG_TO_STDERR }, { "syslog", LOG_TO_SYSLOG }, { NULL, 0 }
+};
 
 static const struct conf_keyword log_levels[] = {
 	{ "debug", MYXID_LOG_DEBUG }, { "info", MYXID_LOG_INFO },
@@ -359,6 +373,17 @@ static int set_size(struct loader *ld, const struct conf_node *n,
 	return 0;
 }
 
+static int set_size_unsigned(struct loader *ld, const struct conf_node *n,
+			     void *field, const void *spec)
+{
+	unsigned long long v;
+
+	if (get_number(ld, n, spec, &v))
+		return -1;
+	*(unsigned *)field = (unsigned)v;
+	return 0;
+}
+
 static int set_time(struct loader *ld, const struct conf_node *n,
 		    void *field, const void *spec)
 {
@@ -442,6 +467,69 @@ static const char *split_listen(const char *s, const char **host,
 	return NULL;
 }
 
+static int set_strlist(struct loader *ld, const struct conf_node *n,
+		       void *field, const void *spec)
+{
+	struct conf_strlist *l = field;
+	char **v = conf_grow(l->v, l->n, sizeof *v);
+
+	if (v == NULL)
+		return oom(ld, n);
+	l->v = v;
+	l->v[l->n] = strdup(n->args[1]);
+	if (l->v[l->n] == NULL)
+		return oom(ld, n);
+	l->n++;
+	return 0;
+}
+
+/* a.b.c.d/len or an IPv6 address/len (a bare address is a /32 or /128). */
+static bool valid_cidr(const char *s)
+{
+	char buf[64];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned char addr[16];
+	int family, max;
+	char *end;
+	long bits;
+
+	if (alen == 0 || alen >= sizeof(buf))
+		return false;
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	family = strchr(buf, ':') ? AF_INET6 : AF_INET;
+	max = family == AF_INET6 ? 128 : 32;
+	if (inet_pton(family, buf, addr) != 1)
+		return false;
+	if (slash == NULL)
+		return true;
+	bits = strtol(slash + 1, &end, 10);
+	return *end == '\0' && slash[1] != '\0' && bits >= 0 && bits <= max;
+}
+
+static int set_proxy(struct loader *ld, const struct conf_node *n,
+		     void *field, const void *spec)
+{
+	if (!valid_cidr(n->args[1]))
+		return fail(ld, n, "bad trusted_proxy '%s' (an address or CIDR, e.g. 10.0.0.0/8)",
+			    n->args[1]);
+	return set_strlist(ld, n, field, spec);
+}
+
+static int set_origin(struct loader *ld, const struct conf_node *n,
+		      void *field, const void *spec)
+{
+	if (strncmp(n->args[1], "http://", 7) != 0 &&
+	    strncmp(n->args[1], "https://", 8) != 0 && strcmp(n->args[1], "*") != 0)
+		return fail(ld, n, "bad allow_origin '%s' (scheme://host[:port], '*' wildcards allowed)",
+			    n->args[1]);
+	return set_strlist(ld, n, field, spec);
+}
+
+static int set_listen_tls(struct loader *ld, const struct conf_node *n,
+			  void *field, const void *spec);
+
 static int set_listen(struct loader *ld, const struct conf_node *n,
 		      void *field, const void *spec)
 {
@@ -463,6 +551,15 @@ static int set_listen(struct loader *ld, const struct conf_node *n,
 	if ((host != NULL && set_host(&l->host, host, host_len)) ||
 	    replace(&l->port, port))
 		return oom(ld, n);
+	return 0;
+}
+
+static int set_listen_tls(struct loader *ld, const struct conf_node *n,
+			  void *field, const void *spec)
+{
+	if (set_listen(ld, n, field, spec))
+		return -1;
+	ld->cfg->listens[ld->cfg->n_listens - 1].tls = true;
 	return 0;
 }
 
@@ -663,6 +760,25 @@ static const struct conf_cmd top_cmds[] = {
 	{ "auth", CMD_BLOCK | CMD_MULTI, set_auth, 0, NULL },
 	{ "exchange", CMD_BLOCK | CMD_MULTI, set_exchange, 0, NULL },
 	{ "broker", CMD_BLOCK, set_broker, TOP(broker), NULL },
+	{ "listen_tls", CMD_MULTI, set_listen_tls, 0, NULL },
+	{ "ssl_certificate", 0, set_string, TOP(ssl_certificate), NULL },
+	{ "ssl_certificate_key", 0, set_string, TOP(ssl_certificate_key), NULL },
+	{ "log", 0, set_keyword, TOP(log_target), log_targets },
+	{ "max_connections", 0, set_size, TOP(max_connections), &positive_count },
+	{ "max_connections_per_ip", 0, set_size, TOP(max_connections_per_ip),
+	  &count_limit },
+	{ "max_subscriptions", 0, set_size, TOP(max_subscriptions), &positive_count },
+	{ "max_actions_per_second", 0, set_size, TOP(max_actions_per_second),
+	  &count_limit },
+	{ "max_output_buffer", 0, set_size, TOP(max_output_buffer), &output_size },
+	{ "ping_interval", 0, set_time, TOP(ping_interval_ms), &cache_time },
+	{ "ping_timeout", 0, set_time, TOP(ping_timeout_ms), &timeout },
+	{ "auth_deadline", 0, set_time, TOP(auth_deadline_ms), &cache_time },
+	{ "drain_time", 0, set_time, TOP(drain_time_ms), &cache_time },
+	{ "allow_origin", CMD_MULTI, set_origin, TOP(allow_origins), NULL },
+	{ "trusted_proxy", CMD_MULTI, set_proxy, TOP(trusted_proxies), NULL },
+	{ "user", 0, set_string, TOP(user), NULL },
+	{ "workers", 0, set_size_unsigned, TOP(workers), &worker_count },
 	{ NULL, 0, NULL, 0, NULL }
 };
 
@@ -684,6 +800,14 @@ static struct myxid_config *config_new(const char *path)
 	cfg->auth_cache_ms = 60000;
 	cfg->policy_cache_ms = 60000;
 	cfg->recheck_interval_ms = 60000;
+	cfg->max_connections = 10000;
+	cfg->max_connections_per_ip = 1000;
+	cfg->max_subscriptions = 1024;
+	cfg->max_actions_per_second = 50;
+	cfg->max_output_buffer = 1024 * 1024;
+	cfg->ping_interval_ms = 30000;
+	cfg->ping_timeout_ms = 10000;
+	cfg->drain_time_ms = 5000;
 	cfg->log_level = MYXID_LOG_INFO;
 	cfg->broker.queue_expires_ms = 60000;
 	cfg->broker.heartbeat_ms = 10000;
@@ -700,6 +824,22 @@ static int default_listen(struct myxid_config *cfg)
 	cfg->listens[0].pos.file = cfg->path;
 	cfg->listens[0].port = strdup(DEFAULT_PORT);
 	return cfg->listens[0].port ? 0 : -1;
+}
+
+/* listen_tls needs a certificate and key, and they need a listen_tls. */
+static int check_tls(struct loader *ld)
+{
+	const struct myxid_config *cfg = ld->cfg;
+	bool any = false;
+
+	for (size_t i = 0; i < cfg->n_listens; i++)
+		any |= cfg->listens[i].tls;
+	if (any && (cfg->ssl_certificate == NULL || cfg->ssl_certificate_key == NULL)) {
+		conf_err(ld->err, ld->err_size, cfg->path, 0,
+			 "listen_tls needs ssl_certificate and ssl_certificate_key");
+		return -1;
+	}
+	return 0;
 }
 
 int config_load(const char *path, struct myxid_config **cfg_r,
@@ -721,6 +861,8 @@ int config_load(const char *path, struct myxid_config **cfg_r,
 	rc = apply_block(&ld, &tree->root, top_cmds, ld.cfg);
 	if (rc == 0 && ld.cfg->n_listens == 0 && default_listen(ld.cfg))
 		rc = oom(&ld, NULL);
+	if (rc == 0)
+		rc = check_tls(&ld);
 	if (rc == 0 && ld.cfg->broker.queue_prefix == NULL &&
 	    replace(&ld.cfg->broker.queue_prefix, "myxid"))
 		rc = oom(&ld, NULL);
@@ -833,6 +975,15 @@ void config_free(struct myxid_config **cfg_p)
 		free(cfg->broker.urls[i]);
 	free(cfg->broker.urls);
 	free(cfg->broker.queue_prefix);
+	for (i = 0; i < cfg->allow_origins.n; i++)
+		free(cfg->allow_origins.v[i]);
+	free(cfg->allow_origins.v);
+	for (i = 0; i < cfg->trusted_proxies.n; i++)
+		free(cfg->trusted_proxies.v[i]);
+	free(cfg->trusted_proxies.v);
+	free(cfg->ssl_certificate);
+	free(cfg->ssl_certificate_key);
+	free(cfg->user);
 	free(cfg->plugin_dir);
 	free(cfg->publish_key);
 	free(cfg->path);

@@ -19,6 +19,23 @@
  *   policy_cache 60s               # reuse an allowed subscription (0: off)
  *   recheck_interval 60s           # re-check sessions and subscriptions (0: off)
  *   log_level info                 # debug|info|notice|warning|error
+ *   log stderr                     # stderr|syslog
+ *   listen_tls 0.0.0.0:5443        # repeatable; needs the two below
+ *   ssl_certificate cert.pem
+ *   ssl_certificate_key key.pem
+ *   max_connections 10000          # WebSockets at once; 503 beyond
+ *   max_connections_per_ip 1000    # 0: no limit
+ *   max_subscriptions 1024         # per socket
+ *   max_actions_per_second 50      # per socket, burst of twice that; 0: off
+ *   max_output_buffer 1m           # a socket queueing more is closed (4008)
+ *   ping_interval 30s              # 0: no server pings
+ *   ping_timeout 10s
+ *   auth_deadline 0                # close sockets not authenticated in time
+ *   drain_time 5s                  # SIGTERM closes sockets over this time
+ *   allow_origin https://app.example.com  # repeatable, "*" wildcards; none: any
+ *   trusted_proxy 127.0.0.1/32     # repeatable; their X-Forwarded-For counts
+ *   user myxid                     # drop root after binding
+ *   workers 0                      # event loops; 0: one per CPU
  *   auth static {                  # chained in file order
  *       tokens_file demo-tokens    # free-form plugin options
  *   }
@@ -57,8 +74,17 @@ struct conf_pos {
 struct conf_listen {
 	char *host;              /* NULL or "*" means every address */
 	char *port;              /* decimal, as written */
+	bool tls;                /* listen_tls: wss:// and https:// */
 	struct conf_pos pos;
 };
+
+/* A repeatable directive's values, in file order. */
+struct conf_strlist {
+	char **v;
+	size_t n;
+};
+
+enum log_target { LOG_TO_STDERR = 0, LOG_TO_SYSLOG };
 
 /* An "auth NAME {...}" or "policy NAME {...}" block. */
 struct conf_plugin {
@@ -106,6 +132,26 @@ struct myxid_config {
 	struct conf_exchange *exchanges;
 	size_t n_exchanges;
 	struct conf_broker broker;
+
+	/* Limits: every one has a safe default. */
+	size_t max_connections;          /* WebSockets at once (10000) */
+	size_t max_connections_per_ip;   /* per client address (1000; 0 = off) */
+	size_t max_subscriptions;        /* per socket (1024) */
+	size_t max_actions_per_second;   /* per socket, burst 2x (50; 0 = off) */
+	size_t max_output_buffer;        /* queued bytes per socket (1 MiB) */
+	unsigned ping_interval_ms;       /* server pings (30 s; 0 = off) */
+	unsigned ping_timeout_ms;        /* silence after a ping that closes (10 s) */
+	unsigned auth_deadline_ms;       /* close if not authenticated (0 = off) */
+	unsigned drain_time_ms;          /* SIGTERM spreads closes over it (5 s) */
+
+	/* Edges */
+	struct conf_strlist allow_origins;    /* empty: any Origin */
+	struct conf_strlist trusted_proxies;  /* CIDRs whose X-Forwarded-For counts */
+	char *ssl_certificate;           /* PEM chain, for listen_tls */
+	char *ssl_certificate_key;
+	char *user;                      /* drop privileges to it after binding */
+	int log_target;                  /* enum log_target */
+	unsigned workers;                /* event loops (0: one per CPU) */
 
 	/* private: storage for strings referenced from conf_pos etc. */
 	char **strings;

@@ -1,14 +1,18 @@
 /*
- * Client connections on libevent bufferevents: the opening HTTP request,
- * the WebSocket upgrade, frame I/O, and a lingering close so that a close
- * frame or an error response is not lost to a TCP reset when the peer still
- * had bytes in flight.
+ * Client connections on libevent bufferevents (plain or TLS): the opening
+ * HTTP request, the WebSocket upgrade with its limits and checks, frame
+ * I/O with a capped output queue, server pings, and a lingering close so
+ * that a close frame or an error response is not lost to a TCP reset when
+ * the peer still had bytes in flight.
  */
 #include "conn.h"
+#include "access_rules.h"
 #include "config.h"
 #include "http_api.h"
 #include "http_parse.h"
+#include "ip_table.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "session.h"
 #include "shared_frame.h"
@@ -23,8 +27,10 @@
 #include <netinet/tcp.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <openssl/ssl.h>
 
 /* How long a closing connection waits for the peer's FIN. */
 #define LINGER_MS 3000
@@ -41,66 +47,101 @@ static void timer_arm(struct conn *c, unsigned ms)
 	evtimer_add(c->timer, &tv);
 }
 
-static void format_peer(const struct sockaddr *sa, char *out, size_t size)
+/* "ip:port" for logs, and the bare ip for limits and plugins. */
+static void format_peer(const struct sockaddr *sa, char *peer, size_t psize,
+			char *ip, size_t isize)
 {
-	char ip[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;
 
+	snprintf(ip, isize, "?");
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		evutil_inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		evutil_inet_ntop(AF_INET, &in->sin_addr, ip, isize);
 		port = ntohs(in->sin_port);
-		snprintf(out, size, "%s:%u", ip, port);
+		snprintf(peer, psize, "%s:%u", ip, port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, ip, isize);
 		port = ntohs(in6->sin6_port);
-		snprintf(out, size, "[%s]:%u", ip, port);
+		snprintf(peer, psize, "[%s]:%u", ip, port);
 	} else {
-		snprintf(out, size, "unix");
+		snprintf(peer, psize, "unix");
 	}
 }
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen)
+static struct bufferevent *new_bev(struct worker *w, int fd, bool tls)
+{
+	SSL *ssl;
+
+	if (!tls)
+		return bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	ssl = SSL_new(w->ssl_ctx);
+	if (ssl == NULL)
+		return NULL;
+	return bufferevent_openssl_socket_new(w->base, fd, ssl,
+					      BUFFEREVENT_SSL_ACCEPTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
+		 bool tls)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
 	int one = 1;
 
 	c->w = w;
 	c->state = CONN_HTTP;
-	format_peer(sa, c->peer, sizeof(c->peer));
+	c->tls = tls;
+	format_peer(sa, c->peer, sizeof(c->peer), c->client_ip, sizeof(c->client_ip));
+	c->proxied = address_trusted(&w->cfg->trusted_proxies, sa);
 	/* Frames are small and latency matters more than packet count. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->bev = new_bev(w, fd, tls);
 	if (c->bev == NULL) {
 		log_error("%s: cannot create a bufferevent", c->peer);
 		evutil_closesocket(fd);
 		free(c);
 		return;
 	}
+	if (tls)
+		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	outq_init(&c->outq);
 	c->timer = evtimer_new(w->base, conn_timer_cb, c);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	/* Called back when the output is nearly drained, to refill it. */
+	bufferevent_setwatermark(c->bev, EV_WRITE, OUTQ_BATCH / 4, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	timer_arm(c, w->cfg->handshake_timeout_ms);
 	worker_conn_added(w, c);
-	log_debug("%s: connected", c->peer);
+	metrics_inc(M_CONNECTIONS_TOTAL);
+	metrics_inc(M_CONNECTIONS_OPEN);
+	log_debug("%s: connected%s", c->peer, tls ? " (TLS)" : "");
 }
 
 static void conn_free(struct conn *c)
 {
-	if (c->session != NULL)
+	if (c->session != NULL) {
 		log_info("[%s] %s: closed", session_id(c->session), c->peer);
+		metrics_add(M_SOCKETS_OPEN, -1);
+	}
 	session_free(&c->session);
+	http_api_forget(c);
+	if (c->ip_counted)
+		ip_table_release(c->w->ips, c->client_ip);
 	ws_reader_free(&c->reader);
+	outq_free(&c->outq);
 	event_free(c->timer);
 	bufferevent_free(c->bev);
 	worker_conn_removed(c->w, c);
+	metrics_add(M_CONNECTIONS_OPEN, -1);
 	free(c->origin);
 	free(c);
 }
 
-/* Queue raw bytes unless the connection is already closing. */
-static void send_frame(struct conn *c, int opcode, const void *payload, size_t len)
+/* ---------------------------------------------------------------- output */
+
+/* A control frame: straight to the output, ahead of the data backlog. */
+static void send_control(struct conn *c, int opcode, const void *payload, size_t len)
 {
 	uint8_t hdr[WS_MAX_HEADER];
 	size_t hlen = ws_header_encode(hdr, opcode, len);
@@ -109,19 +150,61 @@ static void send_frame(struct conn *c, int opcode, const void *payload, size_t l
 	evbuffer_add(out, hdr, hlen);
 	if (len)
 		evbuffer_add(out, payload, len);
+	metrics_add(M_BYTES_OUT, (int64_t)(hlen + len));
+}
+
+/*
+ * Room for frame_len more bytes of data? If not, the socket cannot keep up:
+ * drop what waits and close it, rather than let its buffer grow without
+ * bound (the classic way push servers run out of memory).
+ */
+static bool output_room(struct conn *c, size_t frame_len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t pending = outq_pending(&c->outq, out);
+
+	if (pending + frame_len <= c->w->cfg->max_output_buffer)
+		return true;
+	log_info("[%s] %s: too slow (%zu bytes waiting); closing", session_id(c->session),
+		 c->peer, pending);
+	metrics_inc(M_SLOW_CLOSES);
+	outq_drop(&c->outq);
+	conn_close(c, CLOSE_SLOW, "slow consumer: output buffer full");
+	return false;
 }
 
 void conn_send_text(struct conn *c, const char *payload, size_t len)
 {
-	if (c->state == CONN_WS)
-		send_frame(c, WS_OP_TEXT, payload, len);
+	uint8_t hdr[WS_MAX_HEADER];
+	size_t hlen;
+	struct evbuffer *dst;
+
+	if (c->state != CONN_WS)
+		return;
+	hlen = ws_header_encode(hdr, WS_OP_TEXT, len);
+	if (!output_room(c, hlen + len))
+		return;
+	dst = outq_target(&c->outq, bufferevent_get_output(c->bev), hlen + len);
+	evbuffer_add(dst, hdr, hlen);
+	evbuffer_add(dst, payload, len);
+	metrics_add(M_BYTES_OUT, (int64_t)(hlen + len));
 }
 
 void conn_send_shared(struct conn *c, struct shared_frame *f)
 {
-	if (c->state == CONN_WS)
-		shared_frame_send(f, bufferevent_get_output(c->bev));
+	if (c->state != CONN_WS) {
+		metrics_inc(M_DROPPED_FRAMES);
+		return;
+	}
+	if (!output_room(c, f->len))
+		return;
+	shared_frame_send(f, outq_target(&c->outq, bufferevent_get_output(c->bev),
+					 f->len));
+	metrics_inc(M_DELIVERIES);
+	metrics_add(M_BYTES_OUT, (int64_t)f->len);
 }
+
+/* ----------------------------------------------------------------- close */
 
 /* Enter CLOSING: no more input is processed; once the output has drained
  * the write side is shut and we wait for the peer's FIN. */
@@ -141,7 +224,7 @@ void conn_close(struct conn *c, int code, const char *reason)
 		uint8_t body[125];
 		size_t len = code == WS_CLOSE_NO_STATUS ? 0 :
 			ws_close_body(body, code, reason ? reason : "");
-		send_frame(c, WS_OP_CLOSE, body, len);
+		send_control(c, WS_OP_CLOSE, body, len);
 	}
 	if (c->session != NULL)
 		log_info("[%s] %s: closing (%d%s%s)", session_id(c->session),
@@ -167,6 +250,7 @@ static const char *status_text(int status)
 	switch (status) {
 	case 101: return "Switching Protocols";
 	case 200: return "OK";
+	case 202: return "Accepted";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -202,8 +286,10 @@ void conn_http_reply(struct conn *c, int status, const char *content_type,
 			    status, status_text(status), content_type, len,
 			    extra_headers ? extra_headers : "");
 	evbuffer_add(out, body, len);
-	if (status >= 400)
+	if (status >= 400) {
 		log_info("%s: HTTP %d", c->peer, status);
+		metrics_inc(M_HANDSHAKES_REFUSED);
+	}
 	begin_linger(c);
 }
 
@@ -224,6 +310,7 @@ static void on_ws_message(void *arg, int opcode, const uint8_t *data, size_t len
 {
 	struct conn *c = arg;
 
+	metrics_inc(M_MESSAGES_IN);
 	/* Myxi treats binary frames as JSON text too. */
 	if (c->state == CONN_WS)
 		session_on_message(c->session, data, len);
@@ -234,7 +321,7 @@ static void on_ws_ping(void *arg, const uint8_t *data, size_t len)
 	struct conn *c = arg;
 
 	if (c->state == CONN_WS)
-		send_frame(c, WS_OP_PONG, data, len);
+		send_control(c, WS_OP_PONG, data, len);
 }
 
 static void on_ws_close(void *arg, int code, const char *reason, size_t len)
@@ -258,6 +345,7 @@ static void feed_frames(struct conn *c)
 	struct evbuffer_iovec vec[8];
 	int n;
 
+	c->last_rx_ms = monotonic_ms();
 	while (c->state == CONN_WS && evbuffer_get_length(in) > 0) {
 		size_t used = 0;
 		n = evbuffer_peek(in, -1, NULL, vec, 8);
@@ -270,9 +358,11 @@ static void feed_frames(struct conn *c)
 			used += vec[i].iov_len;
 			if (code != 0) {
 				log_info("%s: protocol error: %s", c->peer, why);
+				metrics_inc(M_PROTOCOL_CLOSES);
 				conn_close(c, code, why);
 			}
 		}
+		metrics_add(M_BYTES_IN, (int64_t)used);
 		evbuffer_drain(in, used);
 	}
 	if (c->state != CONN_WS)
@@ -281,14 +371,60 @@ static void feed_frames(struct conn *c)
 
 /* ------------------------------------------------------------- handshake */
 
+/* Who is the client: behind a trusted proxy, the one it names. */
+static void client_address(struct conn *c, const struct http_request *req)
+{
+	const struct http_header *xff = http_find_header(req, "X-Forwarded-For");
+
+	if (c->proxied && xff != NULL)
+		forwarded_client(&c->w->cfg->trusted_proxies, xff->value.p,
+				 xff->value.len, c->client_ip, sizeof(c->client_ip));
+}
+
+/* Limits and origin; returns 0, or an HTTP status already answered. */
+static int admit(struct conn *c, const struct http_request *req)
+{
+	const struct myxid_config *cfg = c->w->cfg;
+	const struct http_header *origin = http_find_header(req, "Origin");
+
+	if (origin != NULL && !origin_allowed(&cfg->allow_origins, origin->value.p,
+					      origin->value.len)) {
+		http_error(c, 403, "this Origin may not open WebSockets here", NULL);
+		return 403;
+	}
+	if (c->w->draining) {
+		http_error(c, 503, "shutting down", "Retry-After: 5\r\n");
+		return 503;
+	}
+	/* Counted over every event loop: the limits are the whole daemon's. */
+	if ((size_t)metrics_get(M_SOCKETS_OPEN) >= cfg->max_connections ||
+	    !ip_table_take(c->w->ips, c->client_ip, cfg->max_connections_per_ip)) {
+		metrics_inc(M_LIMIT_REFUSED);
+		log_notice("%s: connection limit reached (client %s)", c->peer,
+			   c->client_ip);
+		http_error(c, 503, "too many connections", "Retry-After: 5\r\n");
+		return 503;
+	}
+	c->ip_counted = true;
+	if (origin != NULL)
+		c->origin = xstrndup(origin->value.p, origin->value.len);
+	return 0;
+}
+
+static void arm_ping(struct conn *c)
+{
+	if (c->w->cfg->ping_interval_ms > 0)
+		timer_arm(c, c->w->cfg->ping_interval_ms);
+}
+
 static void upgrade(struct conn *c, const struct http_request *req,
 		    const char *accept)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	const struct http_header *origin = http_find_header(req, "Origin");
 
-	if (origin != NULL)
-		c->origin = xstrndup(origin->value.p, origin->value.len);
+	client_address(c, req);
+	if (admit(c, req) != 0)
+		return;
 	evbuffer_add_printf(bufferevent_get_output(c->bev),
 			    "HTTP/1.1 101 Switching Protocols\r\n"
 			    "Upgrade: websocket\r\n"
@@ -300,9 +436,14 @@ static void upgrade(struct conn *c, const struct http_request *req,
 	ws_reader_init(&c->reader, c->w->cfg->max_message_size,
 		       &reader_callbacks, c);
 	c->state = CONN_WS;
+	c->last_rx_ms = monotonic_ms();
 	c->w->n_sessions++;
+	metrics_inc(M_SOCKETS_OPEN);
 	c->session = session_new(c);
-	log_info("[%s] %s: WebSocket opened", session_id(c->session), c->peer);
+	log_info("[%s] %s: WebSocket opened%s%s%s", session_id(c->session), c->peer,
+		 strcmp(c->client_ip, "?") && c->proxied ? " for " : "",
+		 c->proxied ? c->client_ip : "", c->tls ? " (TLS)" : "");
+	arm_ping(c);
 	/* Frames may have arrived in the same read as the request. */
 	feed_frames(c);
 }
@@ -334,13 +475,10 @@ static void handle_request(struct conn *c)
 		 * since req points into the old memory. */
 		buf = (const char *)evbuffer_pullup(in, -1);
 		http_parse_request(buf, look, &req, &status, &why);
+		client_address(c, &req);
 		if (http_api_handle(c, &req, buf, avail) == 0 &&
 		    avail > req.head_len + HTTP_API_MAX_BODY)
 			http_error(c, 413, "body too large", NULL);
-		return;
-	}
-	if (c->w->draining) {
-		http_error(c, 503, "shutting down", NULL);
 		return;
 	}
 	status = ws_handshake_check(&req, accept, &why);
@@ -377,11 +515,16 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
+	struct evbuffer *out = bufferevent_get_output(bev);
 
-	if (c->state != CONN_CLOSING ||
-	    evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+	if (c->state == CONN_WS) {
+		outq_refill(&c->outq, out);
 		return;
-	if (c->peer_gone) {
+	}
+	if (c->state != CONN_CLOSING || evbuffer_get_length(out) != 0)
+		return;
+	if (c->peer_gone || c->tls) {
+		/* TLS has its own close_notify; a half-close would cut it. */
 		conn_free(c);
 	} else if (!c->shut_wr) {
 		c->shut_wr = 1;
@@ -407,12 +550,35 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/* In CONN_WS the timer paces server pings and notices a silent peer. */
+static void ping_tick(struct conn *c)
+{
+	const struct myxid_config *cfg = c->w->cfg;
+	uint64_t silent = monotonic_ms() - c->last_rx_ms;
+
+	if (silent >= (uint64_t)cfg->ping_interval_ms + cfg->ping_timeout_ms) {
+		log_info("[%s] %s: no answer to pings for %llu ms", session_id(c->session),
+			 c->peer, (unsigned long long)silent);
+		metrics_inc(M_PING_TIMEOUTS);
+		conn_close(c, CLOSE_PING_TIMEOUT, "ping timeout");
+		return;
+	}
+	if (silent >= cfg->ping_interval_ms)
+		send_control(c, WS_OP_PING, "myxid", 5);
+	/* Next look: at the deadline if a ping is out, else an interval on. */
+	timer_arm(c, silent >= cfg->ping_interval_ms ?
+		  (unsigned)(cfg->ping_interval_ms + cfg->ping_timeout_ms - silent) :
+		  (unsigned)(cfg->ping_interval_ms - silent));
+}
+
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
 	if (c->state == CONN_HTTP)
 		http_error(c, 408, "request not received in time", NULL);
-	else if (c->state == CONN_CLOSING)
+	else if (c->state == CONN_WS)
+		ping_tick(c);
+	else
 		conn_free(c);
 }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <stdbool.h>
+#include "outq.h"
 #include "ws_frame.h"
 
 struct worker;
@@ -19,6 +21,7 @@ struct event;
 struct session;
 struct shared_frame;
 struct http_request;
+struct publish_wait;
 
 enum conn_state {
 	CONN_HTTP,      /* reading the request head (and a body, for /publish) */
@@ -30,24 +33,36 @@ struct conn {
 	struct worker *w;
 	struct bufferevent *bev;
 	enum conn_state state;
-	char peer[64];                 /* "ip:port" */
+	bool tls;
+	char peer[80];                 /* "ip:port" of the TCP peer */
+	char client_ip[64];            /* the client (X-Forwarded-For if trusted) */
+	bool ip_counted;               /* holds a max_connections_per_ip slot */
+	bool proxied;                  /* the TCP peer is a trusted proxy */
 	char *origin;                  /* Origin of the upgrade, or NULL */
-	struct event *timer;           /* handshake or close deadline */
+	struct event *timer;           /* handshake, ping or close deadline */
 	struct ws_reader reader;
+	struct outq outq;
 	struct session *session;       /* in CONN_WS */
+	struct publish_wait *publish_wait;  /* a POST /publish in flight */
+	uint64_t last_rx_ms;           /* when the peer last sent anything */
 	int shut_wr;                   /* we sent FIN */
 	int peer_gone;                 /* peer sent FIN while we still write */
 	struct conn *next, *prev;      /* the worker's list */
 };
 
-/* Take over an accepted socket. */
-void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen);
+/* Take over an accepted socket; tls: wrap it in the worker's SSL_CTX. */
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
+		 bool tls);
 
 /* Queue a text frame (payload copied). */
 void conn_send_text(struct conn *c, const char *payload, size_t len);
 
 /* Queue a shared frame (no copy for large frames). */
 void conn_send_shared(struct conn *c, struct shared_frame *f);
+
+/* Close codes of our own (documented in myxid.conf(5)). */
+#define CLOSE_PING_TIMEOUT 4000   /* no answer to our pings */
+#define CLOSE_SLOW 4008           /* output over max_output_buffer */
 
 /*
  * Close: for a WebSocket, send a close frame with code and reason (code 0

@@ -8,9 +8,11 @@
 #include "broker.h"
 #include "config.h"
 #include "conn.h"
+#include "daemon.h"
 #include "http_parse.h"
 #include "json_input.h"
 #include "log.h"
+#include "metrics.h"
 #include "publish.h"
 #include "reply.h"
 #include "runconf.h"
@@ -26,6 +28,8 @@
 #include <string.h>
 #include <strings.h>
 #include <json-c/json.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #define PUBLISH_MAX_DEPTH 64
 
@@ -81,8 +85,10 @@ static void handle_healthz(struct conn *c)
 	const char *status = w->draining ? "draining" : degraded ? "degraded" : "ok";
 
 	json_object_object_add(o, "status", json_object_new_string(status));
-	json_object_object_add(o, "connections", json_object_new_int64((int64_t)w->n_conns));
-	json_object_object_add(o, "sessions", json_object_new_int64((int64_t)w->n_sessions));
+	json_object_object_add(o, "connections",
+			       json_object_new_int64(metrics_get(M_CONNECTIONS_OPEN)));
+	json_object_object_add(o, "sessions",
+			       json_object_new_int64(metrics_get(M_SOCKETS_OPEN)));
 	json_object_object_add(o, "broker", json_object_new_string(
 				       w->broker == NULL ? "off" :
 				       bs == BROKER_UP ? "up" : "connecting"));
@@ -138,6 +144,37 @@ static void publish_via_broker(struct conn *c, json_object *event,
 	reply_json(c, 202, NULL, o);
 }
 
+/* A POST /publish waiting for the other loops; c is NULL once gone. */
+struct publish_wait {
+	struct conn *c;
+};
+
+static void reply_delivered(struct conn *c, size_t n)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "delivered", json_object_new_int64((int64_t)n));
+	reply_json(c, 200, NULL, o);
+}
+
+static void publish_done(void *arg, size_t delivered)
+{
+	struct publish_wait *pw = arg;
+
+	if (pw->c != NULL) {
+		pw->c->publish_wait = NULL;
+		reply_delivered(pw->c, delivered);
+	}
+	free(pw);
+}
+
+void http_api_forget(struct conn *c)
+{
+	if (c->publish_wait != NULL)
+		c->publish_wait->c = NULL;
+}
+
 static void do_publish(struct conn *c, json_object *doc)
 {
 	json_object *ex, *rk = NULL, *event, *payload = NULL, *o;
@@ -185,16 +222,23 @@ static void do_publish(struct conn *c, json_object *doc)
 		return;
 	}
 	f = publish_encode(o, json_object_get_string(ex), key);
-	n = publish_local(c->w, json_object_get_string(ex), key, f);
-	shared_frame_unref(f);
 	json_object_put(o);
-	log_debug("%s: published %s to %s/%s, %zu deliveries", c->peer,
-		  json_object_get_string(event), json_object_get_string(ex), key, n);
+	log_debug("%s: publishing %s to %s/%s", c->peer,
+		  json_object_get_string(event), json_object_get_string(ex), key);
+	if (c->w->d != NULL) {
+		/* Every loop has subscribers: answer once all have delivered. */
+		c->publish_wait = xcalloc(1, sizeof(*c->publish_wait));
+		c->publish_wait->c = c;
+		bufferevent_disable(c->bev, EV_READ);
+		evtimer_del(c->timer);
+		daemon_fanout(c->w, json_object_get_string(ex), key, f,
+			      publish_done, c->publish_wait);
+	} else {
+		n = publish_local(c->w, json_object_get_string(ex), key, f);
+		reply_delivered(c, n);
+	}
+	shared_frame_unref(f);
 	free(key);
-	o = json_object_new_object();
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	json_object_object_add(o, "delivered", json_object_new_int64((int64_t)n));
-	reply_json(c, 200, NULL, o);
 }
 
 /* POST /publish; returns 0 while the body is incomplete. */
@@ -242,11 +286,30 @@ static int handle_publish(struct conn *c, const struct http_request *req,
 	return 1;
 }
 
+static void handle_metrics(struct conn *c)
+{
+	size_t len;
+	char *text = metrics_render(c->w->broker, &len);
+
+	conn_http_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+			text, len);
+	free(text);
+}
+
 int http_api_handle(struct conn *c, const struct http_request *req,
 		    const char *buf, size_t avail)
 {
+	bool get = http_str_eq(&req->method, "GET") || http_str_eq(&req->method, "HEAD");
+
+	if (path_is(req, "/metrics")) {
+		if (get)
+			handle_metrics(c);
+		else
+			reply_http_error(c, 405, "Allow: GET, HEAD\r\n", "use GET on /metrics");
+		return 1;
+	}
 	if (path_is(req, "/healthz")) {
-		if (http_str_eq(&req->method, "GET") || http_str_eq(&req->method, "HEAD"))
+		if (get)
 			handle_healthz(c);
 		else
 			reply_http_error(c, 405, "Allow: GET, HEAD\r\n",

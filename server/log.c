@@ -3,13 +3,16 @@
  * stderr in a single write() so lines from several threads never interleave.
  */
 #include "log.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 static int log_level = MYXID_LOG_INFO;
+static int to_syslog;
 
 static const char *const level_names[] = {
 	"debug", "info", "notice", "warning", "error"
@@ -18,6 +21,18 @@ static const char *const level_names[] = {
 void log_set_level(int level)
 {
 	log_level = level;
+}
+
+int log_set_target(int target)
+{
+	if (target == LOG_TO_SYSLOG && !to_syslog) {
+		openlog("myxid", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		to_syslog = 1;
+	} else if (target != LOG_TO_SYSLOG && to_syslog) {
+		closelog();
+		to_syslog = 0;
+	}
+	return 0;
 }
 
 int log_get_level(void)
@@ -35,7 +50,7 @@ void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap)
 	char line[2048];
 	struct timespec ts;
 	struct tm tm;
-	size_t n, start;
+	size_t n, start, stamp_len;
 	int r;
 
 	if (level < log_level)
@@ -45,8 +60,11 @@ void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s: %s%s",
-		     ts.tv_nsec / 1000000, level_names[level],
+	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s: ",
+		     ts.tv_nsec / 1000000, level_names[level]);
+	n += r > 0 ? (size_t)r : 0;
+	stamp_len = n;
+	r = snprintf(line + n, sizeof(line) - n, "%s%s",
 		     prefix ? prefix : "", prefix ? ": " : "");
 	n += r > 0 ? (size_t)r : 0;
 	start = n;
@@ -59,6 +77,15 @@ void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap)
 		unsigned char c = (unsigned char)line[i];
 		if (c < 0x20 || c == 0x7f)
 			line[i] = '?';
+	}
+	if (to_syslog) {
+		static const int prio[] = {
+			LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING, LOG_ERR
+		};
+		line[n] = '\0';
+		/* syslog stamps time and level itself: skip ours. */
+		syslog(prio[level], "%s", line + stamp_len);
+		return;
 	}
 	line[n++] = '\n';
 	if (write(STDERR_FILENO, line, n) < 0) {

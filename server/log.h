@@ -10,6 +10,10 @@
 #include <myxid/plugin.h>   /* enum myxid_log_level */
 
 void log_set_level(int level);
+
+/* enum log_target (config.h): stderr, or syslog (facility daemon).
+ * Returns 0, or -1 if the target cannot be used. */
+int log_set_target(int target);
 int log_get_level(void);
 int log_level_enabled(int level);
 

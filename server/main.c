@@ -5,14 +5,13 @@
  */
 #include "config.h"
 #include "log.h"
-#include "server.h"
+#include "daemon.h"
 
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <event2/event.h>
 #include <event2/thread.h>
 
 #ifndef PLUGINDIR
@@ -51,9 +50,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *path = SYSCONFDIR "/myxid.conf", *plugin_dir = NULL;
-	struct worker w;
-	char err[1024];
-	int opt, test_only = 0, debug = 0, status;
+	int opt, test_only = 0, debug = 0;
 
 	while ((opt = getopt_long(argc, argv, "c:tP:dVh", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -73,29 +70,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	/* Plugins may post() from their own threads. */
+	/* Plugins may post() from their own threads, and the workers and the
+	 * broker thread post to each other's loops. */
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
-	memset(&w, 0, sizeof(w));
-	w.base = event_base_new();
-	if (w.base == NULL) {
-		fprintf(stderr, "myxid: cannot create the event loop\n");
-		return 1;
-	}
-	status = worker_init(&w, path, plugin_dir, debug, err, sizeof(err));
-	if (status == 0 && test_only) {
-		fprintf(stderr, "myxid: the configuration file %s syntax is ok\n"
-			"myxid: configuration file %s test is successful\n", path, path);
-	} else if (status == 0) {
-		status = worker_listen(&w, err, sizeof(err));
-		if (status == 0)
-			status = worker_start_broker(&w, err, sizeof(err));
-		if (status == 0)
-			status = worker_run(&w);
-	}
-	if (status < 0)
-		fprintf(stderr, "myxid: %s\n", err);
-	worker_destroy(&w);
-	event_base_free(w.base);
-	return status < 0 ? 1 : status;
+	return daemon_main(path, plugin_dir, debug, test_only);
 }

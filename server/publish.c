@@ -3,6 +3,7 @@
  */
 #include "publish.h"
 #include "json_input.h"
+#include "metrics.h"
 #include "reply.h"
 #include "config.h"
 #include "router.h"
@@ -63,6 +64,7 @@ size_t publish_local(struct worker *w, const char *exchange,
 
 	w->stats.published++;
 	w->stats.delivered += n;
+	metrics_inc(M_PUBLISHED);
 	return n;
 }
 

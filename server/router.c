@@ -11,6 +11,7 @@
  * reached through several routes is served once, by publish sequence.
  */
 #include "router.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <stdint.h>
@@ -329,6 +330,7 @@ struct router_sub *router_add(struct router *r, void *owner,
 		list->head = sub;
 	list->tail = sub;
 	list->n++;
+	metrics_inc(M_SUBSCRIPTIONS);
 	return sub;
 }
 
@@ -351,6 +353,7 @@ void router_remove(struct router *r, struct router_list *list,
 		list->tail = sub->prev;
 	list->n--;
 	free(sub);
+	metrics_add(M_SUBSCRIPTIONS, -1);
 
 	if (rt->n_subs == 0)
 		route_delete(r, rt);

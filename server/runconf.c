@@ -7,11 +7,43 @@
 #include "plugin_host.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Entries per cache: bounded memory whatever the clients do. */
 #define CACHE_MAX_ENTRIES 100000
+
+/*
+ * The runconfs built for one epoch (the start, then each reload) share
+ * their caches, so every event loop benefits from an answer any of them
+ * got; a new epoch starts empty, which is how a reload flushes them.
+ */
+static pthread_mutex_t epoch_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned epoch, cached_epoch = (unsigned)-1;
+static struct answer_cache *epoch_auth, *epoch_policy;
+
+void runconf_new_epoch(void)
+{
+	pthread_mutex_lock(&epoch_lock);
+	epoch++;
+	pthread_mutex_unlock(&epoch_lock);
+}
+
+static void shared_caches(struct runconf *rc)
+{
+	pthread_mutex_lock(&epoch_lock);
+	if (cached_epoch != epoch) {
+		answer_cache_free(&epoch_auth);
+		answer_cache_free(&epoch_policy);
+		epoch_auth = answer_cache_new(rc->cfg->auth_cache_ms, CACHE_MAX_ENTRIES);
+		epoch_policy = answer_cache_new(rc->cfg->policy_cache_ms, CACHE_MAX_ENTRIES);
+		cached_epoch = epoch;
+	}
+	rc->auth_cache = answer_cache_ref(epoch_auth);
+	rc->policy_cache = answer_cache_ref(epoch_policy);
+	pthread_mutex_unlock(&epoch_lock);
+}
 
 struct runconf *runconf_new(struct event_base *base, struct myxid_config *cfg,
 			    const char *plugin_dir, char *err, size_t err_size)
@@ -20,8 +52,7 @@ struct runconf *runconf_new(struct event_base *base, struct myxid_config *cfg,
 
 	rc->refs = 1;
 	rc->cfg = cfg;
-	rc->auth_cache = answer_cache_new(cfg->auth_cache_ms, CACHE_MAX_ENTRIES);
-	rc->policy_cache = answer_cache_new(cfg->policy_cache_ms, CACHE_MAX_ENTRIES);
+	shared_caches(rc);
 	rc->auths = xcalloc(cfg->n_auths, sizeof(*rc->auths));
 	for (size_t i = 0; i < cfg->n_auths; i++) {
 		rc->auths[i] = plugin_instance_new(base, plugin_dir, &cfg->auths[i],

@@ -43,6 +43,9 @@ struct runconf *runconf_new(struct event_base *base, struct myxid_config *cfg,
 
 struct runconf *runconf_ref(struct runconf *rc);
 
+/* The next runconfs start with empty answer caches (a reload). */
+void runconf_new_epoch(void);
+
 /* Drop a reference; the last one unloads the plugins. *rcp becomes NULL. */
 void runconf_unref(struct runconf **rcp);
 

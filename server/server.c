@@ -1,14 +1,16 @@
 /*
  * A worker: one event loop, its listening sockets, its plugin instances and
- * its connections; plus the signal handling that drains it on SIGTERM.
+ * its connections. Everything here runs on the worker's thread except the
+ * functions documented as thread-safe in server.h.
  */
 #include "server.h"
+#include "broker.h"
 #include "config.h"
 #include "conn.h"
-#include "log.h"
-#include "plugin_host.h"
-#include "broker.h"
+#include "daemon.h"
 #include "inbox.h"
+#include "log.h"
+#include "metrics.h"
 #include "publish.h"
 #include "router.h"
 #include "runconf.h"
@@ -16,9 +18,7 @@
 #include "util.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <netdb.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +29,15 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-/* How long SIGTERM waits for clients to finish the close handshake. */
-#define DRAIN_MS 5000
 /* How long accepting pauses when the process is out of descriptors. */
 #define ACCEPT_PAUSE_MS 500
 #define LISTEN_BACKLOG 1024
+/* SIGTERM closes sockets in this many steps over drain_time. */
+#define DRAIN_STEPS 20
+/* After the last close frame: time for clients to answer it. */
+#define DRAIN_LINGER_MS 3000
+
+/* ------------------------------------------------------- configuration */
 
 /* Read config_path and build its plugins; NULL with a message on error. */
 static struct runconf *load_runconf(struct worker *w, char *err, size_t err_size)
@@ -73,16 +77,7 @@ static void route_changed(void *arg, const char *exchange,
 		broker_unbind(w->broker, exchange, routing_key);
 }
 
-/* Broker thread: hand the frame to the loop. */
-static void broker_delivery(void *arg, const char *exchange,
-			    const char *routing_key, struct shared_frame *f)
-{
-	struct worker *w = arg;
-
-	inbox_post(w->inbox, exchange, routing_key, f);
-}
-
-/* Loop thread: fan the frame out. */
+/* Loop thread: fan a broker frame out. */
 static void inbox_delivery(void *arg, const char *exchange,
 			   const char *routing_key, struct shared_frame *f)
 {
@@ -98,6 +93,11 @@ int worker_init(struct worker *w, const char *config_path,
 	w->config_path = config_path;
 	w->plugin_dir_arg = plugin_dir_arg;
 	w->debug = debug;
+	w->base = event_base_new();
+	if (w->base == NULL) {
+		snprintf(err, err_size, "cannot create an event loop");
+		return -1;
+	}
 	w->router = router_new(session_deliver, route_changed, w);
 	rc = load_runconf(w, err, err_size);
 	if (rc == NULL)
@@ -106,67 +106,57 @@ int worker_init(struct worker *w, const char *config_path,
 	return 0;
 }
 
-int worker_start_broker(struct worker *w, char *err, size_t err_size)
+void worker_use_broker(struct worker *w, struct broker *b)
 {
-	if (!w->cfg->broker.enabled)
-		return 0;
+	w->broker = b;
 	w->inbox = inbox_new(w->base, inbox_delivery, w);
-	w->broker = broker_start(w->cfg, broker_delivery, w);
-	if (w->broker == NULL) {
-		snprintf(err, err_size, "cannot start the broker link");
-		return -1;
-	}
-	return 0;
 }
 
-static bool same_listens(const struct myxid_config *a, const struct myxid_config *b)
+void worker_deliver(struct worker *w, const char *exchange,
+		    const char *routing_key, struct shared_frame *f)
 {
-	if (a->n_listens != b->n_listens)
-		return false;
-	for (size_t i = 0; i < a->n_listens; i++) {
-		const struct conf_listen *x = &a->listens[i], *y = &b->listens[i];
-		if (strcmp(x->port, y->port) != 0 ||
-		    (x->host == NULL) != (y->host == NULL) ||
-		    (x->host && strcmp(x->host, y->host) != 0))
-			return false;
-	}
-	return true;
+	inbox_post(w->inbox, exchange, routing_key, f);
 }
 
-/*
- * SIGHUP: build the new configuration beside the running one and swap
- * only if all of it loads. A failed reload changes nothing, so it can
- * never open access that the running configuration closes.
- */
-static void worker_reload(struct worker *w)
+int worker_reload_prepare(struct worker *w, char *err, size_t err_size)
 {
-	char err[1024];
-	struct runconf *rc = load_runconf(w, err, sizeof(err));
+	w->next_rc = load_runconf(w, err, err_size);
+	return w->next_rc ? 0 : -1;
+}
 
-	if (rc == NULL) {
-		log_error("reload failed, keeping the running configuration: %s", err);
-		return;
-	}
-	if (!same_listens(w->cfg, rc->cfg))
-		log_warn("reload: listen addresses change only at restart");
-	if (w->cfg->broker.enabled != rc->cfg->broker.enabled ||
-	    w->cfg->n_exchanges != rc->cfg->n_exchanges)
-		log_warn("reload: broker settings and the exchanges declared on the "
-			 "broker change only at restart");
-	use_runconf(w, rc);
-	log_notice("configuration reloaded from %s: %zu auth plugin(s), "
-		   "%zu exchange(s)", w->config_path, rc->n_auths, rc->n_exchanges);
+void worker_reload_commit(struct worker *w)
+{
+	if (w->next_rc != NULL)
+		use_runconf(w, w->next_rc);
+	w->next_rc = NULL;
+}
+
+void worker_reload_abort(struct worker *w)
+{
+	runconf_unref(&w->next_rc);
 }
 
 /* ------------------------------------------------------------ listening */
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
-		      struct sockaddr *sa, int salen, void *arg)
+static void accept_connection(struct evconnlistener *l, evutil_socket_t fd,
+			      struct sockaddr *sa, int salen, void *arg, bool tls)
 {
 	struct worker *w = arg;
 
 	w->stats.connections_total++;
-	conn_accept(w, fd, sa, salen);
+	conn_accept(w, fd, sa, salen, tls);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+		      struct sockaddr *sa, int salen, void *arg)
+{
+	accept_connection(l, fd, sa, salen, arg, false);
+}
+
+static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd,
+			  struct sockaddr *sa, int salen, void *arg)
+{
+	accept_connection(l, fd, sa, salen, arg, true);
 }
 
 static void resume_accepting(evutil_socket_t fd, short what, void *arg)
@@ -192,24 +182,53 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	log_warn("accept: %s", evutil_socket_error_to_string(e));
 }
 
+/*
+ * SO_REUSEPORT would let a second myxid bind the same port and silently
+ * take half the connections: before the workers bind, check with a plain
+ * socket that nobody holds the address.
+ */
+static int probe_free(const struct addrinfo *ai)
+{
+	int one = 1, rc = 0, e = 0;
+	evutil_socket_t fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+				    ai->ai_protocol);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+		e = errno;
+		rc = -1;
+	}
+	close(fd);
+	errno = e;
+	return rc;
+}
+
 static int bind_one(struct worker *w, const struct addrinfo *ai,
 		    const struct conf_listen *cl, char *err, size_t err_size)
 {
 	int one = 1;
-	evutil_socket_t fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-				    ai->ai_protocol);
+	evutil_socket_t fd = -1;
 	struct evconnlistener *l;
 
+	if (w->index == 0 && probe_free(ai) != 0)
+		goto fail;
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Each worker has its own socket on the port; the kernel balances. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (ai->ai_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
 	    evutil_make_socket_nonblocking(fd) != 0)
 		goto fail;
-	l = evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE,
-			       LISTEN_BACKLOG, fd);
+	l = evconnlistener_new(w->base, cl->tls ? accept_tls_cb : accept_cb, w,
+			       LEV_OPT_CLOSE_ON_FREE, LISTEN_BACKLOG, fd);
 	if (l == NULL)
 		goto fail;
 	evconnlistener_set_error_cb(l, accept_error_cb);
@@ -252,7 +271,9 @@ int worker_listen(struct worker *w, char *err, size_t err_size)
 			}
 		}
 		freeaddrinfo(res);
-		log_notice("listening on %s:%s", host ? host : "*", cl->port);
+		if (w->index == 0)
+			log_notice("listening on %s:%s%s", host ? host : "*", cl->port,
+				   cl->tls ? " (TLS)" : "");
 	}
 	return 0;
 }
@@ -281,60 +302,109 @@ void worker_conn_removed(struct worker *w, struct conn *c)
 		event_base_loopbreak(w->base);
 }
 
-static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+/*
+ * SIGTERM: close sockets a slice at a time over drain_time, so clients do
+ * not all reconnect to the other nodes at the same instant, then give the
+ * last ones a moment to answer the close frame.
+ */
+static void drain_step_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
+	unsigned ms = w->cfg->drain_time_ms / DRAIN_STEPS;
+	size_t left = w->n_conns, todo;
+	struct timeval tv;
 
-	log_notice("%zu connection(s) did not close in time; exiting", w->n_conns);
-	event_base_loopbreak(w->base);
+	if (w->drain_step >= DRAIN_STEPS) {
+		if (w->n_conns > 0)
+			log_notice("%zu connection(s) did not close in time", w->n_conns);
+		event_base_loopbreak(w->base);
+		return;
+	}
+	todo = (left + (DRAIN_STEPS - w->drain_step) - 1) / (DRAIN_STEPS - w->drain_step);
+	for (struct conn *c = w->conns; c != NULL && todo > 0; c = c->next) {
+		if (c->state == CONN_CLOSING)
+			continue;
+		conn_close(c, 1001, "server shutting down");
+		todo--;
+	}
+	w->drain_step++;
+	if (w->drain_step == DRAIN_STEPS)
+		ms = DRAIN_LINGER_MS;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(w->drain_timer, &tv);
 }
 
-static void begin_drain(struct worker *w, const char *why)
+static void begin_drain(struct worker *w)
 {
-	struct timeval tv = { DRAIN_MS / 1000, (DRAIN_MS % 1000) * 1000 };
-
 	if (w->draining)
 		return;
-	log_notice("%s: closing %zu connection(s) and exiting", why, w->n_conns);
 	w->draining = true;
 	for (size_t i = 0; i < w->n_listeners; i++)
 		evconnlistener_free(w->listeners[i]);
 	w->n_listeners = 0;
-	conn_close_all(w, 1001, "server shutting down");
 	if (w->n_conns == 0) {
 		event_base_loopbreak(w->base);
 		return;
 	}
-	w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
-	evtimer_add(w->drain_timer, &tv);
+	w->drain_timer = evtimer_new(w->base, drain_step_cb, w);
+	drain_step_cb(-1, 0, w);
 }
 
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
+static void posted_drain(evutil_socket_t fd, short what, void *arg)
+{
+	begin_drain(arg);
+}
+
+void worker_post_drain(struct worker *w)
+{
+	struct timeval zero = { 0, 0 };
+
+	event_base_once(w->base, -1, EV_TIMEOUT, posted_drain, w, &zero);
+}
+
+struct posted_fn {
+	struct worker *w;
+	void (*fn)(struct worker *w);
+};
+
+static void posted_fn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct posted_fn *p = arg;
+
+	p->fn(p->w);
+	free(p);
+}
+
+void worker_post(struct worker *w, void (*fn)(struct worker *w))
+{
+	struct posted_fn *p = xmalloc(sizeof(*p));
+	struct timeval zero = { 0, 0 };
+
+	p->w = w;
+	p->fn = fn;
+	event_base_once(w->base, -1, EV_TIMEOUT, posted_fn_cb, p, &zero);
+}
+
+static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	if (sig == SIGHUP) {
-		worker_reload(w);
-		return;
-	}
-	begin_drain(w, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0)
+		log_error("worker %u: event loop failed", w->index);
+	if (w->d != NULL)
+		daemon_worker_stopped(w->d, w);
+	return NULL;
 }
 
-int worker_run(struct worker *w)
+int worker_start(struct worker *w)
 {
-	w->sig_term = evsignal_new(w->base, SIGTERM, signal_cb, w);
-	w->sig_int = evsignal_new(w->base, SIGINT, signal_cb, w);
-	w->sig_hup = evsignal_new(w->base, SIGHUP, signal_cb, w);
-	evsignal_add(w->sig_term, NULL);
-	evsignal_add(w->sig_int, NULL);
-	evsignal_add(w->sig_hup, NULL);
-	log_notice("myxid " PACKAGE_VERSION " ready");
-	if (event_base_dispatch(w->base) < 0) {
-		log_error("event loop failed");
-		return 1;
-	}
-	log_notice("stopped");
-	return 0;
+	return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
 }
 
 void worker_destroy(struct worker *w)
@@ -346,18 +416,14 @@ void worker_destroy(struct worker *w)
 	for (size_t i = 0; i < w->n_listeners; i++)
 		evconnlistener_free(w->listeners[i]);
 	free(w->listeners);
-	/* Sessions are gone; so are their bindings. Stop the link, then drop
-	 * what it had handed over. */
-	broker_stop(&w->broker);
 	inbox_free(&w->inbox);
+	runconf_unref(&w->next_rc);
 	runconf_unref(&w->rc);
 	w->cfg = NULL;
 	router_free(&w->router);
 	if (w->drain_timer)
 		event_free(w->drain_timer);
-	if (w->sig_term) {
-		event_free(w->sig_term);
-		event_free(w->sig_int);
-		event_free(w->sig_hup);
-	}
+	if (w->base)
+		event_base_free(w->base);
+	w->base = NULL;
 }

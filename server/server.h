@@ -1,10 +1,14 @@
 /*
- * The running daemon: a worker is one event loop with its listeners, its
- * plugin instances, its subscription table and its connections.
+ * A worker: one event loop on its own thread, with its own listening
+ * sockets (SO_REUSEPORT: the kernel spreads connections over the workers),
+ * its own plugin instances, subscription table and connections. Workers
+ * share only the broker link, the per-address connection counts and the
+ * TLS context, all thread-safe. See daemon.c for the process around them.
  */
 #ifndef MYXID_SERVER_H
 #define MYXID_SERVER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +22,10 @@ struct conn;
 struct runconf;
 struct broker;
 struct inbox;
+struct ip_table;
+struct daemon;
+struct shared_frame;
+typedef struct ssl_ctx_st SSL_CTX;
 
 struct worker_stats {
 	uint64_t connections_total;
@@ -26,16 +34,23 @@ struct worker_stats {
 };
 
 struct worker {
+	struct daemon *d;                  /* NULL in unit tests */
+	unsigned index;
+	pthread_t thread;
 	struct event_base *base;
 	struct runconf *rc;                /* current configuration and plugins */
 	const struct myxid_config *cfg;    /* rc->cfg, for brevity */
+	struct runconf *next_rc;           /* a reload being prepared */
 	const char *config_path;
 	const char *plugin_dir_arg;        /* -P, or NULL to follow the config */
 	bool debug;                        /* -d: keep debug logging on reload */
 
 	struct router *router;
-	struct broker *broker;             /* NULL unless in broker mode */
+	struct broker *broker;             /* shared; NULL unless in broker mode */
 	struct inbox *inbox;               /* deliveries from the broker */
+	struct ip_table *ips;              /* shared per-address counts */
+	SSL_CTX *ssl_ctx;                  /* shared; NULL without listen_tls */
+
 	struct evconnlistener **listeners;
 	size_t n_listeners;
 
@@ -44,28 +59,41 @@ struct worker {
 	size_t n_sessions;                 /* upgraded to WebSocket */
 	bool draining;                     /* shutting down */
 	struct event *drain_timer;
-	struct event *sig_term, *sig_int, *sig_hup;
+	unsigned drain_step;
 	struct worker_stats stats;
 };
 
 /*
- * Load the configuration file and its plugins into w (no sockets yet).
- * Used by both the daemon and "myxid -t". Returns 0, or -1 with
- * "file:line: problem" in err.
+ * Set up w: its loop, and the configuration file with its plugins. Used by
+ * the daemon and "myxid -t". Returns 0, or -1 with "file:line: problem".
  */
 int worker_init(struct worker *w, const char *config_path,
 		const char *plugin_dir_arg, bool debug,
 		char *err, size_t err_size);
 
-/* In broker mode, start the RabbitMQ link (it connects in the background).
- * 0, or -1 with a message. */
-int worker_start_broker(struct worker *w, char *err, size_t err_size);
-
-/* Bind the listeners. 0, or -1 with a message. */
+/* Bind w's listeners (SO_REUSEPORT). 0, or -1 with a message. */
 int worker_listen(struct worker *w, char *err, size_t err_size);
 
-/* Run until shut down; returns the exit status. */
-int worker_run(struct worker *w);
+/* Accept broker deliveries into w's loop (call before the broker starts). */
+void worker_use_broker(struct worker *w, struct broker *b);
+
+/* Run w's loop on its own thread until it is drained. */
+int worker_start(struct worker *w);
+void worker_join(struct worker *w);
+
+/* Thread-safe requests, carried out on w's thread. */
+void worker_post_drain(struct worker *w);
+void worker_post(struct worker *w, void (*fn)(struct worker *w));
+
+/* Reload, in two phases so that all workers switch or none does:
+ * prepare loads into w->next_rc (on w's thread); commit or abort. */
+int worker_reload_prepare(struct worker *w, char *err, size_t err_size);
+void worker_reload_commit(struct worker *w);
+void worker_reload_abort(struct worker *w);
+
+/* Broker thread: queue a frame for w's subscribers. */
+void worker_deliver(struct worker *w, const char *exchange,
+		    const char *routing_key, struct shared_frame *f);
 
 void worker_destroy(struct worker *w);
 

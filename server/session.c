@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "json_input.h"
 #include "log.h"
+#include "metrics.h"
 #include "publish.h"
 #include "reply.h"
 #include "router.h"
@@ -35,8 +36,6 @@
 #define ACTION_QUEUE_MAX 64
 /* Keys in one Subscribe routing_keys list. */
 #define ROUTING_KEYS_MAX 256
-/* Subscriptions one socket may hold. */
-#define SUBSCRIPTIONS_MAX 1024
 /* AMQP routing keys are short strings. */
 #define ROUTING_KEY_MAX_LEN 255
 /* Longest token handed to auth plugins. */
@@ -48,6 +47,14 @@ typedef bool action_fn(struct session *s, json_object *msg, json_object *tag,
 
 
 /* ------------------------------------------------------------- lifecycle */
+
+static void auth_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->ident == NULL)
+		conn_close(s->conn, WS_CLOSE_POLICY, "not authenticated in time");
+}
 
 struct session *session_new(struct conn *c)
 {
@@ -63,6 +70,14 @@ struct session *session_new(struct conn *c)
 	json_object_object_add(p, "id", json_object_new_string(s->id));
 	reply_send(c, "Welcome", false, NULL, p);
 	recheck_arm(s);
+	s->tokens = 2.0 * (double)s->w->cfg->max_actions_per_second;
+	s->tokens_ms = monotonic_ms();
+	if (s->w->cfg->auth_deadline_ms > 0) {
+		unsigned ms = s->w->cfg->auth_deadline_ms;
+		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+		s->auth_deadline = evtimer_new(s->w->base, auth_deadline_cb, s);
+		evtimer_add(s->auth_deadline, &tv);
+	}
 	return s;
 }
 
@@ -91,6 +106,8 @@ void run_free(struct run *r)
 
 void session_forget_user(struct session *s)
 {
+	if (s->ident != NULL)
+		metrics_add(M_SOCKETS_AUTHENTICATED, -1);
 	identity_free(&s->ident);
 	s->client.identity = NULL;
 	free_secret(&s->token);
@@ -114,6 +131,8 @@ void session_free(struct session **sp)
 	session_forget_user(s);
 	if (s->recheck_timer)
 		event_free(s->recheck_timer);
+	if (s->auth_deadline)
+		event_free(s->auth_deadline);
 	s->w->n_sessions--;
 	free(s);
 	*sp = NULL;
@@ -232,7 +251,7 @@ static bool subscribe_continue(struct session *s)
 			r->rk = NULL;
 			continue;
 		}
-		if (s->subs.n >= SUBSCRIPTIONS_MAX) {
+		if (s->subs.n >= s->w->cfg->max_subscriptions) {
 			reply_error(s->conn, r->tag, "TooManySubscriptions",
 				    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 			free(r->rk);
@@ -380,6 +399,7 @@ static void auth_answered(void *arg, enum myxid_verdict v, struct identity *id)
 	if (v == MYXID_ALLOW) {
 		s->ident = id;
 		s->client.identity = id;
+		metrics_inc(M_SOCKETS_AUTHENTICATED);
 		s->token = r->token;         /* for the periodic re-check */
 		r->token = NULL;
 		log_info("[%s] %s: authenticated as user %s%s%s", s->id,
@@ -559,6 +579,24 @@ static json_object *parse_action(const uint8_t *data, size_t len)
 	return o;
 }
 
+/* max_actions_per_second: a token bucket holding two seconds' worth. */
+static bool take_token(struct session *s)
+{
+	double rate = (double)s->w->cfg->max_actions_per_second;
+	uint64_t now = monotonic_ms();
+
+	if (rate <= 0)
+		return true;
+	s->tokens += rate * (double)(now - s->tokens_ms) / 1000.0;
+	if (s->tokens > 2 * rate)
+		s->tokens = 2 * rate;
+	s->tokens_ms = now;
+	if (s->tokens < 1.0)
+		return false;
+	s->tokens -= 1.0;
+	return true;
+}
+
 void session_on_message(struct session *s, const uint8_t *data, size_t len)
 {
 	json_object *msg = parse_action(data, len);
@@ -567,6 +605,14 @@ void session_on_message(struct session *s, const uint8_t *data, size_t len)
 		json_object *p = json_object_new_object();
 		json_object_object_add(p, "error", json_object_new_string("InvalidJSON"));
 		reply_send(s->conn, "Error", false, NULL, p);
+		return;
+	}
+	if (!take_token(s)) {
+		json_object *tag = NULL;
+		json_object_object_get_ex(msg, "tag", &tag);
+		metrics_inc(M_RATE_LIMITED);
+		reply_error(s->conn, tag, "RateLimited", 0, NULL, NULL);
+		json_object_put(msg);
 		return;
 	}
 	if (s->run == NULL && s->q_head == NULL) {

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <json-c/json.h>
 #include "authz.h"
 #include "router.h"
@@ -49,6 +50,9 @@ struct session {
 	size_t q_len;
 	struct event *recheck_timer;
 	bool recheck_queued;
+	struct event *auth_deadline;   /* auth_deadline: close if anonymous */
+	double tokens;                 /* max_actions_per_second bucket */
+	uint64_t tokens_ms;            /* when it was last refilled */
 };
 
 /* Free a finished or abandoned run (cancels its plugin request). */

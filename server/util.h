@@ -21,8 +21,9 @@ void random_hex(char *out, size_t nbytes);
 /* Random 64-bit value from a CSPRNG (hash seeds, jitter). */
 uint64_t random_u64(void);
 
-/* Milliseconds on the monotonic clock. */
+/* Milliseconds / microseconds on the monotonic clock. */
 uint64_t monotonic_ms(void);
+uint64_t monotonic_us(void);
 
 /* Compare two byte strings without leaking where they differ (lengths may
  * differ; the comparison time depends only on the lengths). 1 if equal. */

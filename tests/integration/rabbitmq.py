@@ -90,7 +90,7 @@ class BrokerSuite(Suite):
 
     def __init__(self, name=None):
         super().__init__(name)
-        self.base = tempfile.mkdtemp(prefix="myxidtest-rabbit-")
+        self.base = tempfile.mkdtemp(prefix="rabbit-myxidtest-")
         self.tmpdirs.append(self.base)
         self.home = os.path.join(self.base, "home")
         os.mkdir(self.home)
@@ -236,13 +236,15 @@ class RabbitNode:
 
     @property
     def url(self):
-        return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/"
+        """No path: the default vhost "/" for every client. (A bare trailing
+        "/" means the empty vhost "" to Bunny and rabbitmq-c alike, per the
+        AMQP URI spec, and RabbitMQ has no such vhost.)"""
+        return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}"
 
     @property
     def url_vhost(self):
-        """The same with the vhost spelt out, as Bunny's default
-        (amqp://guest:guest@localhost:5672/%2F): for Bunny, which reads a
-        bare trailing "/" as the empty vhost."""
+        """The same with the vhost spelt out, as in Bunny's default
+        (amqp://guest:guest@localhost:5672/%2F)."""
         return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/%2F"
 
     @property
@@ -399,9 +401,10 @@ class RabbitNode:
 
     def list_connections(self):
         """[{name ("127.0.0.1:CLIENT -> 127.0.0.1:SERVER"), peer_port, user,
-        state, client_properties (a dict), product}]."""
+        state, timeout (the negotiated heartbeat, s), client_properties (a
+        dict), product}]."""
         rows = self.ctl_json("list_connections", "name", "peer_port", "user",
-                             "state", "client_properties")
+                             "state", "timeout", "client_properties")
         for r in rows:
             r["client_properties"] = _table(r.get("client_properties"))
             r["product"] = str(r["client_properties"].get("product", ""))

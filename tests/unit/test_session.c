@@ -322,6 +322,9 @@ static void setup(void)
 	cfg.max_handshake_size = 8 * 1024;
 	cfg.handshake_timeout_ms = 10000;
 	cfg.auth_timeout_ms = AUTH_TIMEOUT_MS;
+	cfg.max_subscriptions = 1024;
+	cfg.max_output_buffer = 1024 * 1024;
+	cfg.max_connections = 10000;
 	cfg.log_level = MYXID_LOG_ERROR;
 	conf_ex[0].name = n1;
 	conf_ex[1].name = n2;

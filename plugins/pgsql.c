@@ -1,0 +1,1144 @@
+/*
+ * pgsql: authentication and exchange policies answered by PostgreSQL, on
+ * the daemon's event loop, never blocking it.
+ *
+ * One shared object serves both kinds:
+ *
+ *     auth pgsql {
+ *         conninfo "hostaddr=127.0.0.1 port=5432 dbname=app user=myxid password=..."
+ *     }
+ *     exchange deployment {
+ *         policy pgsql {
+ *             conninfo "hostaddr=127.0.0.1 port=5432 dbname=app user=myxid password=..."
+ *             query "SELECT 1 FROM deployments d JOIN memberships m ON m.project_id = d.project_id WHERE d.uuid = {routing_key} AND m.user_id::text = {user_id}"
+ *         }
+ *     }
+ *
+ * Without a query an auth instance runs Authie's session query (see
+ * sql_common.c); a policy instance needs one. The other options are those
+ * of sql_common.h (pool_size, connect_timeout, query_timeout, queue_max,
+ * inactivity_timeout, legacy_tokens).
+ *
+ * HOW IT TALKS TO POSTGRESQL
+ *   libpq's asynchronous API, as dovecot's driver-pgsql does:
+ *   PQconnectStartParams + PQconnectPoll with the socket watched through
+ *   the host (the socket may change after every poll), then per request
+ *   PQsendQueryParams (text parameters; a NULL value binds SQL NULL),
+ *   PQflush until it is done, and PQconsumeInput / PQisBusy / PQgetResult
+ *   as the socket becomes readable. Values are always bound, never
+ *   spliced into SQL, and PQsendQueryParams refuses several statements.
+ *
+ *   A pool of pool_size connections, each running one query at a time.
+ *   Requests that find every connection busy wait in a FIFO of at most
+ *   queue_max; beyond it they are answered MYXID_ERROR at once.
+ *
+ *   Each connection has one timer, whose meaning follows its state: the
+ *   connect timeout while connecting, the query timeout while a query
+ *   runs, the reconnect delay while disconnected. A query that times out
+ *   is answered MYXID_ERROR and its connection dropped (PQfinish) and
+ *   opened again: PQcancel would block the loop. The backend may go on
+ *   running the query until it finishes; a statement_timeout in the
+ *   conninfo's options stops it there too.
+ *
+ *   A failed connection attempt is retried after an exponential backoff
+ *   with jitter (100 ms doubling to 5 s). When no connection is up and an
+ *   attempt has failed since the last one was, the database counts as
+ *   down: waiting requests and new ones are answered MYXID_ERROR at once
+ *   (the daemon tells the client AuthUnavailable / PolicyUnavailable)
+ *   instead of each waiting for a timeout. Such a request also brings the
+ *   next attempt forward (at most one a second), so that the service is
+ *   back as soon as the database is, not after the backoff. The first
+ *   connection to come back wakes the others.
+ *
+ *   The first connection is opened from a zero-delay timer, i.e. once the
+ *   loop runs ("myxid -t" loads the plugin without connecting); the others
+ *   only when requests have to wait, so that a daemon with many SQL
+ *   policies holds few idle connections, and so that the CPU time of
+ *   opening them (SCRAM: a few ms each, on the loop) is not spent all at
+ *   once at startup. An opened connection stays open.
+ *
+ *   DNS: a host= name is resolved by libpq with a blocking getaddrinfo()
+ *   on the loop at every connect. init() warns about it; use hostaddr=.
+ *
+ * ANSWERS
+ *   auth: a row -> the first column is the user id (text), a column named
+ *   user_type the user type, and every other non-NULL column an attribute
+ *   named after it -> MYXID_ALLOW; no row -> MYXID_NEXT; an error ->
+ *   MYXID_ERROR with the server's message (the token cut out of it) as the
+ *   reason, which the daemon logs and never sends.
+ *   policy: a row -> MYXID_ALLOW; no row -> MYXID_DENY; error -> ERROR.
+ *   Every answer goes through req_done(). A request cancelled while queued
+ *   is dropped; one cancelled while its query runs is marked, and its
+ *   result thrown away.
+ *
+ * SECRETS
+ *   The token is read from the request when its query is sent and never
+ *   copied by this plugin but for its hash, on the stack, scrubbed after
+ *   use (libpq's own output buffer keeps the bytes it sent until they are
+ *   overwritten; nothing can be done about that from here). Neither the
+ *   token nor the conninfo (which may hold a password) is ever logged; a
+ *   server message that quotes the token has it replaced by "[token]".
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include <myxid/plugin.h>
+#include "plugin_util.h"
+#include "sql_common.h"
+
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 5000u
+#define PROBE_INTERVAL_MS 1000u
+#define MSG_MAX 512
+
+struct pg;
+struct pg_conn;
+
+/* A request we answered MYXID_PENDING and still owe an answer. */
+struct pg_req {
+	struct myxid_req *req;        /* the host's; NULL once cancelled */
+	bool is_auth;
+	struct pg_req *prev;          /* the queue, while queued */
+	struct pg_req *next;
+};
+
+enum conn_state {
+	C_WAIT,         /* no connection; the timer starts the next attempt */
+	C_CONNECTING,   /* PQconnectPoll under way; the timer: connect timeout */
+	C_IDLE,         /* connected, no query */
+	C_BUSY,         /* one query in flight; the timer: query timeout */
+};
+
+struct pg_conn {
+	struct pg *pg;
+	unsigned index;               /* for log lines: 1..pool_size */
+	enum conn_state state;
+	PGconn *conn;
+	int fd;                       /* the watched socket, or -1 */
+	struct myxid_watch *watch;
+	unsigned events;              /* what the watch waits for */
+	struct myxid_timer *timer;
+	struct pg_req *cur;           /* C_BUSY: the request being answered */
+	PGresult *res;                /* C_BUSY: the result so far */
+	bool flushing;                /* C_BUSY: PQflush has more to send */
+	unsigned backoff_ms;          /* last reconnect delay; 0 once up */
+	bool started;                 /* opened at least once (see wake_more) */
+};
+
+struct pg {
+	const struct myxid_host *host;
+	struct myxid_instance *inst;
+	struct sql_options o;
+	bool has_query;               /* a query option (else Authie's) */
+	char *conninfo;               /* may hold a password: scrubbed */
+	const char *kw[4];            /* PQconnectStartParams arguments */
+	const char *kw_values[4];
+	struct pg_conn *conns;
+	unsigned n_conns;
+	unsigned n_up;                /* connections C_IDLE or C_BUSY */
+	bool down;                    /* see "the database counts as down" */
+	bool ever_up;
+	struct pg_req *q_head;        /* waiting for a free connection */
+	struct pg_req *q_tail;
+	unsigned q_len;
+	unsigned seed;                /* rand_r() state for the jitter */
+	unsigned long long last_probe_ms; /* see probe() */
+	bool warned_policy;
+	bool warned_columns;
+	char down_why[MSG_MAX];       /* why the last attempt failed */
+};
+
+static void conn_io(int fd, unsigned ready, void *arg);
+static void dispatch(struct pg *pg);
+
+/* ------------------------------------------------------------ messages */
+
+/*
+ * libpq's messages end in a newline and may span lines: make one line of
+ * src in dst, cutting every occurrence of secret (if any) out of it.
+ */
+static void clean_msg(char *dst, size_t size, const char *src,
+		      const char *secret)
+{
+	size_t o = 0, secret_len = secret != NULL ? strlen(secret) : 0;
+	bool space = false;
+
+	if (size == 0)
+		return;
+	if (src == NULL)
+		src = "";
+	while (*src != '\0' && o + 1 < size) {
+		if (secret_len > 0 && strncmp(src, secret, secret_len) == 0) {
+			static const char mark[] = "[token]";
+			size_t n = sizeof(mark) - 1;
+
+			if (o + n >= size)
+				break;
+			memcpy(dst + o, mark, n);
+			o += n;
+			src += secret_len;
+			space = false;
+			continue;
+		}
+		if (*src == '\n' || *src == '\r' || *src == '\t') {
+			space = o > 0;
+			src++;
+			continue;
+		}
+		if (space) {
+			dst[o++] = ' ';
+			space = false;
+			if (o + 1 >= size)
+				break;
+		}
+		dst[o++] = *src++;
+	}
+	dst[o] = '\0';
+}
+
+static void notice_cb(void *arg, const char *message)
+{
+	struct pg *pg = arg;
+	char line[MSG_MAX];
+
+	clean_msg(line, sizeof(line), message, NULL);
+	pg->host->log(pg->inst, MYXID_LOG_DEBUG, "server notice: %s", line);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static void queue_push(struct pg *pg, struct pg_req *r, bool front)
+{
+	if (front) {
+		r->prev = NULL;
+		r->next = pg->q_head;
+		if (pg->q_head != NULL)
+			pg->q_head->prev = r;
+		else
+			pg->q_tail = r;
+		pg->q_head = r;
+	} else {
+		r->next = NULL;
+		r->prev = pg->q_tail;
+		if (pg->q_tail != NULL)
+			pg->q_tail->next = r;
+		else
+			pg->q_head = r;
+		pg->q_tail = r;
+	}
+	pg->q_len++;
+}
+
+static void queue_unlink(struct pg *pg, struct pg_req *r)
+{
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		pg->q_head = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	else
+		pg->q_tail = r->prev;
+	r->prev = r->next = NULL;
+	pg->q_len--;
+}
+
+/* Answer r (unless it was cancelled) and free it. */
+static void finish(struct pg *pg, struct pg_req *r, enum myxid_verdict v,
+		   const char *reason)
+{
+	struct myxid_req *req = r->req;
+
+	free(r);
+	if (req != NULL)
+		pg->host->req_done(req, v, reason);
+}
+
+/* Answer every waiting request with an error. */
+static void fail_queue(struct pg *pg, const char *reason)
+{
+	while (pg->q_head != NULL) {
+		struct pg_req *r = pg->q_head;
+
+		queue_unlink(pg, r);
+		finish(pg, r, MYXID_ERROR, reason);
+	}
+}
+
+/* ------------------------------------------------------------ results */
+
+/* The reason logged for a failed query: SQLSTATE and the server's
+ * message, with the request's token (and its hash) cut out. */
+static void error_reason(struct pg *pg, const struct pg_req *r,
+			 const PGresult *res, char *out, size_t size)
+{
+	const char *token = r->req ? pg->host->req_get(r->req, "token") : NULL;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	char msg[MSG_MAX], tmp[MSG_MAX], hash[65];
+
+	if (primary == NULL)
+		primary = PQresultErrorMessage(res);
+	clean_msg(tmp, sizeof(tmp), primary, token);
+	if (token != NULL && token[0] != '\0') {
+		sql_sha256_hex(token, strlen(token), hash);
+		clean_msg(msg, sizeof(msg), tmp, hash);
+		pu_scrub(hash, sizeof(hash));
+	} else {
+		memcpy(msg, tmp, sizeof(msg));
+	}
+	snprintf(out, size, "query failed: %s%s%s", state ? state : "",
+		 state ? ": " : "", msg);
+	pu_scrub(tmp, sizeof(tmp));
+	pu_scrub(msg, sizeof(msg));
+}
+
+/* A row of an auth query into the request's identity. NULL, or why not. */
+static const char *set_identity(struct pg *pg, struct myxid_req *req,
+				const PGresult *res)
+{
+	const struct myxid_host *host = pg->host;
+	int n_fields = PQnfields(res);
+	int type_col = PQfnumber(res, "user_type");
+	const char *user_id, *user_type = NULL;
+
+	if (n_fields < 1 || PQgetisnull(res, 0, 0))
+		return "the query's first column (the user id) is NULL";
+	user_id = PQgetvalue(res, 0, 0);
+	if (user_id[0] == '\0')
+		return "the query's first column (the user id) is empty";
+	if (type_col > 0 && !PQgetisnull(res, 0, type_col) &&
+	    PQgetvalue(res, 0, type_col)[0] != '\0')
+		user_type = PQgetvalue(res, 0, type_col);
+	if (host->req_set_user(req, user_id, user_type) < 0)
+		return "the host refused the user id";
+	for (int i = 1; i < n_fields; i++) {
+		const char *name = PQfname(res, i);
+
+		if (i == type_col || PQgetisnull(res, 0, i))
+			continue;
+		if (name == NULL || !pu_valid_name(name, strlen(name))) {
+			if (!pg->warned_columns)
+				host->log(pg->inst, MYXID_LOG_WARNING,
+					  "query column %d has no usable name "
+					  "(\"%s\"): not an attribute; name it "
+					  "with AS", i + 1, name ? name : "");
+			pg->warned_columns = true;
+			continue;
+		}
+		if (host->req_add_attr(req, name, PQgetvalue(res, 0, i)) < 0)
+			return "the host refused an attribute";
+	}
+	return NULL;
+}
+
+/* The query of r ended with res (may be NULL): answer r. */
+static void answer_result(struct pg *pg, struct pg_req *r, const PGresult *res)
+{
+	char reason[MSG_MAX];
+	const char *why;
+
+	if (r->req == NULL) {           /* cancelled meanwhile */
+		free(r);
+		return;
+	}
+	if (res == NULL) {
+		finish(pg, r, MYXID_ERROR, "the query returned no result");
+		return;
+	}
+	switch (PQresultStatus(res)) {
+	case PGRES_TUPLES_OK:
+		break;
+	case PGRES_COMMAND_OK:
+		finish(pg, r, MYXID_ERROR, "the query returned no result set "
+		       "(not a SELECT?)");
+		return;
+	default:
+		error_reason(pg, r, res, reason, sizeof(reason));
+		finish(pg, r, MYXID_ERROR, reason);
+		return;
+	}
+	if (!r->is_auth) {
+		finish(pg, r, PQntuples(res) > 0 ? MYXID_ALLOW : MYXID_DENY, NULL);
+		return;
+	}
+	if (PQntuples(res) == 0) {
+		finish(pg, r, MYXID_NEXT, NULL);
+		return;
+	}
+	why = set_identity(pg, r->req, res);
+	finish(pg, r, why == NULL ? MYXID_ALLOW : MYXID_ERROR, why);
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void conn_clear(struct pg_conn *c)
+{
+	const struct myxid_host *host = c->pg->host;
+
+	host->watch_free(&c->watch);
+	c->events = 0;
+	c->fd = -1;
+	host->timer_stop(c->timer);
+	if (c->res != NULL) {
+		PQclear(c->res);
+		c->res = NULL;
+	}
+	if (c->conn != NULL) {
+		PQfinish(c->conn);
+		c->conn = NULL;
+	}
+	c->flushing = false;
+}
+
+/*
+ * Watch the connection's current socket for events. force re-creates the
+ * watch even if nothing seems to change: while connecting, libpq may close
+ * its socket and open another that gets the same number. 0, or -1 (then
+ * the caller treats the connection as failed).
+ */
+static int conn_watch(struct pg_conn *c, unsigned events, bool force)
+{
+	const struct myxid_host *host = c->pg->host;
+	int fd = PQsocket(c->conn);
+
+	if (fd < 0)
+		return -1;
+	if (c->watch != NULL && fd == c->fd && !force) {
+		if (events == c->events)
+			return 0;
+		if (host->watch_set(c->watch, events) < 0)
+			return -1;
+		c->events = events;
+		return 0;
+	}
+	host->watch_free(&c->watch);
+	c->fd = fd;
+	c->events = events;
+	c->watch = host->watch_new(c->pg->inst, fd, events, conn_io, c);
+	return c->watch != NULL ? 0 : -1;
+}
+
+/* Wake connections waiting to reconnect: the server is back. */
+static void kick_waiting(struct pg *pg)
+{
+	for (unsigned i = 0; i < pg->n_conns; i++) {
+		struct pg_conn *c = &pg->conns[i];
+
+		if (c->state == C_WAIT && c->backoff_ms > 0)
+			pg->host->timer_start(c->timer, 0);
+	}
+}
+
+/* A connection attempt failed (at start, while polling, or timed out). */
+static void attempt_failed(struct pg_conn *c, const char *msg)
+{
+	struct pg *pg = c->pg;
+	const struct myxid_host *host = pg->host;
+	char why[MSG_MAX];
+	unsigned delay;
+
+	clean_msg(why, sizeof(why), msg, NULL);
+	conn_clear(c);
+	c->state = C_WAIT;
+	c->backoff_ms = c->backoff_ms == 0 ? BACKOFF_MIN_MS :
+		c->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS :
+		c->backoff_ms * 2;
+	delay = c->backoff_ms / 2 +
+		(unsigned)rand_r(&pg->seed) % (c->backoff_ms / 2 + 1);
+	host->timer_start(c->timer, delay);
+	host->log(pg->inst, MYXID_LOG_DEBUG, "connection %u: %s; next attempt "
+		  "in %u ms", c->index, why, delay);
+	if (pg->n_up > 0)
+		return;
+	snprintf(pg->down_why, sizeof(pg->down_why), "%s", why);
+	if (!pg->down) {
+		pg->down = true;
+		host->log(pg->inst, MYXID_LOG_WARNING, "database unavailable: %s "
+			  "(requests fail until it is back)", why);
+	}
+	if (pg->q_head != NULL) {
+		char reason[MSG_MAX + 32];
+
+		snprintf(reason, sizeof(reason), "database unavailable: %s", why);
+		fail_queue(pg, reason);
+	}
+}
+
+/*
+ * An established connection is gone (server closed it, I/O error, query
+ * timeout): answer its request, if any, and reconnect at once; the attempt
+ * tells whether the server is still there.
+ */
+static void conn_lost(struct pg_conn *c, const char *msg, int level)
+{
+	struct pg *pg = c->pg;
+	struct pg_req *r = c->cur;
+	char why[MSG_MAX];
+
+	clean_msg(why, sizeof(why), msg, NULL);
+	c->cur = NULL;
+	conn_clear(c);
+	c->state = C_WAIT;
+	c->backoff_ms = 0;
+	pg->n_up--;
+	pg->host->timer_start(c->timer, 0);
+	pg->host->log(pg->inst, level, "connection %u: %s; reconnecting",
+		      c->index, why);
+	if (r != NULL)
+		finish(pg, r, MYXID_ERROR, why);
+}
+
+static void conn_up(struct pg_conn *c)
+{
+	struct pg *pg = c->pg;
+	const struct myxid_host *host = pg->host;
+	bool was_down = pg->down;
+
+	host->timer_stop(c->timer);
+	if (conn_watch(c, MYXID_WATCH_READ, true) < 0) {
+		attempt_failed(c, "cannot watch the socket");
+		return;
+	}
+	c->state = C_IDLE;
+	c->backoff_ms = 0;
+	pg->n_up++;
+	pg->down = false;
+	if (was_down) {
+		host->log(pg->inst, MYXID_LOG_NOTICE, "database reachable again");
+		kick_waiting(pg);
+	} else if (!pg->ever_up) {
+		host->log(pg->inst, MYXID_LOG_INFO, "connected (PostgreSQL "
+			  "server version %d)", PQserverVersion(c->conn));
+	}
+	pg->ever_up = true;
+	dispatch(pg);
+}
+
+static void conn_start(struct pg_conn *c)
+{
+	struct pg *pg = c->pg;
+
+	c->conn = PQconnectStartParams(pg->kw, pg->kw_values, 1);
+	if (c->conn == NULL) {
+		attempt_failed(c, "out of memory");
+		return;
+	}
+	if (PQstatus(c->conn) == CONNECTION_BAD) {
+		attempt_failed(c, PQerrorMessage(c->conn));
+		return;
+	}
+	PQsetNoticeProcessor(c->conn, notice_cb, pg);
+	if (PQsetnonblocking(c->conn, 1) != 0) {
+		attempt_failed(c, PQerrorMessage(c->conn));
+		return;
+	}
+	c->state = C_CONNECTING;
+	pg->host->timer_start(c->timer, pg->o.connect_timeout_ms);
+	/* libpq's docs: before the first PQconnectPoll, act as if it had
+	 * answered PGRES_POLLING_WRITING. */
+	if (conn_watch(c, MYXID_WATCH_WRITE, true) < 0)
+		attempt_failed(c, "cannot watch the socket");
+}
+
+static void conn_poll(struct pg_conn *c)
+{
+	switch (PQconnectPoll(c->conn)) {
+	case PGRES_POLLING_OK:
+		conn_up(c);
+		return;
+	case PGRES_POLLING_READING:
+		if (conn_watch(c, MYXID_WATCH_READ, true) < 0)
+			attempt_failed(c, "cannot watch the socket");
+		return;
+	case PGRES_POLLING_WRITING:
+	case PGRES_POLLING_ACTIVE:
+		if (conn_watch(c, MYXID_WATCH_WRITE, true) < 0)
+			attempt_failed(c, "cannot watch the socket");
+		return;
+	case PGRES_POLLING_FAILED:
+	default:
+		attempt_failed(c, PQerrorMessage(c->conn));
+		return;
+	}
+}
+
+/* The query on c is complete (PQgetResult said NULL). */
+static void query_done(struct pg_conn *c)
+{
+	struct pg *pg = c->pg;
+	struct pg_req *r = c->cur;
+	PGresult *res = c->res;
+
+	c->cur = NULL;
+	c->res = NULL;
+	pg->host->timer_stop(c->timer);
+	if (PQstatus(c->conn) != CONNECTION_OK) {
+		char why[MSG_MAX];
+
+		clean_msg(why, sizeof(why), PQerrorMessage(c->conn), NULL);
+		answer_result(pg, r, res);
+		PQclear(res);
+		conn_lost(c, why, MYXID_LOG_NOTICE);
+		return;
+	}
+	c->state = C_IDLE;
+	answer_result(pg, r, res);
+	PQclear(res);
+	dispatch(pg);
+}
+
+/* Read what the server sent; collect results until the query is done. */
+static void conn_read(struct pg_conn *c)
+{
+	if (!PQconsumeInput(c->conn)) {
+		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
+		return;
+	}
+	while (!PQisBusy(c->conn)) {
+		PGresult *res = PQgetResult(c->conn);
+
+		if (res == NULL) {
+			query_done(c);
+			return;
+		}
+		/* One statement gives one result; keep the first, or the
+		 * first error. */
+		if (c->res == NULL) {
+			c->res = res;
+		} else if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
+			   PQresultStatus(c->res) != PGRES_FATAL_ERROR) {
+			PQclear(c->res);
+			c->res = res;
+		} else {
+			PQclear(res);
+		}
+	}
+	if (PQstatus(c->conn) != CONNECTION_OK)
+		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
+}
+
+/* libpq's rule for a non-blocking send: while PQflush says 1, wait for
+ * either readiness; on read, consume input first, then flush again. */
+static void conn_busy_io(struct pg_conn *c, unsigned ready)
+{
+	if (c->flushing) {
+		int f;
+
+		if ((ready & MYXID_WATCH_READ) && !PQconsumeInput(c->conn)) {
+			conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
+			return;
+		}
+		f = PQflush(c->conn);
+		if (f < 0) {
+			conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
+			return;
+		}
+		if (f > 0)
+			return;
+		c->flushing = false;
+		if (conn_watch(c, MYXID_WATCH_READ, false) < 0) {
+			conn_lost(c, "cannot watch the socket", MYXID_LOG_ERROR);
+			return;
+		}
+	}
+	conn_read(c);
+}
+
+/* Something arrived on an idle connection: most likely the server closing
+ * it (shutdown, pg_terminate_backend), so that is noticed at once rather
+ * than by the next query. */
+static void conn_idle_input(struct pg_conn *c)
+{
+	if (!PQconsumeInput(c->conn)) {
+		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
+		return;
+	}
+	(void)PQisBusy(c->conn);        /* parse it (notices, status) */
+	if (PQstatus(c->conn) != CONNECTION_OK)
+		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
+}
+
+static void conn_io(int fd, unsigned ready, void *arg)
+{
+	struct pg_conn *c = arg;
+
+	switch (c->state) {
+	case C_CONNECTING:
+		conn_poll(c);
+		return;
+	case C_IDLE:
+		conn_idle_input(c);
+		return;
+	case C_BUSY:
+		conn_busy_io(c, ready);
+		return;
+	case C_WAIT:
+		return;
+	}
+}
+
+static void conn_timer(void *arg)
+{
+	struct pg_conn *c = arg;
+	struct pg *pg = c->pg;
+	char why[96];
+
+	switch (c->state) {
+	case C_WAIT:
+		conn_start(c);
+		return;
+	case C_CONNECTING:
+		snprintf(why, sizeof(why), "no connection within %u ms",
+			 pg->o.connect_timeout_ms);
+		attempt_failed(c, why);
+		return;
+	case C_BUSY:
+		snprintf(why, sizeof(why), "query took longer than %u ms",
+			 pg->o.query_timeout_ms);
+		conn_lost(c, why, MYXID_LOG_WARNING);
+		return;
+	case C_IDLE:
+		return;
+	}
+}
+
+/*
+ * Send r's query on the idle connection c. If it cannot even be handed to
+ * libpq the connection is broken and r was never sent: it goes back to the
+ * head of the queue for another connection.
+ */
+static void conn_send(struct pg_conn *c, struct pg_req *r)
+{
+	struct pg *pg = c->pg;
+	const struct sql_template *t = &pg->o.query;
+	const char *values[SQL_MAX_PARAMS];
+	char bufs[SQL_MAX_PARAMS][72];
+	int ok, f;
+
+	for (size_t i = 0; i < t->n_params; i++)
+		values[i] = sql_param_value(pg->host, r->req, &pg->o,
+					    t->params[i], bufs[i], sizeof(bufs[i]));
+	ok = PQsendQueryParams(c->conn, t->sql, (int)t->n_params, NULL,
+			       values, NULL, NULL, 0);
+	pu_scrub(bufs, sizeof(bufs));
+	if (!ok) {
+		queue_push(pg, r, true);
+		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
+		return;
+	}
+	c->cur = r;
+	c->state = C_BUSY;
+	pg->host->timer_start(c->timer, pg->o.query_timeout_ms);
+	f = PQflush(c->conn);
+	if (f < 0) {
+		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
+		return;
+	}
+	c->flushing = f > 0;
+	if (conn_watch(c, MYXID_WATCH_READ | (c->flushing ? MYXID_WATCH_WRITE : 0),
+		       false) < 0)
+		conn_lost(c, "cannot watch the socket", MYXID_LOG_ERROR);
+}
+
+/* Requests are waiting: open connections never opened yet, as many as
+ * the requests not already covered by connections on their way up. */
+static void wake_more(struct pg *pg)
+{
+	unsigned coming = 0, want;
+
+	for (unsigned i = 0; i < pg->n_conns; i++) {
+		const struct pg_conn *c = &pg->conns[i];
+
+		if (c->started && (c->state == C_WAIT || c->state == C_CONNECTING))
+			coming++;
+	}
+	want = pg->q_len > coming ? pg->q_len - coming : 0;
+	for (unsigned i = 0; i < pg->n_conns && want > 0; i++) {
+		struct pg_conn *c = &pg->conns[i];
+
+		if (!c->started) {
+			c->started = true;
+			pg->host->timer_start(c->timer, 0);
+			want--;
+		}
+	}
+}
+
+static struct pg_conn *find_idle(struct pg *pg)
+{
+	for (unsigned i = 0; i < pg->n_conns; i++)
+		if (pg->conns[i].state == C_IDLE)
+			return &pg->conns[i];
+	return NULL;
+}
+
+/* Give waiting requests to idle connections, in order. */
+static void dispatch(struct pg *pg)
+{
+	struct pg_conn *c;
+
+	while (pg->q_head != NULL && (c = find_idle(pg)) != NULL) {
+		struct pg_req *r = pg->q_head;
+
+		queue_unlink(pg, r);
+		conn_send(c, r);
+	}
+	if (pg->q_head != NULL)
+		wake_more(pg);
+}
+
+/* ------------------------------------------------------------ the ABI */
+
+/* Answer now, through req_done() like every other answer (the host acts on
+ * it once auth()/policy() has returned). */
+static enum myxid_verdict answer_now(struct pg *pg, struct myxid_req *req,
+				     enum myxid_verdict v, const char *reason)
+{
+	pg->host->req_done(req, v, reason);
+	return MYXID_PENDING;
+}
+
+static unsigned long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000u +
+		(unsigned long long)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * The database is down and a request wants it: try again now rather than
+ * after the backoff, unless an attempt is under way or the last probe is
+ * less than PROBE_INTERVAL_MS old. The request itself is answered at once.
+ */
+static void probe(struct pg *pg)
+{
+	unsigned long long now = now_ms();
+	struct pg_conn *waiting = NULL;
+
+	if (now - pg->last_probe_ms < PROBE_INTERVAL_MS)
+		return;
+	for (unsigned i = 0; i < pg->n_conns; i++) {
+		struct pg_conn *c = &pg->conns[i];
+
+		if (c->state == C_CONNECTING)
+			return;
+		if (c->started && c->state == C_WAIT && waiting == NULL)
+			waiting = c;
+	}
+	if (waiting == NULL)
+		return;
+	pg->last_probe_ms = now;
+	pg->host->timer_start(waiting->timer, 0);
+}
+
+static enum myxid_verdict submit(struct pg *pg, struct myxid_req *req,
+				 bool is_auth)
+{
+	struct pg_req *r;
+	char reason[MSG_MAX + 32];
+
+	if (pg->n_up == 0 && pg->down) {
+		probe(pg);
+		snprintf(reason, sizeof(reason), "database unavailable: %s",
+			 pg->down_why);
+		return answer_now(pg, req, MYXID_ERROR, reason);
+	}
+	if (pg->q_len >= pg->o.queue_max && (pg->q_head != NULL ||
+					     find_idle(pg) == NULL)) {
+		snprintf(reason, sizeof(reason), "%u requests already wait for "
+			 "a connection (queue_max)", pg->q_len);
+		return answer_now(pg, req, MYXID_ERROR, reason);
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return answer_now(pg, req, MYXID_ERROR, "out of memory");
+	r->req = req;
+	r->is_auth = is_auth;
+	queue_push(pg, r, false);
+	dispatch(pg);
+	return MYXID_PENDING;
+}
+
+static enum myxid_verdict pg_auth(void *ctx, struct myxid_req *req)
+{
+	struct pg *pg = ctx;
+	const char *token = pg->host->req_get(req, "token");
+
+	/* Not ours to refuse: another plugin in the chain may know it. */
+	if (token == NULL || token[0] == '\0')
+		return MYXID_NEXT;
+	return submit(pg, req, true);
+}
+
+static enum myxid_verdict pg_policy(void *ctx, struct myxid_req *req)
+{
+	struct pg *pg = ctx;
+
+	if (!pg->has_query) {
+		if (!pg->warned_policy)
+			pg->host->log(pg->inst, MYXID_LOG_ERROR, "a policy needs "
+				      "a query option; every subscription "
+				      "fails until it has one");
+		pg->warned_policy = true;
+		return answer_now(pg, req, MYXID_ERROR, "no policy query");
+	}
+	return submit(pg, req, false);
+}
+
+static void pg_cancel(void *ctx, struct myxid_req *req)
+{
+	struct pg *pg = ctx;
+
+	for (struct pg_req *r = pg->q_head; r != NULL; r = r->next) {
+		if (r->req == req) {
+			queue_unlink(pg, r);
+			free(r);
+			return;
+		}
+	}
+	/* In flight: the query cannot be recalled without blocking; its
+	 * result will be thrown away. */
+	for (unsigned i = 0; i < pg->n_conns; i++) {
+		struct pg_req *r = pg->conns[i].cur;
+
+		if (r != NULL && r->req == req) {
+			r->req = NULL;
+			return;
+		}
+	}
+}
+
+static void pg_free(struct pg *pg)
+{
+	if (pg == NULL)
+		return;
+	for (unsigned i = 0; pg->conns != NULL && i < pg->n_conns; i++) {
+		struct pg_conn *c = &pg->conns[i];
+
+		free(c->cur);           /* never answered: the host is done */
+		c->cur = NULL;
+		if (c->timer != NULL)
+			conn_clear(c);
+		pg->host->timer_free(&c->timer);
+	}
+	free(pg->conns);
+	while (pg->q_head != NULL) {
+		struct pg_req *r = pg->q_head;
+
+		queue_unlink(pg, r);
+		free(r);
+	}
+	sql_options_free(&pg->o);
+	if (pg->conninfo != NULL) {
+		pu_scrub(pg->conninfo, strlen(pg->conninfo));
+		free(pg->conninfo);
+	}
+	free(pg);
+}
+
+static void pg_deinit(void *ctx)
+{
+	pg_free(ctx);
+}
+
+static bool is_ip_literal(const char *s, size_t len)
+{
+	char buf[64];
+	unsigned char addr[16];
+
+	if (len == 0 || len >= sizeof(buf))
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	return inet_pton(AF_INET, buf, addr) == 1 ||
+		inet_pton(AF_INET6, buf, addr) == 1;
+}
+
+/*
+ * Check the conninfo with libpq's own parser, warn about host names (a
+ * blocking DNS lookup at every connect) and log where we connect, without
+ * the password. 0, or -1 with a message.
+ */
+static int check_conninfo(struct pg *pg, const char *conninfo, char *err,
+			  size_t err_size)
+{
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+	const char *host = NULL, *hostaddr = NULL, *port = NULL;
+	const char *dbname = NULL, *user = NULL;
+	const char *names = NULL;
+	size_t names_len = 0;
+
+	if (opts == NULL) {
+		char msg[MSG_MAX];
+
+		clean_msg(msg, sizeof(msg), perr ? perr : "out of memory", NULL);
+		pu_err(err, err_size, "bad conninfo: %s", msg);
+		PQfreemem(perr);
+		return -1;
+	}
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || o->val[0] == '\0')
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+		else if (strcmp(o->keyword, "dbname") == 0)
+			dbname = o->val;
+		else if (strcmp(o->keyword, "user") == 0)
+			user = o->val;
+	}
+	if (host == NULL)
+		host = getenv("PGHOST");
+	if (hostaddr == NULL)
+		hostaddr = getenv("PGHOSTADDR");
+	if ((hostaddr == NULL || hostaddr[0] == '\0') && host != NULL) {
+		/* host may be a comma-separated list; a path or an IP
+		 * literal is not looked up. */
+		for (const char *p = host; *p != '\0';) {
+			size_t len = strcspn(p, ",");
+
+			if (len > 0 && p[0] != '/' && p[0] != '@' &&
+			    !is_ip_literal(p, len) && names == NULL) {
+				names = p;
+				names_len = len;
+			}
+			p += len;
+			if (*p == ',')
+				p++;
+		}
+	}
+	if (names != NULL)
+		pg->host->log(pg->inst, MYXID_LOG_WARNING, "host=%.*s is a name: "
+			      "libpq resolves it with a blocking DNS lookup on "
+			      "the event loop at every connection attempt; give "
+			      "hostaddr=IP (keep host= for TLS verification)",
+			      (int)names_len, names);
+	pg->host->log(pg->inst, MYXID_LOG_INFO, "%u connection(s) to %s%s%s "
+		      "database %s as %s; %s", pg->o.pool_size,
+		      hostaddr ? hostaddr : host ? host : "(default socket)",
+		      port ? ":" : "", port ? port : "",
+		      dbname ? dbname : "(default)", user ? user : "(default)",
+		      pg->has_query ? "query from the configuration" :
+		      pg->o.legacy_tokens ?
+		      "Authie's session query (token_hash, or legacy token)" :
+		      "Authie's session query (token_hash)");
+	PQconninfoFree(opts);
+	return 0;
+}
+
+static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
+		   const struct myxid_opt *opts, size_t n_opts, void **ctx_r,
+		   char *err, size_t err_size, const struct myxid_opt **bad_opt_r)
+{
+	static const char *const driver_keys[] = { "conninfo", NULL };
+	const struct myxid_opt *conninfo_opt = NULL;
+	struct pg *pg;
+
+	if (pu_check_host(host, err, err_size) < 0)
+		return -1;
+	pg = calloc(1, sizeof(*pg));
+	if (pg == NULL) {
+		pu_err(err, err_size, "out of memory");
+		return -1;
+	}
+	pg->host = host;
+	pg->inst = inst;
+	for (size_t i = 0; i < n_opts; i++) {
+		if (strcmp(opts[i].key, "query") == 0)
+			pg->has_query = true;
+		if (strcmp(opts[i].key, "conninfo") != 0)
+			continue;
+		if (conninfo_opt != NULL) {
+			pu_opt_fail(&opts[i], bad_opt_r, err, err_size,
+				    "conninfo given twice (first on line %u)",
+				    conninfo_opt->line);
+			goto fail;
+		}
+		conninfo_opt = &opts[i];
+	}
+	/* The instance may serve either kind: an auth query defaults to
+	 * Authie's; a policy without one is refused when it is asked. */
+	if (sql_options_parse(&pg->o, SQL_PGSQL,
+			      MYXID_KIND_AUTH | MYXID_KIND_POLICY, opts, n_opts,
+			      driver_keys, err, err_size, bad_opt_r) < 0)
+		goto fail;
+	if (conninfo_opt == NULL) {
+		pu_err(err, err_size, "conninfo is required, e.g. conninfo "
+		       "\"hostaddr=127.0.0.1 port=5432 dbname=app user=myxid "
+		       "password=secret\"");
+		goto fail;
+	}
+	if (check_conninfo(pg, conninfo_opt->value, err, err_size) < 0) {
+		*bad_opt_r = conninfo_opt;
+		goto fail;
+	}
+	pg->conninfo = strdup(conninfo_opt->value);
+	pg->conns = calloc(pg->o.pool_size, sizeof(*pg->conns));
+	if (pg->conninfo == NULL || pg->conns == NULL) {
+		pu_err(err, err_size, "out of memory");
+		goto fail;
+	}
+	/* Earlier keywords are defaults the conninfo may override. */
+	pg->kw[0] = "client_encoding";
+	pg->kw_values[0] = "UTF8";
+	pg->kw[1] = "fallback_application_name";
+	pg->kw_values[1] = "myxid";
+	pg->kw[2] = "dbname";
+	pg->kw_values[2] = pg->conninfo;
+	pg->kw[3] = NULL;
+	pg->kw_values[3] = NULL;
+	pg->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)pg;
+	pg->n_conns = pg->o.pool_size;
+	for (unsigned i = 0; i < pg->n_conns; i++) {
+		struct pg_conn *c = &pg->conns[i];
+
+		c->pg = pg;
+		c->index = i + 1;
+		c->fd = -1;
+		c->state = C_WAIT;
+		c->timer = host->timer_new(inst, conn_timer, c);
+		if (c->timer == NULL) {
+			pu_err(err, err_size, "cannot create a timer");
+			goto fail;
+		}
+	}
+	/* Connect once the loop runs (not under "myxid -t"); the others
+	 * follow the demand. */
+	pg->conns[0].started = true;
+	host->timer_start(pg->conns[0].timer, 0);
+	*ctx_r = pg;
+	return 0;
+fail:
+	pg_free(pg);
+	return -1;
+}
+
+MYXID_PLUGIN_EXPORT const struct myxid_plugin myxid_plugin_entry = {
+	.abi_major = MYXID_PLUGIN_ABI_MAJOR,
+	.abi_minor = MYXID_PLUGIN_ABI_MINOR,
+	.size = sizeof(struct myxid_plugin),
+	.kinds = MYXID_KIND_AUTH | MYXID_KIND_POLICY,
+	.name = "pgsql",
+	.version = "1.0",
+	.init = pg_init,
+	.deinit = pg_deinit,
+	.auth = pg_auth,
+	.policy = pg_policy,
+	.cancel = pg_cancel,
+};

@@ -1,0 +1,417 @@
+/*
+ * The process around the workers; see daemon.h.
+ *
+ * The main thread owns no sockets of clients: it starts the workers, then
+ * runs a small event loop of its own for signals. A reload is two-phase:
+ * every worker loads the new configuration and plugins beside its running
+ * ones, and only if all of them succeed do they all switch; otherwise all
+ * keep what they run, so a failed reload never changes who is let in.
+ */
+#include "daemon.h"
+#include "broker.h"
+#include "config.h"
+#include "ip_table.h"
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "publish.h"
+#include "runconf.h"
+#include "shared_frame.h"
+#include "server.h"
+#include "util.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+/* How long a reload may take before it counts as failed. */
+#define RELOAD_WAIT_S 60
+
+struct daemon {
+	struct event_base *base;          /* the main thread's: signals */
+	struct worker *workers;
+	unsigned n_workers;
+	struct broker *broker;
+	struct ip_table *ips;
+	SSL_CTX *ssl_ctx;
+
+	pthread_mutex_t lock;             /* the reload barrier and stops */
+	pthread_cond_t cond;
+	unsigned answers, failures;
+	char reload_err[1024];
+	unsigned stopped;
+	bool stopping;
+};
+
+static unsigned cpu_count(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+}
+
+/* ------------------------------------------------------------------ TLS */
+
+static SSL_CTX *tls_context(const struct myxid_config *cfg, char *err, size_t err_size)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	unsigned long e;
+
+	if (ctx == NULL) {
+		snprintf(err, err_size, "cannot create a TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->ssl_certificate) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, cfg->ssl_certificate_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		e = ERR_get_error();
+		snprintf(err, err_size, "%s: cannot use ssl_certificate %s / "
+			 "ssl_certificate_key %s: %s", cfg->path, cfg->ssl_certificate,
+			 cfg->ssl_certificate_key, ERR_reason_error_string(e));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+static bool wants_tls(const struct myxid_config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_listens; i++)
+		if (cfg->listens[i].tls)
+			return true;
+	return false;
+}
+
+/* ----------------------------------------------------------- privileges */
+
+static int drop_privileges(const char *user, char *err, size_t err_size)
+{
+	struct passwd *pw;
+
+	if (user == NULL)
+		return 0;
+	if (geteuid() != 0) {
+		log_notice("not root: 'user %s' ignored", user);
+		return 0;
+	}
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		snprintf(err, err_size, "user '%s' does not exist", user);
+		return -1;
+	}
+	/* Groups first: after setuid we may no longer change them. */
+	if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		snprintf(err, err_size, "cannot become user '%s': %s", user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		snprintf(err, err_size, "dropping root to '%s' did not stick", user);
+		return -1;
+	}
+	log_notice("running as user %s", user);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- broker */
+
+static void broker_to_workers(void *arg, const char *exchange,
+			      const char *routing_key, struct shared_frame *f)
+{
+	struct daemon *d = arg;
+
+	/* One encoded frame, a reference for each loop. */
+	for (unsigned i = 0; i < d->n_workers; i++)
+		worker_deliver(&d->workers[i], exchange, routing_key, f);
+}
+
+/* --------------------------------------------------------------- fan-out */
+
+struct fanout {
+	struct worker *origin;
+	struct shared_frame *f;
+	unsigned pending;            /* workers still to publish (atomic) */
+	size_t delivered;            /* atomic */
+	void (*done)(void *arg, size_t delivered);
+	void *arg;
+	const char *routing_key;     /* into exchange[] */
+	char exchange[];
+};
+
+/* One worker's share: its own loop, its own subscribers. */
+struct fanout_part {
+	struct fanout *fo;
+	struct worker *w;
+};
+
+static void fanout_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fanout *fo = arg;
+
+	fo->done(fo->arg, fo->delivered);
+	shared_frame_unref(fo->f);
+	free(fo);
+}
+
+static void fanout_part_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fanout_part *part = arg;
+	struct fanout *fo = part->fo;
+	struct timeval zero = { 0, 0 };
+	size_t n = publish_local(part->w, fo->exchange, fo->routing_key, fo->f);
+
+	free(part);
+	__atomic_add_fetch(&fo->delivered, n, __ATOMIC_RELAXED);
+	if (__atomic_sub_fetch(&fo->pending, 1, __ATOMIC_ACQ_REL) == 0)
+		event_base_once(fo->origin->base, -1, EV_TIMEOUT, fanout_done_cb, fo, &zero);
+}
+
+void daemon_fanout(struct worker *origin, const char *exchange,
+		   const char *routing_key, struct shared_frame *f,
+		   void (*done)(void *arg, size_t delivered), void *arg)
+{
+	struct daemon *d = origin->d;
+	size_t el = strlen(exchange), rl = strlen(routing_key);
+	struct fanout *fo = xcalloc(1, sizeof(*fo) + el + rl + 2);
+	struct timeval zero = { 0, 0 };
+
+	fo->origin = origin;
+	fo->f = shared_frame_ref(f);
+	fo->pending = d->n_workers;
+	fo->done = done;
+	fo->arg = arg;
+	memcpy(fo->exchange, exchange, el + 1);
+	memcpy(fo->exchange + el + 1, routing_key, rl + 1);
+	fo->routing_key = fo->exchange + el + 1;
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		struct fanout_part *part = xmalloc(sizeof(*part));
+		part->fo = fo;
+		part->w = &d->workers[i];
+		event_base_once(part->w->base, -1, EV_TIMEOUT, fanout_part_cb, part, &zero);
+	}
+}
+
+/* -------------------------------------------------------------- reloads */
+
+static void reload_prepare_on_worker(struct worker *w)
+{
+	struct daemon *d = w->d;
+	char err[1024];
+	int rc = worker_reload_prepare(w, err, sizeof(err));
+
+	pthread_mutex_lock(&d->lock);
+	if (rc != 0 && d->failures++ == 0)
+		snprintf(d->reload_err, sizeof(d->reload_err), "%s", err);
+	d->answers++;
+	pthread_cond_signal(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void reload(struct daemon *d)
+{
+	struct timespec deadline;
+	bool ok;
+
+	notify_manager("RELOADING=1");
+	runconf_new_epoch();
+	pthread_mutex_lock(&d->lock);
+	d->answers = d->failures = 0;
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned i = 0; i < d->n_workers; i++)
+		worker_post(&d->workers[i], reload_prepare_on_worker);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += RELOAD_WAIT_S;
+	pthread_mutex_lock(&d->lock);
+	while (d->answers < d->n_workers &&
+	       pthread_cond_timedwait(&d->cond, &d->lock, &deadline) == 0)
+		;
+	ok = d->answers == d->n_workers && d->failures == 0;
+	if (d->answers < d->n_workers)
+		snprintf(d->reload_err, sizeof(d->reload_err), "workers did not "
+			 "finish loading within %d s", RELOAD_WAIT_S);
+	pthread_mutex_unlock(&d->lock);
+	/* Posted after every prepare, so each worker sees its own first. */
+	for (unsigned i = 0; i < d->n_workers; i++)
+		worker_post(&d->workers[i], ok ? worker_reload_commit : worker_reload_abort);
+	if (ok) {
+		metrics_inc(M_RELOADS);
+		log_notice("configuration reloaded by %u worker(s)", d->n_workers);
+	} else {
+		metrics_inc(M_RELOAD_FAILURES);
+		log_error("reload failed, keeping the running configuration: %s",
+			  d->reload_err);
+	}
+	notify_manager("READY=1");
+}
+
+/* --------------------------------------------------------------- signals */
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (sig == SIGHUP) {
+		reload(d);
+		return;
+	}
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	notify_manager("STOPPING=1");
+	log_notice("%s: draining connections over %u ms, then exiting",
+		   sig == SIGTERM ? "SIGTERM" : "SIGINT",
+		   d->workers[0].cfg->drain_time_ms);
+	for (unsigned i = 0; i < d->n_workers; i++)
+		worker_post_drain(&d->workers[i]);
+}
+
+static void all_stopped_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->stopped == d->n_workers)
+		event_base_loopbreak(d->base);
+	pthread_mutex_unlock(&d->lock);
+}
+
+void daemon_worker_stopped(struct daemon *d, struct worker *w)
+{
+	struct timeval zero = { 0, 0 };
+
+	pthread_mutex_lock(&d->lock);
+	d->stopped++;
+	pthread_mutex_unlock(&d->lock);
+	event_base_once(d->base, -1, EV_TIMEOUT, all_stopped_cb, d, &zero);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static int check_only(const char *path, const char *plugin_dir, bool debug)
+{
+	struct worker w;
+	char err[1024];
+	SSL_CTX *ctx = NULL;
+	int rc;
+
+	memset(&w, 0, sizeof(w));
+	rc = worker_init(&w, path, plugin_dir, debug, err, sizeof(err));
+	if (rc == 0 && wants_tls(w.cfg) && (ctx = tls_context(w.cfg, err, sizeof(err))) == NULL)
+		rc = -1;
+	if (rc == 0)
+		fprintf(stderr, "myxid: the configuration file %s syntax is ok\n"
+			"myxid: configuration file %s test is successful\n", path, path);
+	else
+		fprintf(stderr, "myxid: %s\n", err);
+	SSL_CTX_free(ctx);
+	worker_destroy(&w);
+	return rc == 0 ? 0 : 1;
+}
+
+static int start_workers(struct daemon *d, const char *path, const char *plugin_dir,
+			 bool debug, char *err, size_t err_size)
+{
+	const struct myxid_config *cfg;
+
+	d->workers = xcalloc(64, sizeof(*d->workers));
+	d->workers[0].d = d;
+	if (worker_init(&d->workers[0], path, plugin_dir, debug, err, err_size) != 0)
+		return -1;
+	cfg = d->workers[0].cfg;
+	d->n_workers = cfg->workers ? cfg->workers : cpu_count();
+	if (log_set_target(cfg->log_target) != 0)
+		log_warn("cannot log to syslog; staying on stderr");
+	if (wants_tls(cfg) && (d->ssl_ctx = tls_context(cfg, err, err_size)) == NULL)
+		return -1;
+	d->ips = ip_table_new();
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		struct worker *w = &d->workers[i];
+		w->d = d;
+		w->index = i;
+		if (i > 0 && worker_init(w, path, plugin_dir, debug, err, err_size) != 0)
+			return -1;
+		w->ips = d->ips;
+		w->ssl_ctx = d->ssl_ctx;
+		if (worker_listen(w, err, err_size) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_only)
+{
+	struct daemon d;
+	char err[1024];
+	struct event *sigs[3];
+	int status = 1, signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	unsigned started = 0;
+
+	if (test_only)
+		return check_only(path, plugin_dir, debug);
+	memset(&d, 0, sizeof(d));
+	pthread_mutex_init(&d.lock, NULL);
+	pthread_cond_init(&d.cond, NULL);
+	d.base = event_base_new();
+	if (start_workers(&d, path, plugin_dir, debug, err, sizeof(err)) != 0 ||
+	    drop_privileges(d.workers[0].cfg->user, err, sizeof(err)) != 0) {
+		fprintf(stderr, "myxid: %s\n", err);
+		goto out;
+	}
+	if (d.workers[0].cfg->broker.enabled) {
+		for (unsigned i = 0; i < d.n_workers; i++)
+			worker_use_broker(&d.workers[i], NULL);
+		d.broker = broker_start(d.workers[0].cfg, broker_to_workers, &d);
+		if (d.broker == NULL) {
+			fprintf(stderr, "myxid: cannot start the broker link\n");
+			goto out;
+		}
+		for (unsigned i = 0; i < d.n_workers; i++)
+			d.workers[i].broker = d.broker;
+	}
+	for (int i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(d.base, signums[i], signal_cb, &d);
+		evsignal_add(sigs[i], NULL);
+	}
+	for (; started < d.n_workers; started++)
+		if (worker_start(&d.workers[started]) != 0) {
+			log_error("cannot start worker thread %u", started);
+			break;
+		}
+	if (started == d.n_workers) {
+		log_notice("myxid " PACKAGE_VERSION " ready: %u worker(s)", d.n_workers);
+		notify_manager("READY=1");
+		event_base_loop(d.base, EVLOOP_NO_EXIT_ON_EMPTY);
+		status = 0;
+	} else {
+		for (unsigned i = 0; i < started; i++)
+			worker_post_drain(&d.workers[i]);
+	}
+	for (unsigned i = 0; i < started; i++)
+		worker_join(&d.workers[i]);
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	log_notice("stopped");
+out:
+	/* Workers unbind as their sessions go, so the broker stops last. */
+	for (unsigned i = 0; i < 64 && d.workers; i++)
+		if (d.workers[i].base)
+			worker_destroy(&d.workers[i]);
+	broker_stop(&d.broker);
+	ip_table_free(&d.ips);
+	SSL_CTX_free(d.ssl_ctx);
+	free(d.workers);
+	event_base_free(d.base);
+	pthread_cond_destroy(&d.cond);
+	pthread_mutex_destroy(&d.lock);
+	return status;
+}

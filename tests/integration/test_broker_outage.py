@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""
+Broker outages against a real RabbitMQ started (and killed) here: the
+broker absent when myxid starts, the broker SIGKILLed under subscribed
+sockets and started again, and the AMQP connection alone closed from the
+broker's side (rabbitmqctl close_connection) while events keep coming: no
+WebSocket is lost, every binding comes back, no event published while the
+broker is up is lost.
+"""
+import asyncio
+import json
+import re
+import sys
+import time
+
+sys.dont_write_bytecode = True   # keep the source tree clean
+
+from myxidtest import Client, Daemon, compact, delivered, publish, require
+from rabbitmq import (BrokerSuite, Publisher, RabbitNode, Streamer, broker_config,
+                      healthz, in_thread, receive_all, require_rabbitmq, subscribe_ok,
+                      unsubscribe_ok, wait_bindings, wait_broker)
+
+require()
+require_rabbitmq()
+T = BrokerSuite()
+R = RabbitNode()          # not started yet: the first test starts it
+D = Daemon(broker_config(R.url), name="myxid")
+PORT = D.port
+RECONNECT_WITHIN = 10.0   # seconds after the broker is back (backoff is <= 5 s)
+
+
+def check_degraded(what):
+    status, body = healthz(PORT)
+    return T.check(status == 503 and isinstance(body, dict) and
+                   body.get("status") == "degraded" and body.get("broker") == "connecting",
+                   f"{what}: /healthz 503 \"status\":\"degraded\", \"broker\":\"connecting\"",
+                   f"{status} {body!r}")
+
+
+def check_publish_refused(what):
+    r = publish(PORT, "public", "x", "E", {})
+    try:
+        body = r.json()
+    except Exception:
+        body = None
+    return T.check(r.status == 503 and isinstance(body, dict) and
+                   isinstance(body.get("error"), str), f"{what}: POST /publish -> 503 JSON error",
+                   repr(r))
+
+
+async def broker_back(what):
+    """Wait for the daemon to be connected again after R came back; check
+    it takes at most RECONNECT_WITHIN seconds."""
+    took = await wait_broker(PORT, "up", 30)
+    T.check(took is not None and took <= RECONNECT_WITHIN,
+            f"{what}: reconnected within {RECONNECT_WITHIN:.0f}s of the broker being up",
+            f"took {took}" + ("" if took is not None else "\n" + D.read_log()[-3000:]))
+    if took is not None:
+        print(f"# {what}: reconnected {took:.2f}s after the broker was up")
+    return took is not None
+
+
+@T.test(timeout=120)
+async def broker_absent_at_start():
+    T.check(D.alive(), "myxid starts while the broker is down")
+    await asyncio.sleep(0.5)
+    check_degraded("broker down at start")
+    log = D.read_log()
+    T.check(any(re.search(r"broker", line, re.I) and re.search(r"connect", line, re.I)
+                for line in log.splitlines()),
+            "the log says the broker cannot be reached", log[-2000:])
+    check_publish_refused("broker down")
+    async with Client(PORT, label="early") as c, Client(PORT, label="alice") as a:
+        await c.ping_roundtrip("WebSockets are served without a broker")
+        await subscribe_ok(c, "public", "early")
+        await a.authenticate("demo-alice")
+        await subscribe_ok(a, "deployment", "d1")
+
+        await in_thread(R.start)
+        if not await broker_back("broker started late"):
+            return
+        T.check(await wait_bindings(R, {("public", "early"), ("deployment", "d1")}),
+                "subscriptions made during the outage are bound", R.myxid_bindings())
+        with Publisher(R.url) as p:
+            p.publish("public", "early", "Late", {"n": 1})
+            p.publish("deployment", "d1", "Late", {"n": 2})
+        await c.expect(delivered("Late", {"n": 1}, "public", "early"),
+                       "an event reaches the socket that subscribed before the broker came")
+        await a.expect(delivered("Late", {"n": 2}, "deployment", "d1"),
+                       "(and the authenticated one)")
+        r = await in_thread(publish, PORT, "public", "early", "Posted", {})
+        T.eq(r.status, 202, "POST /publish -> 202 once connected")
+        await c.expect(delivered("Posted", {}, "public", "early"), "and it is delivered")
+        status, body = await in_thread(healthz, PORT)
+        T.check(status == 200 and body.get("status") == "ok" and body.get("broker") == "up",
+                "/healthz 200 ok, broker up", f"{status} {body!r}")
+
+
+@T.test(timeout=150)
+async def broker_killed_under_subscribers():
+    if not R.alive():
+        await in_thread(R.start)
+        await wait_broker(PORT, "up", 30)
+    async with Client(PORT, label="a") as a, Client(PORT, label="b") as b, \
+            Client(PORT, label="c") as c:
+        await subscribe_ok(a, "public", "o1")
+        await subscribe_ok(a, "public", "o2")
+        await b.authenticate("demo-alice")
+        await subscribe_ok(b, "deployment", "d1")
+        await subscribe_ok(b, "topics", "news.*")
+        await subscribe_ok(c, "public", "o1")
+        T.check(await wait_bindings(R, {("public", "o1"), ("public", "o2"), ("deployment", "d1"),
+                                        ("topics", "news.*")}), "setup: bound")
+        with Publisher(R.url) as p:
+            p.publish("public", "o1", "Before", {})
+        await a.expect(delivered("Before", {}, "public", "o1"), "setup: delivery before the kill")
+        await c.expect(delivered("Before", {}, "public", "o1"), "setup: delivery before (c)")
+
+        await in_thread(R.kill)
+        t_kill = time.monotonic()
+        gone = await wait_broker(PORT, "connecting", 15)
+        T.check(gone is not None, "the daemon notices the broker is gone (/healthz)")
+        if gone is not None:
+            print(f"# noticed the kill after {time.monotonic() - t_kill:.2f}s")
+        check_degraded("broker killed")
+        check_publish_refused("broker killed")
+        for x in (a, b, c):
+            await x.ping_roundtrip(f"{x.label}'s WebSocket stays open and answers Ping")
+        # Changes while the broker is away take effect when it is back.
+        await unsubscribe_ok(a, "public", "o2")
+        await subscribe_ok(c, "public", "o3")
+        async with Client(PORT, label="d") as d:
+            await d.ping_roundtrip("a new WebSocket is accepted during the outage")
+            await subscribe_ok(d, "public", "o4")
+            await asyncio.sleep(1.0)          # an outage of a few seconds, with backoff
+            for x in (a, b, c, d):
+                await x.expect_nothing(f"{x.label}: nothing arrives during the outage", 0.05)
+
+            await in_thread(R.start)
+            if not await broker_back("broker killed and restarted"):
+                return
+            xs = await in_thread(R.list_exchanges)
+            T.check(all(name in xs for name in ("deployment", "public", "topics", "fan")) and
+                    xs["topics"]["type"] == "topic" and xs["fan"]["type"] == "fanout",
+                    "the exchanges are declared again", repr(xs))
+            qs = await in_thread(R.myxid_queues)
+            T.check(len(qs) == 1 and next(iter(qs.values()))["consumers"] == 1,
+                    "the node's queue is declared again and consumed", repr(qs))
+            T.check(await wait_bindings(R, {("public", "o1"), ("deployment", "d1"),
+                                            ("topics", "news.*"), ("public", "o3"),
+                                            ("public", "o4")}, {("public", "o2")}),
+                    "every binding is restored, with the outage's subscribes and not its "
+                    "unsubscribe", R.myxid_bindings())
+            with Publisher(R.url) as p:
+                for key in ("o1", "o2", "o3", "o4"):
+                    p.publish("public", key, "After", {"k": key})
+                p.publish("deployment", "d1", "After", {"k": "d1"})
+                p.publish("topics", "news.world", "After", {"k": "news"}, declare="topic")
+            await a.expect(delivered("After", {"k": "o1"}, "public", "o1"),
+                           "after recovery: a receives o1")
+            await c.expect(delivered("After", {"k": "o1"}, "public", "o1"),
+                           "after recovery: c receives o1")
+            await c.expect(delivered("After", {"k": "o3"}, "public", "o3"),
+                           "after recovery: c receives o3, subscribed during the outage")
+            await d.expect(delivered("After", {"k": "o4"}, "public", "o4"),
+                           "after recovery: the socket opened during the outage receives o4")
+            await b.expect(delivered("After", {"k": "d1"}, "deployment", "d1"),
+                           "after recovery: b receives deployment/d1")
+            await b.expect(delivered("After", {"k": "news"}, "topics", "news.world"),
+                           "after recovery: b receives news.world through news.*")
+            for x in (a, b, c, d):
+                await x.expect_nothing(f"{x.label}: nothing else (o2 was unsubscribed)", 0.2)
+        status, body = await in_thread(healthz, PORT)
+        T.check(status == 200 and body.get("broker") == "up", "/healthz up again",
+                f"{status} {body!r}")
+
+
+@T.test(timeout=90)
+async def connection_drop_loses_nothing():
+    if not R.alive():
+        await in_thread(R.start)
+        await wait_broker(PORT, "up", 30)
+    async with Client(PORT, label="s") as s:
+        await subscribe_ok(s, "public", "stream")
+        T.check(await wait_bindings(R, {("public", "stream")}), "setup: bound")
+        queue_before = set(await in_thread(R.myxid_queues))
+        conns = await in_thread(R.myxid_connections)
+        n = 120
+        st = Streamer(R.url, "public", "stream", "Tick", n, 0.025)
+        st.start()
+        await asyncio.sleep(0.5)
+        closed = await in_thread(R.close_connections)
+        T.eq(len(closed), 1, "rabbitmqctl close_connection closes the daemon's connection")
+        await in_thread(st.join, 30)
+        T.check(st.error is None and st.published == n, f"setup: {n} events published",
+                repr(st.error))
+        got = await receive_all(s, n, 20)
+        want = [compact(delivered("Tick", {"seq": i}, "public", "stream")) for i in range(n)]
+        T.check(got == want, f"all {n} events published across the drop arrive, in order, once",
+                f"got {len(got)}; missing seq: "
+                f"{sorted(set(range(n)) - {json.loads(m)['payload']['seq'] for m in got})[:20]}")
+        await s.expect_nothing("no duplicates", 0.3)
+        await s.ping_roundtrip("the WebSocket stayed open")
+        after = await in_thread(R.myxid_connections)
+        T.check(len(after) == 1 and after[0]["name"] != (conns[0]["name"] if conns else None),
+                "the daemon reconnected (a new AMQP connection)", repr(after))
+        T.eq(set(await in_thread(R.myxid_queues)), queue_before,
+             "the node's queue survived the drop (same name)")
+
+
+@T.test(timeout=90)
+async def published_while_disconnected():
+    """A deterministic gap: the daemon's connection is closed while a vhost
+    connection limit keeps it from coming back; what is published
+    meanwhile waits in its queue and arrives after it reconnects."""
+    if not R.alive():
+        await in_thread(R.start)
+        await wait_broker(PORT, "up", 30)
+    async with Client(PORT, label="g") as g:
+        await subscribe_ok(g, "public", "gap")
+        T.check(await wait_bindings(R, {("public", "gap")}), "setup: bound")
+        (queue,) = list(await in_thread(R.myxid_queues)) or [None]
+        with Publisher(R.url) as p:
+            count = len(await in_thread(R.list_connections))
+            try:
+                await in_thread(R.ctl, "set_vhost_limits", "-p", "/",
+                                json.dumps({"max-connections": count - 1}))
+                closed = await in_thread(R.close_connections)
+                T.eq(len(closed), 1, "setup: the daemon's connection is closed")
+                T.check(await wait_broker(PORT, "connecting", 10) is not None,
+                        "the daemon is disconnected (its reconnects are refused)")
+                for i in range(10):
+                    p.publish("public", "gap", "Gap", {"i": i})
+                qs = await in_thread(R.myxid_queues)
+                q = qs.get(queue)
+                T.check(q is not None and q["messages"] == 10 and q["consumers"] == 0,
+                        "published while disconnected: 10 events wait in the node's queue",
+                        repr(qs))
+                await g.expect_nothing("nothing arrives while disconnected", 0.2)
+            finally:
+                await in_thread(R.ctl, "clear_vhost_limits", "-p", "/", check=False)
+            t0 = time.monotonic()
+            up = await wait_broker(PORT, "up", 20)
+            T.check(up is not None, "the daemon reconnects once allowed", D.read_log()[-2000:])
+            if up is not None:
+                print(f"# reconnected {time.monotonic() - t0:.2f}s after the limit was lifted")
+            got = await receive_all(g, 10, 10)
+            T.eq(got, [compact(delivered("Gap", {"i": i}, "public", "gap")) for i in range(10)],
+                 "the 10 events published while disconnected arrive after reconnecting, "
+                 "in order")
+            await g.expect_nothing("once", 0.3)
+
+
+T.run()
