@@ -76,13 +76,21 @@ static bool path_is(const struct http_request *req, const char *path)
 	return len == n && memcmp(req->target.p, path, n) == 0;
 }
 
+static void add_plugin_health(void *arg, const char *label, int failing)
+{
+	json_object_object_add(arg, label, json_object_new_string(failing ? "failing" : "ok"));
+}
+
 static void handle_healthz(struct conn *c)
 {
 	struct worker *w = c->w;
 	json_object *o = json_object_new_object();
 	enum broker_state bs = w->broker ? broker_state(w->broker) : BROKER_STOPPED;
 	bool degraded = w->broker != NULL && bs != BROKER_UP;
-	const char *status = w->draining ? "draining" : degraded ? "degraded" : "ok";
+	json_object *plugins = json_object_new_object();
+	int failing = metrics_plugin_health(add_plugin_health, plugins);
+	const char *status = w->draining ? "draining" :
+		degraded || failing ? "degraded" : "ok";
 
 	json_object_object_add(o, "status", json_object_new_string(status));
 	json_object_object_add(o, "connections",
@@ -92,6 +100,9 @@ static void handle_healthz(struct conn *c)
 	json_object_object_add(o, "broker", json_object_new_string(
 				       w->broker == NULL ? "off" :
 				       bs == BROKER_UP ? "up" : "connecting"));
+	/* Plugins answer "failing" while their backend is down: sockets
+	 * already open still get events, so that alone is no 503. */
+	json_object_object_add(o, "plugins", plugins);
 	/* A node that cannot reach the broker delivers nothing: tell the
 	 * load balancer. */
 	reply_json(c, w->draining || degraded ? 503 : 200, NULL, o);

@@ -64,6 +64,7 @@ struct plugin_stats {
 	int64_t buckets[N_BUCKETS];    /* not cumulative; summed when rendered */
 	int64_t count;
 	int64_t sum_us;
+	int failing;                   /* the latest answer was an error */
 };
 
 static struct plugin_stats plugins[MAX_PLUGINS];
@@ -100,12 +101,26 @@ void metrics_plugin_answer(const char *label, int verdict, uint64_t micros)
 		return;
 	if (verdict >= 0 && verdict < 5)
 		__atomic_add_fetch(&ps->answers[verdict], 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&ps->failing, verdict == MYXID_ERROR, __ATOMIC_RELAXED);
 	while (b < N_BUCKETS && (double)micros / 1e6 > bucket_s[b])
 		b++;
 	if (b < N_BUCKETS)
 		__atomic_add_fetch(&ps->buckets[b], 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&ps->count, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&ps->sum_us, (int64_t)micros, __ATOMIC_RELAXED);
+}
+
+int metrics_plugin_health(void (*fn)(void *arg, const char *label, int failing),
+			  void *arg)
+{
+	int n = __atomic_load_n(&n_plugins, __ATOMIC_ACQUIRE), bad = 0;
+
+	for (int i = 0; i < n; i++) {
+		int failing = __atomic_load_n(&plugins[i].failing, __ATOMIC_RELAXED);
+		bad += failing;
+		fn(arg, plugins[i].label, failing);
+	}
+	return bad;
 }
 
 /* ---------------------------------------------------------- rendering */

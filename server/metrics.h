@@ -45,6 +45,11 @@ int64_t metrics_get(enum metric m);
 /* One plugin answer: verdict as enum myxid_verdict, latency in µs. */
 void metrics_plugin_answer(const char *label, int verdict, uint64_t micros);
 
+/* For /healthz: call fn for each plugin seen, with failing = its latest
+ * answer was an error (backend down, timeouts). Returns how many fail. */
+int metrics_plugin_health(void (*fn)(void *arg, const char *label, int failing),
+			  void *arg);
+
 /* The whole exposition (malloc'd, NUL-terminated); b may be NULL. */
 char *metrics_render(const struct broker *b, size_t *len_r);
 

@@ -146,16 +146,6 @@ class MariaDBError(Exception):
 _counter = 0
 
 
-def _pid_alive(pid):
-    """True if pid runs (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 class MariaDB:
     """One private server on 127.0.0.1:PORT, data in the suite's directory."""
 

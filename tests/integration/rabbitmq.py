@@ -12,7 +12,7 @@ side by side. Nothing global is touched: no system service, no
     require_rabbitmq()
     T = BrokerSuite()          # kills its nodes at the end, even on a hang
     node = RabbitNode().start()
-    node.url                   # amqp://guest:guest@127.0.0.1:PORT/
+    node.url                   # amqp://guest:guest@127.0.0.1:PORT
     node.kill(); node.start()  # SIGKILL, then the same ports and data dir
     node.list_bindings(), node.list_queues(), node.close_connections(...)
 
@@ -21,7 +21,6 @@ in N s"): test files start one and reuse it.
 """
 
 import asyncio
-import glob
 import json
 import os
 import re
@@ -38,7 +37,6 @@ from myxidtest import (HERE, Suite, compact, free_port, http_request,
 
 try:
     import pika
-    import pika.exceptions
 except ImportError:  # pragma: no cover - depends on the machine
     pika = None
 
@@ -104,7 +102,10 @@ class BrokerSuite(Suite):
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum, frame):
-        print(f"# {signal.Signals(signum).name}: killing the RabbitMQ nodes", flush=True)
+        print(f"# {signal.Signals(signum).name}: killing the daemons and the RabbitMQ nodes",
+              flush=True)
+        for d in list(self.daemons):
+            d.kill()
         self.kill_nodes()
         os._exit(1)
 
@@ -333,6 +334,20 @@ class RabbitNode:
         self.pid = None
         if not quiet:
             print(f"# rabbitmq {self.nodename} killed (SIGKILL to pid {pid})", flush=True)
+
+    def freeze(self):
+        """SIGSTOP the beam: the broker hangs with its sockets open (a
+        stalled host), which only heartbeats reveal."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self):
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig):
+        pid = self.pid or self.read_pid()
+        if pid is None or not self._ours(pid):
+            raise RabbitError(f"{self.nodename}: no beam of ours to signal (pid {pid})")
+        os.kill(pid, sig)
 
     def stop(self, timeout=60):
         """A clean shutdown (rabbitmqctl stop), falling back to SIGKILL."""

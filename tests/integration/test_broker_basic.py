@@ -17,7 +17,7 @@ sys.dont_write_bytecode = True   # keep the source tree clean
 from myxidtest import (Client, Daemon, Suite, compact, delivered, publish,
                        require, subscribed)
 from rabbitmq import (BrokerSuite, Publisher, await_until, broker_config,
-                      bunny_publish, healthz, in_thread, receive_all,
+                      bunny_publish, event_body, healthz, in_thread, receive_all,
                       require_rabbitmq, start_node, subscribe_ok,
                       unsubscribe_ok, wait_bindings, wait_broker)
 
@@ -107,7 +107,7 @@ async def bunny_publisher():
         await c.expect_nothing("each event arrives once", 0.3)
 
 
-@T.test(timeout=30)
+@T.test(timeout=40)
 async def pika_publisher():
     async with Client(PORT, label="p") as c:
         await subscribe_ok(c, "public", "p1")
@@ -129,8 +129,31 @@ async def pika_publisher():
                  "20 events in a row arrive in order")
             await c.expect_nothing("nothing more", 0.3)
 
+            # A burst without confirms: deliveries arrive packed together,
+            # and nothing else follows to wake the daemon up; what the
+            # AMQP library has buffered must not wait for the next
+            # heartbeat (10 s).
+            ch = p.conn.channel()
+            n = 500
+            for i in range(n):
+                ch.basic_publish("public", "p1", event_body("Burst", {"i": i}))
+            p.conn.process_data_events(0)
+            t0 = time.monotonic()
+            got = await receive_all(c, n, 3)
+            T.eq(got, [compact(delivered("Burst", {"i": i}, "public", "p1")) for i in range(n)],
+                 f"a burst of {n} arrives whole, in order, within 3s (buffered frames "
+                 "are drained)")
+            print(f"# a burst of {n}: {time.monotonic() - t0:.2f}s after publishing")
+            for k in range(5):
+                for i in range(3):
+                    ch.basic_publish("public", "p1", event_body("Trio", {"k": k, "i": i}))
+                p.conn.process_data_events(0)
+                got = await receive_all(c, 3, 1)
+                T.eq(len(got), 3, f"3 events published together arrive within 1s (round {k})")
+            ch.close()
 
-@T.test(timeout=60)
+
+@T.test(timeout=120)
 async def refcounted_bindings():
     # Several sockets, so that (with several workers) some are on different
     # event loops: the node's refcount is over all of them.
@@ -319,7 +342,7 @@ async def huge_body():
     d.stop()
 
 
-@T.test(timeout=60)
+@T.test(timeout=90)
 async def publish_endpoint_and_rabbitmq_url():
     # A second node configured the Myxi way: RABBITMQ_URL, a list whose
     # first broker is down, the vhost spelt as Bunny's default.
@@ -355,6 +378,57 @@ async def publish_endpoint_and_rabbitmq_url():
         r = await in_thread(publish, PORT, "nosuch", "k", "E", {})
         T.eq(r.status, 404, "POST /publish to an unknown exchange -> 404, as without a broker")
     e.stop()
+
+
+@T.test(timeout=60)
+async def url_forms():
+    # The config's example form, with a trailing "/": the default vhost.
+    d = Daemon(broker_config(R.url + "/"), name="myxid-slash")
+    T.check(await wait_broker(d.port, "up", 15) is not None,
+            "url amqp://guest:guest@127.0.0.1:PORT/ (trailing slash) connects to vhost /",
+            d.read_log()[-2000:])
+    d.stop()
+    # A vhost the broker does not have, a wrong password: the daemon runs,
+    # says why in its log, and keeps trying.
+    for url, what in ((R.url + "/nosuch", "a vhost the broker does not have"),
+                      (R.url.replace("guest@", "wrong@"), "a wrong password")):
+        d = Daemon(broker_config(url), name="myxid-refused")
+        await asyncio.sleep(1.5)
+        status, body = await in_thread(healthz, d.port)
+        T.check(d.alive() and status == 503 and isinstance(body, dict) and
+                body.get("broker") == "connecting",
+                f"{what}: the daemon runs, /healthz 503 broker connecting", f"{status} {body!r}")
+        async with Client(d.port, label="refused") as c:
+            await c.ping_roundtrip(f"{what}: WebSockets are served")
+        log = d.read_log()
+        T.check(re.search(r"broker.*(login|refused|denied|access|vhost|not found|ACCESS)",
+                          log, re.I), f"{what}: the log says why", log[-2000:])
+        d.stop()
+
+
+@T.test(timeout=40)
+async def reload_keeps_the_link():
+    import signal as _signal
+    conns = await in_thread(R.myxid_connections)
+    async with Client(PORT, label="hup") as c:
+        await subscribe_ok(c, "public", "hup")
+        T.check(await wait_bindings(R, {("public", "hup")}), "setup: bound")
+        before = D.read_log().count("configuration reloaded")
+        D.proc.send_signal(_signal.SIGHUP)
+        T.check(await await_until(lambda: D.read_log().count("configuration reloaded") > before,
+                                  10, 0.05), "SIGHUP reloads", D.read_log()[-2000:])
+        with Publisher(R.url) as p:
+            p.publish("public", "hup", "AfterHup", {})
+        await c.expect(delivered("AfterHup", {}, "public", "hup"),
+                       "a subscription made before the reload still receives")
+        await subscribe_ok(c, "public", "hup2")
+        T.check(await wait_bindings(R, {("public", "hup"), ("public", "hup2")}),
+                "bindings before and after the reload are there")
+        T.eq([x["name"] for x in await in_thread(R.myxid_connections)],
+             [x["name"] for x in conns], "the same AMQP connection: the link was kept")
+        status, body = await in_thread(healthz, PORT)
+        T.eq((status, body.get("broker") if isinstance(body, dict) else None), (200, "up"),
+             "/healthz after the reload")
 
 
 def free_port_closed():

@@ -208,7 +208,7 @@ async def connection_drop_loses_nothing():
              "the node's queue survived the drop (same name)")
 
 
-@T.test(timeout=90)
+@T.test(timeout=120)
 async def published_while_disconnected():
     """A deterministic gap: the daemon's connection is closed while a vhost
     connection limit keeps it from coming back; what is published
@@ -249,6 +249,59 @@ async def published_while_disconnected():
                  "the 10 events published while disconnected arrive after reconnecting, "
                  "in order")
             await g.expect_nothing("once", 0.3)
+
+
+@T.test(timeout=120)
+async def broker_frozen():
+    """SIGSTOP the broker: its TCP connections stay open but nothing
+    answers. The event loops must not notice (nothing of AMQP runs on
+    them); heartbeats (2s here) tell the daemon the link is dead; after
+    SIGCONT it reconnects and restores its bindings."""
+    if not R.alive():
+        await in_thread(R.start)
+    f = Daemon(broker_config(R.url, heartbeat="2s"), name="myxid-hb")
+    T.check(await wait_broker(f.port, "up", 30) is not None, "setup: myxid-hb connects")
+    async with Client(f.port, label="frozen") as c:
+        await subscribe_ok(c, "public", "frz")
+        T.check(await wait_bindings(R, {("public", "frz")}), "setup: bound")
+        await in_thread(R.freeze)
+        t0 = time.monotonic()
+        try:
+            await c.ping_roundtrip("broker frozen: Ping is answered at once")
+            await subscribe_ok(c, "public", "frz2", "s2")
+            T.check(time.monotonic() - t0 < 2, "broker frozen: Subscribe answered at once",
+                    f"{time.monotonic() - t0:.2f}s")
+            t1 = time.monotonic()
+            r = await in_thread(publish, f.port, "public", "frz", "Frozen", {})
+            T.check(r.status in (202, 503) and time.monotonic() - t1 < 2,
+                    "broker frozen: POST /publish answers at once (202 or 503)",
+                    f"{r!r} after {time.monotonic() - t1:.2f}s")
+            noticed = await wait_broker(f.port, "connecting", 20)
+            T.check(noticed is not None, "heartbeats reveal the dead link (/healthz connecting)",
+                    f.read_log()[-2000:])
+            print(f"# frozen broker noticed after {time.monotonic() - t0:.1f}s (heartbeat 2s)")
+            await c.ping_roundtrip("the WebSocket is still served")
+        finally:
+            await in_thread(R.thaw)
+        t2 = time.monotonic()
+        up = await wait_broker(f.port, "up", 30)
+        T.check(up is not None, "after SIGCONT the daemon reconnects", f.read_log()[-2000:])
+        if up is not None:
+            print(f"# reconnected {time.monotonic() - t2:.1f}s after SIGCONT")
+        T.check(await wait_bindings(R, {("public", "frz"), ("public", "frz2")}),
+                "its bindings, including the one made while frozen, are there",
+                R.myxid_bindings())
+        with Publisher(R.url) as p:
+            p.publish("public", "frz", "Thawed", {})
+            p.publish("public", "frz2", "Thawed", {})
+        got = await receive_all(c, 3, 5)
+        want = [compact(delivered("Thawed", {}, "public", "frz")),
+                compact(delivered("Thawed", {}, "public", "frz2"))]
+        T.check(got[-2:] == want and len(got) in (2, 3) and
+                (len(got) == 2 or got[0] == compact(delivered("Frozen", {}, "public", "frz"))),
+                "events published after the thaw are delivered (and the one posted while "
+                "frozen at most once)", repr(got))
+    f.stop()
 
 
 T.run()

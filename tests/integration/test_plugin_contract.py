@@ -13,7 +13,7 @@ import time
 
 sys.dont_write_bytecode = True   # keep the source tree clean
 
-from myxidtest import (PLUGIN_DIR, Client, Daemon, Suite, authenticated, error, require,
+from myxidtest import (PLUGIN_DIR, Client, Daemon, Suite, authenticated, error, http_request, require,
                        run_myxid, standard_exchanges)
 
 require()
@@ -50,6 +50,21 @@ async def chain_answers():
             await c.expect(want, what)
             await c.ping_roundtrip(f"{answer}: the socket stays usable afterwards")
         d.stop()
+
+
+@T.test
+async def healthz_reports_failing_plugins():
+    d = Daemon(config("error"), name="health")
+    r = http_request(d.port, "GET", "/healthz")
+    T.eq(r.json()["plugins"], {}, "no plugin has answered yet: none listed")
+    async with Client(d.port) as c:
+        await c.send("Authenticate", {"session_id": "demo-alice"}, 1)
+        await c.expect(error("AuthUnavailable", 1), "setup: the plugin errors")
+    r = http_request(d.port, "GET", "/healthz")
+    T.eq((r.status, r.json()["status"], r.json()["plugins"]),
+         (200, "degraded", {"auth_test": "failing"}),
+         "/healthz: degraded (200: open sockets still get events), the plugin failing")
+    d.stop()
 
 
 @T.test
