@@ -38,6 +38,22 @@ if [ "$status" -eq 0 ]; then
 	[ "$status" -eq 0 ] && echo "make distcheck: ok"
 fi
 
+# The Debian package: build it, install it, run it, build and load a plugin
+# out of tree, purge it (scripts/test-package.sh prints its own count).
+pkg_log=$(mktemp)
+pkg_status=0
+scripts/test-package.sh 2>&1 | tee "$pkg_log" || pkg_status=$?
+pkg_pass=$(sed -n 's/^\([0-9][0-9]*\) passed, [0-9][0-9]* failed$/\1/p' "$pkg_log" | tail -n 1)
+pkg_fail=$(sed -n 's/^[0-9][0-9]* passed, \([0-9][0-9]*\) failed$/\1/p' "$pkg_log" | tail -n 1)
+rm -f "$pkg_log"
+pass=$((pass + ${pkg_pass:-0}))
+fail=$((fail + ${pkg_fail:-1}))
+if [ "$pkg_status" -ne 0 ]; then
+	echo "package test failed"
+	[ "${pkg_fail:-1}" -ne 0 ] || fail=$((fail + 1))
+	status=1
+fi
+
 echo "$pass passed, $fail failed, $skip skipped"
 # A skipped test is not a passed one: under CI every prerequisite is
 # installed above, so a skip means something is wrong.

@@ -430,8 +430,14 @@ static const char *find_token(json_object *payload)
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (json_object_object_get_ex(payload, keys[i], &v) &&
-		    json_object_is_type(v, json_type_string))
-			return json_object_get_string(v);
+		    json_object_is_type(v, json_type_string)) {
+			const char *t = json_object_get_string(v);
+			/* "\u0000" inside would cut the token short for every
+			 * plugin: "secret\u0000junk" must not pass as "secret". */
+			if (strlen(t) != (size_t)json_object_get_string_len(v))
+				return NULL;
+			return t;
+		}
 	return NULL;
 }
 

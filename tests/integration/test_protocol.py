@@ -156,6 +156,9 @@ async def authenticate_static():
         await c.expect(error("InvalidAuthentication", 5), "empty token -> InvalidAuthentication")
         await c.send("Authenticate", {"session_id": "demo-alice "}, 6)
         await c.expect(error("InvalidAuthentication", 6), "token plus a space is not the token")
+        await c.send("Authenticate", {"session_id": "demo-alice\u0000junk"}, "nul")
+        await c.expect(error("InvalidAuthentication", "nul"),
+                       "a NUL inside the token does not cut it down to a valid one")
         await c.send("Authenticate", {"session_id": "demo-bob"}, 7)
         await c.expect(authenticated("2", 7), "a failed attempt does not prevent a later one")
 
