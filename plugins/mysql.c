@@ -1468,8 +1468,10 @@ static int mysql_plugin_init(const struct myxid_host *host,
 	for (i = 0; i < n_opts; i++)
 		if (strcmp(opts[i].key, "query") == 0)
 			pl->query_given = true;
-	/* Either kind: without a query, Authie's (see above). */
-	if (sql_options_parse(&pl->o, SQL_MYSQL,
+	/* An auth query defaults to Authie's; a policy needs its own. A
+	 * host older than ABI 1.1 cannot say which block this is. */
+	if (sql_options_parse(&pl->o, SQL_MYSQL, host->abi_minor >= 1 ?
+			      host->instance_kind(inst) :
 			      MYXID_KIND_AUTH | MYXID_KIND_POLICY, opts, n_opts,
 			      driver_keys, err, err_size, bad_opt_r) != 0) {
 		free(pl);

@@ -1072,9 +1072,10 @@ static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
 		}
 		conninfo_opt = &opts[i];
 	}
-	/* The instance may serve either kind: an auth query defaults to
-	 * Authie's; a policy without one is refused when it is asked. */
-	if (sql_options_parse(&pg->o, SQL_PGSQL,
+	/* An auth query defaults to Authie's; a policy needs its own. A
+	 * host older than ABI 1.1 cannot say which block this is. */
+	if (sql_options_parse(&pg->o, SQL_PGSQL, host->abi_minor >= 1 ?
+			      host->instance_kind(inst) :
 			      MYXID_KIND_AUTH | MYXID_KIND_POLICY, opts, n_opts,
 			      driver_keys, err, err_size, bad_opt_r) < 0)
 		goto fail;

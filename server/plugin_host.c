@@ -194,6 +194,11 @@ static int host_resolve_path(const struct myxid_opt *opt, const char *path,
 	return n < 0 || (size_t)n >= out_size ? -1 : 0;
 }
 
+static unsigned host_instance_kind(const struct myxid_instance *inst)
+{
+	return inst->kind;
+}
+
 const struct myxid_host plugin_host_services = {
 	.abi_major = MYXID_PLUGIN_ABI_MAJOR,
 	.abi_minor = MYXID_PLUGIN_ABI_MINOR,
@@ -212,6 +217,7 @@ const struct myxid_host plugin_host_services = {
 	.timer_free = host_timer_free,
 	.post = host_post,
 	.resolve_path = host_resolve_path,
+	.instance_kind = host_instance_kind,
 };
 
 /* -------------------------------------------------------------- loading */
@@ -305,6 +311,7 @@ struct myxid_instance *plugin_instance_new(struct event_base *base,
 	inst->desc = d;
 	inst->dl = dl;
 	inst->base = base;
+	inst->kind = kind;
 	label_len = strlen(d->name) + (label_suffix ? strlen(label_suffix) + 2 : 0) + 1;
 	inst->label = xmalloc(label_len);
 	snprintf(inst->label, label_len, label_suffix ? "%s(%s)" : "%s", d->name,

@@ -19,6 +19,7 @@ struct myxid_instance {
 	void *dl;                   /* dlopen handle, closed on free */
 	char *label;                /* "auth_static" or "policy_static(deployment)" */
 	struct event_base *base;
+	unsigned kind;              /* MYXID_KIND_AUTH or MYXID_KIND_POLICY */
 	int pending;                /* requests answered PENDING, not yet done */
 };
 

@@ -58,6 +58,8 @@
  *
  * CHANGELOG
  *   1.0 (2026-11-27)  first version.
+ *   1.1 (2026-11-28)  host->instance_kind(), so a plugin of both kinds can
+ *                     check its options for the block it was loaded for.
  */
 #ifndef MYXID_PLUGIN_H_INCLUDED
 #define MYXID_PLUGIN_H_INCLUDED
@@ -69,7 +71,7 @@ extern "C" {
 #endif
 
 #define MYXID_PLUGIN_ABI_MAJOR 1
-#define MYXID_PLUGIN_ABI_MINOR 0
+#define MYXID_PLUGIN_ABI_MINOR 1
 
 /** Name of the data symbol every plugin exports. */
 #define MYXID_PLUGIN_SYMBOL "myxid_plugin_entry"
@@ -209,7 +211,14 @@ struct myxid_host {
 	int (*resolve_path)(const struct myxid_opt *opt, const char *path,
 			    char *out, size_t out_size);
 
-	void *reserved[8];
+	/**
+	 * Since 1.1: the kind of block this instance was loaded for,
+	 * MYXID_KIND_AUTH or MYXID_KIND_POLICY (callable from init on).
+	 * Check host->abi_minor >= 1 before using it.
+	 */
+	unsigned (*instance_kind)(const struct myxid_instance *inst);
+
+	void *reserved[7];
 };
 
 /** The descriptor a plugin exports as myxid_plugin_entry. */

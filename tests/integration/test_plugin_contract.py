@@ -114,7 +114,7 @@ def abi_major_mismatch_is_refused():
     rc, out, err = run_myxid(["-t", "-c", conf, "-P", PLUGIN_DIR])
     T.eq(rc, 1, "myxid -t refuses a plugin built for another ABI major")
     T.check(f"{conf}:2:" in err, "the message names the config line", err)
-    T.check("built for plugin ABI 2.0, but this myxid provides 1.0" in err,
+    T.check("built for plugin ABI 2.0, but this myxid provides 1." in err,
             "the message names both ABI versions", err)
 
 

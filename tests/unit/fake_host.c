@@ -515,6 +515,11 @@ static int set_nonblock(int fd)
 	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+static unsigned fh_instance_kind(const struct myxid_instance *inst)
+{
+	return MYXID_KIND_AUTH | MYXID_KIND_POLICY;
+}
+
 int fake_host_init(struct fake_host *fh)
 {
 	const char *v = getenv("FAKE_HOST_VERBOSE");
@@ -537,6 +542,7 @@ int fake_host_init(struct fake_host *fh)
 	fh->host.timer_free = fh_timer_free;
 	fh->host.post = fh_post;
 	fh->host.resolve_path = fh_resolve_path;
+	fh->host.instance_kind = fh_instance_kind;
 	fh->inst.fh = fh;
 	fh->verbose = v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
 	if (pipe(fh->wake) < 0)

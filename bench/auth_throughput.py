@@ -1,0 +1,657 @@
+#!/usr/bin/python3
+"""
+auth_throughput: how many Authenticates per second myxid answers through
+each auth plugin: auth_static (the baseline: no database), pgsql (a private
+PostgreSQL 15 cluster, tests/integration/pgsql.py) and mysql (a private
+MariaDB, tests/integration/mariadb.py, when plugins/.libs/mysql.so exists).
+
+A benchmark, not a test: it prints numbers and writes them to
+bench/AUTH-RESULTS.md; its exit status is 1 only when a reply was not the
+expected Authenticated / Deauthenticated (or nothing could be measured).
+
+The load comes from bench/authload.c (compiled here into a temporary
+directory): one epoll thread, SOCKETS WebSockets each repeating
+Authenticate -> Authenticated, Deauthenticate -> Deauthenticated with 10,000
+distinct valid tokens (Authie sessions whose token_hash is the token's
+SHA-256 in hex, or a tokens file for auth_static). The daemon runs with
+auth_cache 0 (every Authenticate reaches the plugin, except in the
+"default cache" variant), recheck_interval 0, max_actions_per_second 0,
+workers 2 and log_level warning.
+
+For each variant: RUNS runs of WARMUP + DURATION seconds; the median run
+(by rate) is reported. During each measured window it samples /proc: the
+CPU time of the daemon, of the database's processes (the postmaster and
+its backends; mariadbd), of the load generator (its getrusage), and of the
+whole machine (/proc/stat, with steal).
+
+    bench/run-auth                      # everything, about 3.5 minutes
+    bench/run-auth --backends pgsql --runs 1 --duration 5
+    bench/auth_throughput.py --help
+
+The daemon and plugins are those of myxidtest: $MYXID_BIN (default
+server/myxid) and $MYXID_PLUGIN_DIR (default plugins/.libs).
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True   # keep the source tree clean
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+
+import myxidtest  # noqa: E402
+from myxidtest import MYXID_BIN, PLUGIN_DIR, Daemon, Suite  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+GOAL = 10000
+ACTIVE = {"daemons": [], "loads": [], "suites": []}
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------ /proc
+
+def proc_cpu(pid, children=False):
+    """utime + stime of a process (all its threads) in seconds; with
+    children, also cutime + cstime (its reaped children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # fields[0] is the state (field 3); utime is field 14.
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLK_TCK
+
+
+def child_pids(parent):
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent:
+            out.append(int(name))
+    return out
+
+
+def machine_cpu():
+    """(busy, steal, total) seconds summed over the CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq
+    total = busy + idle + iowait + steal
+    return busy / CLK_TCK, steal / CLK_TCK, total / CLK_TCK
+
+
+class PgCPU:
+    """The postmaster and its children (backends, checkpointer, ...): the
+    children alive now, plus what the postmaster has reaped."""
+
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+
+    def __call__(self):
+        with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
+            pm = int(f.readline())
+        return proc_cpu(pm, children=True) + sum(proc_cpu(p) for p in child_pids(pm))
+
+
+# ------------------------------------------------------------ the load
+
+def build_authload(tmp):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        sys.exit("auth_throughput: a C compiler is needed for bench/authload.c")
+    out = os.path.join(tmp, "authload")
+    subprocess.run([cc, "-O2", "-Wall", "-o", out, os.path.join(HERE, "authload.c")],
+                   check=True)
+    return out
+
+
+def make_tokens(n):
+    """n distinct tokens (URL-safe, 43 characters) with their user ids."""
+    return [(secrets.token_urlsafe(32), 100000 + i) for i in range(n)]
+
+
+def sha(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def write_load_file(path, tokens):
+    with open(path, "w") as f:
+        for tok, uid in tokens:
+            f.write(f"{tok}\t{uid}\tUser\n")
+
+
+def run_load(opts, port, db_cpu, daemon, warmup=None, during=None):
+    """One run of authload against port; returns the result dict with
+    the CPU seconds of the window added."""
+    cmd = [opts.authload, "-p", str(port), "-f", opts.load_file, "-n", str(opts.sockets),
+           "-k", str(opts.depth), "-w", str(warmup if warmup is not None else opts.warmup),
+           "-d", str(opts.duration)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ACTIVE["loads"].append(p)
+    samples, result, side = {}, None, None
+
+    def sample():
+        return {"wall": time.monotonic(), "daemon": proc_cpu(daemon.proc.pid),
+                "db": db_cpu() if db_cpu else 0.0, "machine": machine_cpu()}
+
+    for line in p.stdout:
+        line = line.strip()
+        if line == "START":
+            samples["start"] = sample()
+            if during:
+                side = during(daemon)
+        elif line == "END":
+            samples["end"] = sample()
+        elif line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+    stderr = p.stderr.read()
+    p.wait()
+    ACTIVE["loads"].remove(p)
+    if side is not None:
+        side.finish()
+    if result is None or "start" not in samples or "end" not in samples:
+        raise RuntimeError(f"authload failed (exit {p.returncode}): {stderr.strip()}")
+    a, b = samples["start"], samples["end"]
+    busy = b["machine"][0] - a["machine"][0]
+    steal = b["machine"][1] - a["machine"][1]
+    result.update({
+        "wall": b["wall"] - a["wall"],
+        "daemon_cpu": b["daemon"] - a["daemon"],
+        "db_cpu": (b["db"] - a["db"]) if db_cpu else None,
+        "load_cpu": result["user_cpu"] + result["sys_cpu"],
+        "machine_busy": busy,
+        "machine_steal": steal,
+        "stderr": stderr.strip(),
+    })
+    return result
+
+
+class Profile:
+    """perf record -a for a few seconds of a run (a run that is not
+    counted): where the two cores go, by command and by symbol."""
+
+    def __init__(self, seconds, path):
+        self.path = path
+        self.proc = subprocess.Popen(
+            ["perf", "record", "-a", "-F", "997", "-o", path, "--", "sleep", str(seconds)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.text = None
+
+    def finish(self):
+        self.proc.wait()
+
+    def report(self):
+        def rep(*args, lines=20):
+            p = subprocess.run(["perf", "report", "-i", self.path, "--stdio", "--no-children",
+                                "-q", *args], capture_output=True, text=True)
+            rows = [ln.rstrip() for ln in p.stdout.splitlines() if ln.strip()]
+            return rows[:lines]
+        parts = [("by command", rep("--sort", "comm", lines=8)),
+                 ("by command and library", rep("--sort", "comm,dso", lines=16)),
+                 ("myxid, by symbol", rep("--comms", "myxid", "--sort", "dso,sym", lines=25)),
+                 ("the database, by symbol",
+                  rep("--comms", "postgres,mariadbd", "--sort", "dso,sym", lines=15))]
+        return parts
+
+
+# ------------------------------------------------------------ the daemon
+
+BASE_SETTINGS = [
+    ("policy_cache", "0"), ("recheck_interval", "0"), ("max_actions_per_second", "0"),
+    ("max_connections_per_ip", "0"), ("ping_interval", "0"), ("workers", "2"),
+    ("auth_timeout", "5s"), ("log_level", "warning"),
+]
+
+
+def daemon_config(auth_block, cache, extra=()):
+    settings = list(BASE_SETTINGS) + list(extra)
+    if cache is not None:
+        settings.insert(0, ("auth_cache", cache))
+    text = "".join(f"{k} {v}\n" for k, v in settings)
+    return (text + auth_block +
+            "exchange public {\n    policy static {\n        allow public\n    }\n}\n")
+
+
+def start_daemon(conf, name, files=None):
+    d = Daemon(conf, name=name, files=files)
+    ACTIVE["daemons"].append(d)
+    return d
+
+
+def stop_daemon(d):
+    """SIGTERM and wait; no checks printed (this is no test)."""
+    if d.proc is not None and d.proc.poll() is None:
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            d.proc.wait()
+    if d.suite is not None and d in d.suite.daemons:
+        d.suite.daemons.remove(d)
+    d.log.close()
+    ACTIVE["daemons"].remove(d)
+
+
+# ------------------------------------------------------------ variants
+
+class Variant:
+    def __init__(self, backend, label, auth_block, runs, cache=None, pool=None,
+                 extra=(), files=None, warmup=None):
+        self.backend, self.label, self.auth_block = backend, label, auth_block
+        self.runs, self.cache, self.pool, self.extra = runs, cache, pool, extra
+        self.files, self.warmup = files, warmup
+        self.results = []
+        self.profile = None
+        self.error = None
+
+    def median(self):
+        ok = sorted(self.results, key=lambda r: r["rate"])
+        return ok[(len(ok) - 1) // 2] if ok else None
+
+
+def measure(opts, variant, db_cpu, profile=False):
+    # cache None: auth_cache 0; "default": no auth_cache line (60 s).
+    conf = daemon_config(variant.auth_block, None if variant.cache == "default" else "0",
+                         variant.extra)
+    d = start_daemon(conf, f"myxid-{variant.backend}", files=variant.files)
+    try:
+        for i in range(variant.runs):
+            r = run_load(opts, d.port, db_cpu, d, warmup=variant.warmup)
+            variant.results.append(r)
+            log(f"#   {variant.label}: run {i + 1}/{variant.runs}: {r['rate']:8.0f}/s  "
+                f"p50 {r['p50_us'] / 1000:.1f} ms  p99 {r['p99_us'] / 1000:.1f} ms  "
+                f"errors {r['errors']}  cpu: daemon {r['daemon_cpu']:.1f}s "
+                f"db {fmt_cpu(r['db_cpu'])} load {r['load_cpu']:.1f}s "
+                f"machine {r['machine_busy']:.1f}s (steal {r['machine_steal']:.1f}s)")
+            for s in r["error_samples"]:
+                log(f"#     error: {s}")
+            time.sleep(0.3)
+        if profile:
+            path = os.path.join(opts.tmp, f"perf-{variant.backend}.data")
+            secs = min(5.0, opts.duration)
+            holder = {}
+
+            def during(daemon):
+                holder["p"] = Profile(secs, path)
+                return holder["p"]
+            r = run_load(opts, d.port, db_cpu, d, during=during)
+            variant.profile = holder["p"].report()
+            variant.profile_rate = r["rate"]
+            log(f"#   {variant.label}: profiled run (perf record -a, {secs:.0f} s, not counted):"
+                f" {r['rate']:.0f}/s")
+    finally:
+        stop_daemon(d)
+
+
+def fmt_cpu(v):
+    return "n/a" if v is None else f"{v:.1f}s"
+
+
+def bench_static(opts, tokens, variants):
+    T = Suite("auth_throughput-static")
+    ACTIVE["suites"].append(T)
+    files = {"tokens": "".join(f"{t} {uid} type=User\n" for t, uid in tokens)}
+    v = Variant("static", "auth_static", "auth static {\n    tokens_file tokens\n}\n",
+                opts.runs, files=files)
+    variants.append(v)
+    log("# auth_static (baseline, no database)")
+    measure(opts, v, None)
+    T.cleanup()
+
+
+def sql_block(kind, lines):
+    return f"auth {kind} {{\n" + "".join(f"    {ln}\n" for ln in lines) + "}\n"
+
+
+def pools(opts):
+    return [opts.pool] + [p for p in opts.other_pools if p != opts.pool]
+
+
+def bench_pgsql(opts, tokens, variants):
+    import pgsql
+    missing = [p for p in (pgsql.INITDB, pgsql.PG_CTL, pgsql.POSTGRES) if not os.access(p, os.X_OK)]
+    if missing or pgsql.PSQL is None or not os.path.isfile(pgsql.PGSQL_PLUGIN):
+        log(f"# pgsql: skipped (missing: {', '.join(missing) or pgsql.PSQL or pgsql.PGSQL_PLUGIN})")
+        return
+    T = pgsql.PgSuite("auth_throughput-pgsql")
+    ACTIVE["suites"].append(T)
+    install_signals()
+    try:
+        pg = pgsql.PgCluster(suite=T).start(quiet=True)
+        t0 = time.monotonic()
+        pg.load(pgsql.AUTHIE_SCHEMA)
+        now = "(now() AT TIME ZONE 'UTC')"
+        rows = ",\n".join(f"('{sha(t)}', {uid}, 'User', true, {now} + interval '30 days', "
+                          f"{now}, {now}, {now}, {now})" for t, uid in tokens)
+        pg.sql("INSERT INTO authie_sessions (token_hash, user_id, user_type, active, "
+               "expires_at, last_activity_at, login_at, created_at, updated_at) VALUES\n"
+               + rows + ";\n"
+               f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {pg.user};\nANALYZE;\n")
+        count = pg.sql("SELECT count(*) FROM authie_sessions").strip()
+        version = pg.sql("SHOW server_version").strip()
+        log(f"# pgsql: PostgreSQL {version} on port {pg.port}, {count} sessions loaded "
+            f"in {time.monotonic() - t0:.1f}s")
+        opts.versions["pgsql"] = f"PostgreSQL {version}"
+        db_cpu = PgCPU(pg.data)
+        conninfo = pg.conf_conninfo()
+        for i, pool in enumerate(pools(opts)):
+            v = Variant("pgsql", f"pgsql pool_size {pool}",
+                        sql_block("pgsql", [f"conninfo {conninfo}", f"pool_size {pool}"]),
+                        opts.runs if i == 0 else 1, pool=pool)
+            variants.append(v)
+            measure(opts, v, db_cpu, profile=(i == 0 and opts.profile))
+        if opts.cached_run:
+            v = Variant("pgsql", f"pgsql pool_size {opts.pool}, auth_cache default (60s)",
+                        sql_block("pgsql", [f"conninfo {conninfo}", f"pool_size {opts.pool}"]),
+                        1, cache="default", pool=opts.pool, warmup=max(opts.warmup, 3))
+            variants.append(v)
+            measure(opts, v, db_cpu)
+    finally:
+        T.cleanup()
+
+
+def bench_mysql(opts, tokens, variants):
+    plugin = os.path.join(PLUGIN_DIR, "mysql.so")
+    if not os.path.isfile(plugin):
+        log(f"# mysql: skipped ({plugin} does not exist)")
+        return
+    try:
+        import mariadb
+    except ImportError as exc:
+        log(f"# mysql: skipped (tests/integration/mariadb.py: {exc})")
+        return
+    if mariadb.MARIADBD is None or mariadb.INSTALL_DB is None or mariadb.CLIENT is None:
+        log("# mysql: skipped (no MariaDB server, installer or client)")
+        return
+    T = mariadb.MariaDBSuite("auth_throughput-mysql")
+    ACTIVE["suites"].append(T)
+    install_signals()
+    try:
+        db = mariadb.MariaDB(suite=T).start(quiet=True)
+        db.setup(os.path.join(TOP, "tests", "integration", "authie_schema_mysql.sql"))
+        t0 = time.monotonic()
+        now = "UTC_TIMESTAMP()"
+        rows = ",\n".join(f"('{sha(t)}', {uid}, 'User', 1, {now} + INTERVAL 30 DAY, "
+                          f"{now}, {now}, {now}, {now})" for t, uid in tokens)
+        db.sql("INSERT INTO authie_sessions (token_hash, user_id, user_type, active, "
+               "expires_at, last_activity_at, login_at, created_at, updated_at) VALUES\n"
+               + rows + ";\nANALYZE TABLE authie_sessions;\n")
+        count = db.query("SELECT count(*) FROM authie_sessions")[0][0]
+        version = db.query("SELECT VERSION()")[0][0]
+        log(f"# mysql: MariaDB {version} on port {db.port}, {count} sessions loaded "
+            f"in {time.monotonic() - t0:.1f}s")
+        opts.versions["mysql"] = f"MariaDB {version}"
+        pid = db.proc.pid
+
+        def db_cpu():
+            return proc_cpu(pid)
+        conn = [f"host 127.0.0.1", f"port {db.port}", f"user {db.user}",
+                f"password {db.password}", f"database {db.database}"]
+        for i, pool in enumerate(pools(opts)):
+            v = Variant("mysql", f"mysql pool_size {pool}",
+                        sql_block("mysql", conn + [f"pool_size {pool}"]),
+                        opts.runs if i == 0 else 1, pool=pool)
+            variants.append(v)
+            measure(opts, v, db_cpu, profile=(i == 0 and opts.profile and opts.profile_mysql))
+    finally:
+        T.cleanup()
+
+
+# ------------------------------------------------------------ reporting
+
+COLUMNS = ["variant", "runs", "auth/s (median)", "all runs", "p50 ms", "p99 ms", "errors",
+           "daemon CPU s", "DB CPU s", "load gen CPU s", "machine busy s", "steal s",
+           "daemon µs/auth", "DB µs/auth"]
+
+
+def table_rows(variants):
+    rows = []
+    for v in variants:
+        m = v.median()
+        if m is None:
+            rows.append([v.label, "0", "failed: " + (v.error or "?")] + [""] * 11)
+            continue
+        n = m["completed"] or 1
+        rows.append([
+            v.label, str(len(v.results)), f"{m['rate']:.0f}",
+            " / ".join(f"{r['rate']:.0f}" for r in v.results),
+            f"{m['p50_us'] / 1000:.2f}", f"{m['p99_us'] / 1000:.2f}",
+            str(sum(r["errors_total"] for r in v.results)),
+            f"{m['daemon_cpu']:.2f}", fmt_cpu(m["db_cpu"]).rstrip("s"),
+            f"{m['load_cpu']:.2f}", f"{m['machine_busy']:.2f}", f"{m['machine_steal']:.2f}",
+            f"{m['daemon_cpu'] / n * 1e6:.0f}",
+            "n/a" if m["db_cpu"] is None else f"{m['db_cpu'] / n * 1e6:.0f}",
+        ])
+    return rows
+
+
+def text_table(rows):
+    widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) for i in range(len(COLUMNS))]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))
+    return "\n".join([line(COLUMNS), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def md_table(rows):
+    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def machine_info():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) // 1024} MiB"
+    return {"nproc": os.cpu_count(), "model": model, "mem": mem,
+            "kernel": os.uname().release}
+
+
+def git_describe():
+    try:
+        head = subprocess.run(["git", "-C", TOP, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", TOP, "status", "--porcelain", "--", "server",
+                                "plugins"], capture_output=True, text=True).stdout.strip()
+        return head + (" (server/ or plugins/ modified)" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def verdict(variants):
+    pg = [v for v in variants if v.backend == "pgsql" and v.cache is None and v.median()]
+    if not pg:
+        return "PostgreSQL was not measured: the goal (10,000/s) is unknown."
+    best = max(pg, key=lambda v: v.median()["rate"])
+    main = pg[0].median()
+    rate = main["rate"]
+    met = "MET" if rate >= GOAL else "NOT MET"
+    wall = main["wall"] or 1
+    text = (f"Goal of {GOAL:,} Authenticates/s through PostgreSQL (auth_cache 0, "
+            f"{pg[0].label}): **{met}** — median {rate:,.0f}/s "
+            f"(best variant: {best.label}, {best.median()['rate']:,.0f}/s). "
+            f"During the median run the machine was busy {main['machine_busy'] / wall:.2f} of "
+            f"{os.cpu_count()} cores: daemon {main['daemon_cpu'] / wall:.2f}, PostgreSQL "
+            f"{(main['db_cpu'] or 0) / wall:.2f}, load generator "
+            f"{main['load_cpu'] / wall:.2f}, steal {main['machine_steal'] / wall:.2f}.")
+    return text
+
+
+def write_results(opts, variants, path):
+    info = machine_info()
+    rows = table_rows(variants)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Authenticate throughput (bench/auth_throughput.py)",
+        "",
+        "Measured numbers, written by `bench/run-auth`; see bench/README.md for the",
+        "method and for how to read them. Re-running overwrites this file.",
+        "",
+        f"- date: {now}",
+        f"- machine: {info['nproc']} CPUs ({info['model']}), {info['mem']}, "
+        f"Linux {info['kernel']}",
+        f"- myxid: {MYXID_BIN} (source tree at {git_describe()}), plugins {PLUGIN_DIR}",
+        f"- databases: " + (", ".join(f"{k}: {v}" for k, v in opts.versions.items()) or "none"),
+        f"- daemon settings: auth_cache 0 (unless said), " +
+        ", ".join(f"{k} {v}" for k, v in BASE_SETTINGS),
+        f"- load: bench/authload, {opts.sockets} WebSockets, {opts.depth} "
+        f"Authenticate+Deauthenticate pair(s) in flight per socket, {opts.tokens} distinct "
+        f"valid tokens; {opts.warmup:g} s warm-up then {opts.duration:g} s measured per run",
+        f"- the row's numbers are those of its median run (by rate); CPU seconds are for "
+        f"the measured window (~{opts.duration:g} s), out of {info['nproc']} × "
+        f"{opts.duration:g} s available",
+        "",
+        md_table(rows),
+        "",
+        verdict(variants),
+        "",
+    ]
+    profiled = [v for v in variants if v.profile]
+    for v in profiled:
+        lines += [f"## Profile: {v.label} (perf record -a, an extra run at "
+                  f"{v.profile_rate:,.0f}/s, not counted above)", ""]
+        for title, rep in v.profile:
+            lines += [f"{title}:", "", "```"] + rep + ["```", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+# ------------------------------------------------------------ main
+
+def cleanup_everything():
+    for p in list(ACTIVE["loads"]):
+        if p.poll() is None:
+            p.kill()
+    for d in list(ACTIVE["daemons"]):
+        d.kill()
+    for s in ACTIVE["suites"]:
+        for stop in ("stop_clusters", "kill_servers"):
+            if hasattr(s, stop):
+                try:
+                    getattr(s, stop)()
+                except Exception:
+                    pass
+
+
+def on_signal(signum, frame):
+    log(f"# {signal.Signals(signum).name}: stopping")
+    cleanup_everything()
+    os._exit(1)
+
+
+def install_signals():
+    """After the suites' own handlers: ours also stops the daemons and
+    the load generator."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backends", default="static,pgsql,mysql",
+                    help="comma-separated: static, pgsql, mysql (default: all)")
+    ap.add_argument("--runs", type=int, default=3, help="runs of the main variants (3)")
+    ap.add_argument("--duration", type=float, default=10, help="measured seconds a run (10)")
+    ap.add_argument("--warmup", type=float, default=2, help="warm-up seconds a run (2)")
+    ap.add_argument("--sockets", type=int, default=200, help="WebSockets (200)")
+    ap.add_argument("--depth", type=int, default=1,
+                    help="pairs in flight per socket (1; the daemon queues the rest)")
+    ap.add_argument("--tokens", type=int, default=10000, help="distinct tokens (10000)")
+    ap.add_argument("--pool", type=int, default=8, help="pool_size of the main variant (8)")
+    ap.add_argument("--other-pools", default="4,16",
+                    help="pool sizes also tried, one run each (4,16; '' for none)")
+    ap.add_argument("--no-cached-run", dest="cached_run", action="store_false",
+                    help="skip the pgsql run with the default auth_cache")
+    ap.add_argument("--no-profile", dest="profile", action="store_false",
+                    help="skip the extra perf-profiled pgsql run")
+    ap.add_argument("--profile-mysql", action="store_true",
+                    help="also profile the main mysql variant")
+    ap.add_argument("--output", default=os.path.join(HERE, "AUTH-RESULTS.md"),
+                    help="the results file (bench/AUTH-RESULTS.md; '' for none)")
+    opts = ap.parse_args()
+    opts.other_pools = [int(x) for x in opts.other_pools.split(",") if x.strip()]
+    opts.versions = {}
+    backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
+    for b in backends:
+        if b not in ("static", "pgsql", "mysql"):
+            ap.error(f"unknown backend {b!r}")
+    if opts.profile and shutil.which("perf") is None:
+        log("# perf not found: no profile")
+        opts.profile = False
+    if not os.access(MYXID_BIN, os.X_OK):
+        sys.exit(f"auth_throughput: no daemon at {MYXID_BIN}: build the tree, or set "
+                 "MYXID_BIN and MYXID_PLUGIN_DIR (bench/run-auth --build-dir DIR)")
+
+    install_signals()
+    started = time.monotonic()
+    opts.tmp = tempfile.mkdtemp(prefix="myxid-bench-")
+    try:
+        opts.authload = build_authload(opts.tmp)
+        opts.load_file = os.path.join(opts.tmp, "tokens.tsv")
+        tokens = make_tokens(opts.tokens)
+        write_load_file(opts.load_file, tokens)
+        info = machine_info()
+        log(f"# {info['nproc']} CPUs ({info['model']}); myxid {MYXID_BIN}; "
+            f"{opts.sockets} sockets, {opts.tokens} tokens, "
+            f"{opts.runs} x ({opts.warmup:g}+{opts.duration:g}) s")
+        variants = []
+        for b in backends:
+            try:
+                {"static": bench_static, "pgsql": bench_pgsql, "mysql": bench_mysql}[b](
+                    opts, tokens, variants)
+            except Exception as exc:   # one backend failing does not hide the others
+                log(f"# {b}: failed: {exc!r}")
+                if variants and variants[-1].backend == b and not variants[-1].results:
+                    variants[-1].error = str(exc).splitlines()[0][:80]
+        rows = table_rows(variants)
+        log("")
+        log(text_table(rows))
+        log("")
+        log(verdict(variants).replace("**", ""))
+        if opts.output:
+            write_results(opts, variants, opts.output)
+            log(f"# written to {opts.output}")
+        log(f"# {time.monotonic() - started:.0f}s")
+        bad = sum(r["errors_total"] for v in variants for r in v.results)
+        return 0 if variants and bad == 0 and all(v.results for v in variants) else 1
+    finally:
+        cleanup_everything()
+        shutil.rmtree(opts.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
