@@ -403,8 +403,8 @@ static void parse_url(char *text, struct broker_url *u)
 	u->parsed = must(strdup(text));
 	if (amqp_parse_url(u->parsed, &u->info) != AMQP_STATUS_OK)
 		usage_error("invalid broker URL: %s", u->masked);
-	/* rabbitmq-c reads "amqp://host/" as the vhost "", which no broker
-	 * has; Bunny and everyone else mean "/". */
+	/* rabbitmq-c (and Bunny) read "amqp://host/" as the vhost "", which
+	 * no broker has; the user means "/", as pika reads it. */
 	if (*u->info.vhost == '\0')
 		u->info.vhost = root_vhost;
 }

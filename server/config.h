@@ -40,7 +40,7 @@
  *       tokens_file demo-tokens    # free-form plugin options
  *   }
  *   broker rabbitmq {              # broker mode (else RABBITMQ_URL, if set)
- *       url amqp://guest:guest@127.0.0.1:5672/   # repeatable: cluster nodes
+ *       url amqp://guest:guest@127.0.0.1:5672    # repeatable: cluster nodes
  *       queue_expires 60s          # the node queue outlives a lost link
  *       heartbeat 10s              # 0 turns AMQP heartbeats off
  *       queue_prefix myxid

@@ -163,7 +163,9 @@ static bool output_room(struct conn *c, size_t frame_len)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	size_t pending = outq_pending(&c->outq, out);
 
-	if (pending + frame_len <= c->w->cfg->max_output_buffer)
+	/* An idle socket takes any one frame, even one larger than the cap:
+	 * being slow means having a backlog. */
+	if (pending == 0 || pending + frame_len <= c->w->cfg->max_output_buffer)
 		return true;
 	log_info("[%s] %s: too slow (%zu bytes waiting); closing", session_id(c->session),
 		 c->peer, pending);

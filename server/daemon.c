@@ -130,6 +130,7 @@ static void broker_to_workers(void *arg, const char *exchange,
 {
 	struct daemon *d = arg;
 
+	metrics_inc(M_PUBLISHED);
 	/* One encoded frame, a reference for each loop. */
 	for (unsigned i = 0; i < d->n_workers; i++)
 		worker_deliver(&d->workers[i], exchange, routing_key, f);

@@ -175,6 +175,8 @@ static void publish_done(void *arg, size_t delivered)
 
 	if (pw->c != NULL) {
 		pw->c->publish_wait = NULL;
+		/* Read again, so the client's close is seen at once. */
+		bufferevent_enable(pw->c->bev, EV_READ);
 		reply_delivered(pw->c, delivered);
 	}
 	free(pw);
@@ -234,6 +236,7 @@ static void do_publish(struct conn *c, json_object *doc)
 	}
 	f = publish_encode(o, json_object_get_string(ex), key);
 	json_object_put(o);
+	metrics_inc(M_PUBLISHED);
 	log_debug("%s: publishing %s to %s/%s", c->peer,
 		  json_object_get_string(event), json_object_get_string(ex), key);
 	if (c->w->d != NULL) {

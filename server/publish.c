@@ -64,7 +64,6 @@ size_t publish_local(struct worker *w, const char *exchange,
 
 	w->stats.published++;
 	w->stats.delivered += n;
-	metrics_inc(M_PUBLISHED);
 	return n;
 }
 

@@ -32,8 +32,8 @@
 /* How long accepting pauses when the process is out of descriptors. */
 #define ACCEPT_PAUSE_MS 500
 #define LISTEN_BACKLOG 1024
-/* SIGTERM closes sockets in this many steps over drain_time. */
-#define DRAIN_STEPS 20
+/* SIGTERM closes sockets in at most this many steps over drain_time. */
+#define DRAIN_STEPS_MAX 100
 /* After the last close frame: time for clients to answer it. */
 #define DRAIN_LINGER_MS 3000
 
@@ -310,17 +310,19 @@ void worker_conn_removed(struct worker *w, struct conn *c)
 static void drain_step_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	unsigned ms = w->cfg->drain_time_ms / DRAIN_STEPS;
-	size_t left = w->n_conns, todo;
+	unsigned steps = w->drain_steps, ms = w->cfg->drain_time_ms / steps;
+	size_t open = 0, todo;
 	struct timeval tv;
 
-	if (w->drain_step >= DRAIN_STEPS) {
+	if (w->drain_step >= steps) {
 		if (w->n_conns > 0)
 			log_notice("%zu connection(s) did not close in time", w->n_conns);
 		event_base_loopbreak(w->base);
 		return;
 	}
-	todo = (left + (DRAIN_STEPS - w->drain_step) - 1) / (DRAIN_STEPS - w->drain_step);
+	for (struct conn *c = w->conns; c != NULL; c = c->next)
+		open += c->state != CONN_CLOSING;
+	todo = (open + (steps - w->drain_step) - 1) / (steps - w->drain_step);
 	for (struct conn *c = w->conns; c != NULL && todo > 0; c = c->next) {
 		if (c->state == CONN_CLOSING)
 			continue;
@@ -328,7 +330,7 @@ static void drain_step_cb(evutil_socket_t fd, short what, void *arg)
 		todo--;
 	}
 	w->drain_step++;
-	if (w->drain_step == DRAIN_STEPS)
+	if (w->drain_step == steps)
 		ms = DRAIN_LINGER_MS;
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
@@ -347,6 +349,9 @@ static void begin_drain(struct worker *w)
 		event_base_loopbreak(w->base);
 		return;
 	}
+	/* One socket a step when there are few, so the closes still spread
+	 * over the whole drain_time. */
+	w->drain_steps = w->n_conns < DRAIN_STEPS_MAX ? (unsigned)w->n_conns : DRAIN_STEPS_MAX;
 	w->drain_timer = evtimer_new(w->base, drain_step_cb, w);
 	drain_step_cb(-1, 0, w);
 }

@@ -59,7 +59,7 @@ struct worker {
 	size_t n_sessions;                 /* upgraded to WebSocket */
 	bool draining;                     /* shutting down */
 	struct event *drain_timer;
-	unsigned drain_step;
+	unsigned drain_step, drain_steps;
 	struct worker_stats stats;
 };
 
