@@ -62,7 +62,7 @@ py_checks() {
 	[ "$rc" -eq 0 ] || [ "$n" -ne 0 ] || bad "the client exited with status $rc"
 }
 purge() {
-	DEBIAN_FRONTEND=noninteractive apt-get purge -y -q $packages >"$1" 2>&1
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 purge -y -q $packages >"$1" 2>&1
 }
 
 stop_daemon() {
@@ -109,7 +109,7 @@ for p in dpkg-dev debhelper build-essential python3 python3-websockets; do
 done
 if [ -n "$missing" ]; then
 	echo "installing:$missing"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null ||
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $missing >/dev/null ||
 		{ bad "install$missing"; summary; exit 1; }
 fi
 
@@ -145,7 +145,7 @@ rm -f "$src/myxid.service" "$src/clients/myxid-push"    # not in .gitignore
 
 if ! (cd "$src" && dpkg-checkbuilddeps) >/dev/null 2>&1; then
 	echo "installing the build dependencies"
-	(cd "$src" && DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -q \
+	(cd "$src" && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 build-dep -y -q \
 		--no-install-recommends ./) >"$tmp/build-dep.log" 2>&1 ||
 		{ tail -n 20 "$tmp/build-dep.log"; bad "build dependencies"; summary; exit 1; }
 fi
@@ -176,7 +176,7 @@ else
 fi
 
 # ------------------------------------------------------------ 2. install
-if DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $debs \
+if DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $debs \
 	>"$tmp/install.log" 2>&1; then
 	ok "apt-get install$(for d in $debs; do printf ' ./%s' "${d##*/}"; done)"
 else
