@@ -13,6 +13,9 @@ cat <<'MSG'
 
 myxid is starting on the demo configuration (etc/myxid.conf).
 
+  Open:       http://127.0.0.1:5005/   (the live deployment log: sign in as
+              demo-alice or demo-bob, pick a deployment, publish to it)
+  Client:     http://127.0.0.1:5005/myxid.js
   WebSocket:  ws://127.0.0.1:5005/
   Try it:     /usr/bin/python3 -m websockets ws://127.0.0.1:5005/
               then type:

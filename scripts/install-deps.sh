@@ -9,7 +9,7 @@ build="build-essential autoconf automake libtool pkg-config
  libevent-dev libjson-c-dev libssl-dev librabbitmq-dev"
 test="$build python3 python3-websockets curl
  rabbitmq-server ruby ruby-bunny python3-pika amqp-tools
- dpkg-dev debhelper"
+ dpkg-dev debhelper chromium"
 
 case "${1:-build}" in
 build) want=$build ;;

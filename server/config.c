@@ -18,7 +18,9 @@
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #define DEFAULT_PORT "5005"
 
@@ -344,6 +346,46 @@ static int set_string(struct loader *ld, const struct conf_node *n,
 		      void *field, const void *spec)
 {
 	return replace(field, n->args[1]) ? oom(ld, n) : 0;
+}
+
+/* What a path directive must name: spec of set_path. */
+enum path_kind { PATH_DIR, PATH_FILE };
+static const enum path_kind path_dir = PATH_DIR, path_file = PATH_FILE;
+
+/*
+ * A path, relative to the configuration file's directory unless absolute;
+ * it must exist now (a directory or a regular file, as spec says), so
+ * that `myxid -t` catches a typo.
+ */
+static int set_path(struct loader *ld, const struct conf_node *n,
+		    void *field, const void *spec)
+{
+	const char *p = n->args[1], *slash = strrchr(ld->cfg->path, '/');
+	enum path_kind kind = *(const enum path_kind *)spec;
+	size_t dir_len = p[0] != '/' && slash ? (size_t)(slash - ld->cfg->path) : 0;
+	char *full = malloc(dir_len + strlen(p) + 2);
+	struct stat st;
+
+	if (full == NULL)
+		return oom(ld, n);
+	if (dir_len > 0)
+		sprintf(full, "%.*s/%s", (int)dir_len, ld->cfg->path, p);
+	else
+		strcpy(full, p);
+	errno = 0;
+	if (stat(full, &st) != 0 || (kind == PATH_DIR ? !S_ISDIR(st.st_mode) :
+				     !S_ISREG(st.st_mode))) {
+		int e = errno;
+
+		fail(ld, n, "'%s': %s is not %s%s%s", n->args[0], full,
+		     kind == PATH_DIR ? "a directory" : "a file",
+		     e ? ": " : "", e ? strerror(e) : "");
+		free(full);
+		return -1;
+	}
+	free(*(char **)field);
+	*(char **)field = full;
+	return 0;
 }
 
 static int get_number(struct loader *ld, const struct conf_node *n,
@@ -779,6 +821,8 @@ static const struct conf_cmd top_cmds[] = {
 	{ "trusted_proxy", CMD_MULTI, set_proxy, TOP(trusted_proxies), NULL },
 	{ "user", 0, set_string, TOP(user), NULL },
 	{ "workers", 0, set_size_unsigned, TOP(workers), &worker_count },
+	{ "static_dir", 0, set_path, TOP(static_dir), &path_dir },
+	{ "client_js", 0, set_path, TOP(client_js), &path_file },
 	{ NULL, 0, NULL, 0, NULL }
 };
 
@@ -985,6 +1029,8 @@ void config_free(struct myxid_config **cfg_p)
 	free(cfg->ssl_certificate_key);
 	free(cfg->user);
 	free(cfg->plugin_dir);
+	free(cfg->static_dir);
+	free(cfg->client_js);
 	free(cfg->publish_key);
 	free(cfg->path);
 	free(cfg);

@@ -36,6 +36,10 @@
  *   trusted_proxy 127.0.0.1/32     # repeatable; their X-Forwarded-For counts
  *   user myxid                     # drop root after binding
  *   workers 0                      # event loops; 0: one per CPU
+ *   static_dir demo                # serve this directory's files over GET/HEAD
+ *                                  # ("/" is index.html); off by default
+ *   client_js myxid.js             # the browser client, served at /myxid.js
+ *                                  # (both: relative to this file's directory)
  *   auth static {                  # chained in file order
  *       tokens_file demo-tokens    # free-form plugin options
  *   }
@@ -152,6 +156,8 @@ struct myxid_config {
 	char *user;                      /* drop privileges to it after binding */
 	int log_target;                  /* enum log_target */
 	unsigned workers;                /* event loops (0: one per CPU) */
+	char *static_dir;                /* files served over GET/HEAD, or NULL */
+	char *client_js;                 /* served as /myxid.js, or NULL */
 
 	/* private: storage for strings referenced from conf_pos etc. */
 	char **strings;

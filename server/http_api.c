@@ -18,6 +18,7 @@
 #include "runconf.h"
 #include "server.h"
 #include "shared_frame.h"
+#include "static_files.h"
 #include "util.h"
 
 #include <errno.h>
@@ -310,6 +311,41 @@ static void handle_metrics(struct conn *c)
 	free(text);
 }
 
+/*
+ * /myxid.js (client_js) and the files of static_dir; returns false to let
+ * the caller answer 404. Other methods on a file that exists get 405.
+ */
+static bool static_request(struct conn *c, const struct http_request *req,
+			   bool get)
+{
+	const struct myxid_config *cfg = c->w->cfg;
+	bool head = http_str_eq(&req->method, "HEAD");
+	int rc;
+
+	if (cfg->client_js != NULL && path_is(req, "/myxid.js")) {
+		rc = get ? static_files_send(c, cfg->client_js, head) : 405;
+	} else if (cfg->static_dir != NULL) {
+		char path[4096];
+
+		rc = static_files_resolve(cfg->static_dir, req->target.p,
+					  req->target.len, path, sizeof(path));
+		if (rc == 404)
+			return false;
+		if (rc == 0)
+			rc = get ? static_files_send(c, path, head) : 405;
+	} else {
+		return false;
+	}
+	if (rc == 405)
+		reply_http_error(c, 405, "Allow: GET, HEAD\r\n",
+				 "use GET or HEAD on static files");
+	else if (rc == 400)
+		reply_http_error(c, 400, NULL, "bad path");
+	else if (rc != 0)
+		reply_http_error(c, rc, NULL, "cannot serve this file");
+	return true;
+}
+
 int http_api_handle(struct conn *c, const struct http_request *req,
 		    const char *buf, size_t avail)
 {
@@ -336,6 +372,8 @@ int http_api_handle(struct conn *c, const struct http_request *req,
 		reply_http_error(c, 405, "Allow: POST\r\n", "use POST on /publish");
 		return 1;
 	}
+	if (static_request(c, req, get))
+		return 1;
 	reply_http_error(c, 404, NULL, "no such resource; WebSocket clients "
 			 "must send an Upgrade request");
 	return 1;

@@ -1,0 +1,90 @@
+// The demo page in a real browser: Debian's headless Chromium, driven by
+// playwright-core, loads http://127.0.0.1:PORT/ from myxid (static_dir +
+// client_js), signs in as demo-alice, watches d1; events published with
+// POST /publish (by the test, and by the page's own form) appear in the
+// page; a daemon restart is survived (the page reconnects, re-authenticates
+// and re-subscribes). Saves a screenshot and prints its path.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  MYXID_BIN, SRCDIR, check, eq, freePort, keepDir, loadModule, prerequisiteMissing, publish, run,
+  startDaemon, stopDaemon, tempDir, writeConfig,
+} from './myxidtest.mjs';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const pw = loadModule('playwright-core');
+if (!pw) prerequisiteMissing('Node package playwright-core (npm ci in tests/integration)');
+if (!fs.existsSync(CHROMIUM)) prerequisiteMissing(`${CHROMIUM} (apt-get install chromium)`);
+if (!fs.existsSync(MYXID_BIN)) prerequisiteMissing(`the daemon ${MYXID_BIN}`);
+
+async function main() {
+  const dir = tempDir('myxidtest-browser-');
+  const port = await freePort();
+  writeConfig(dir, port, [`static_dir ${path.join(SRCDIR, 'demo')}`,
+    `client_js ${path.join(SRCDIR, 'clients', 'js', 'myxid.js')}`]);
+  let d = await startDaemon(dir, port);
+
+  const browser = await pw.chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+
+    const resp = await page.goto(`http://127.0.0.1:${port}/`);
+    eq(resp.status(), 200, 'the demo page loads from myxid');
+    await page.waitForSelector('#conn[data-state=connected]', { timeout: 5000 });
+    check(true, 'the page connects its WebSocket (/myxid.js loaded as a module)');
+
+    await page.selectOption('#token', 'demo-alice');
+    await page.click('#signin-button');
+    await page.waitForSelector('body[data-user="1"]', { timeout: 5000 });
+    check((await page.textContent('#who')).includes('user 1'), 'signed in as demo-alice (user 1)');
+
+    await page.click('#deployments button[data-key=d1]');
+    await page.waitForSelector('body[data-watching=d1]', { timeout: 5000 });
+    check(true, 'watching deployment d1 (Subscribed)');
+
+    const r = await publish(port, 'd1', 'LogLine', { line: 'browser-test: Deploying release 42' });
+    eq(r.body && r.body.delivered, 1, 'POST /publish reaches the page\'s socket');
+    await page.waitForSelector('#log li:has-text("browser-test: Deploying release 42")', { timeout: 5000 });
+    check(true, 'the published log line appears in the page');
+
+    await publish(port, 'd1', 'StatusChanged', { status: 'deployed' });
+    await page.waitForSelector('#status[data-status=deployed]', { timeout: 5000 });
+    check(true, 'a StatusChanged event updates the status badge');
+
+    await page.fill('#text', 'typed into the form');
+    await page.click('#publish button[type=submit]');
+    await page.waitForSelector('#log li:has-text("typed into the form")', { timeout: 5000 });
+    check((await page.textContent('#published')).includes('delivered to 1'),
+      'the page\'s own publish form delivers to itself');
+
+    // Restart the daemon: the page reconnects, signs in again, re-subscribes.
+    await stopDaemon(d);
+    await page.waitForSelector('#conn[data-state=closed]', { timeout: 5000 });
+    check((await page.textContent('#conn')).includes('1001'), 'the page shows the close code (1001) and retries');
+    d = await startDaemon(dir, port);
+    await page.waitForSelector('body[data-watching=d1]', { timeout: 10000 });
+    await publish(port, 'd1', 'LogLine', { line: 'after the restart' });
+    await page.waitForSelector('#log li:has-text("after the restart")', { timeout: 5000 });
+    check(true, 'after a daemon restart the page receives events again by itself');
+
+    const shot = path.join(dir, 'demo.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    check(fs.statSync(shot).size > 1000, `screenshot saved: ${shot}`);
+    keepDir(dir);
+    eq(errors, [], 'no JavaScript errors in the page');
+  } finally {
+    await browser.close();
+  }
+  await stopDaemon(d);
+}
+
+run(main, 90000);
