@@ -24,7 +24,7 @@ CPU time of the daemon, of the database's processes (the postmaster and
 its backends; mariadbd), of the load generator (its getrusage), and of the
 whole machine (/proc/stat, with steal).
 
-    bench/run-auth                      # everything, about 3.5 minutes
+    bench/run-auth                      # everything, under 4 minutes
     bench/run-auth --backends pgsql --runs 1 --duration 5
     bench/auth_throughput.py --help
 
@@ -40,7 +40,6 @@ import os
 import secrets
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
-import myxidtest  # noqa: E402
 from myxidtest import MYXID_BIN, PLUGIN_DIR, Daemon, Suite  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -113,10 +111,16 @@ class PgCPU:
     def __init__(self, data_dir):
         self.data_dir = data_dir
 
-    def __call__(self):
+    def postmaster(self):
         with open(os.path.join(self.data_dir, "postmaster.pid")) as f:
-            pm = int(f.readline())
+            return int(f.readline())
+
+    def __call__(self):
+        pm = self.postmaster()
         return proc_cpu(pm, children=True) + sum(proc_cpu(p) for p in child_pids(pm))
+
+    def children(self):
+        return len(child_pids(self.postmaster()))
 
 
 # ------------------------------------------------------------ the load
@@ -193,38 +197,83 @@ def run_load(opts, port, db_cpu, daemon, warmup=None, during=None):
 
 
 class Profile:
-    """perf record -a for a few seconds of a run (a run that is not
-    counted): where the two cores go, by command and by symbol."""
+    """perf record -a -g for a few seconds of a run (a run that is not
+    counted): where the two cores go, by command, by library, and inside
+    the PostgreSQL backends (parse, analyze, plan, execute)."""
+
+    PG_STAGES = [
+        ("PostgresMain", "the backends' main loop (the rest: kernel, scheduler)"),
+        ("raw_parser", "parsing (Parse message)"),
+        ("parse_analyze_varparams", "parse analysis (Parse message)"),
+        ("pg_plan_query", "planning (Bind message, for an unnamed statement)"),
+        ("standard_ExecutorRun", "executing: the index scan"),
+        ("CommitTransactionCommand", "transaction commit"),
+        ("pq_getbyte", "reading the socket"),
+        ("secure_write", "writing the socket"),
+    ]
 
     def __init__(self, seconds, path):
         self.path = path
         self.proc = subprocess.Popen(
-            ["perf", "record", "-a", "-F", "997", "-o", path, "--", "sleep", str(seconds)],
+            ["perf", "record", "-a", "-g", "-F", "997", "-o", path, "--", "sleep", str(seconds)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.text = None
 
     def finish(self):
         self.proc.wait()
 
+    def _report(self, *args, lines=20):
+        p = subprocess.run(["perf", "report", "-i", self.path, "--stdio", "-q", "-g", "none",
+                            *args], capture_output=True, text=True)
+        rows = [ln.rstrip() for ln in p.stdout.splitlines() if ln.strip()]
+        return rows[:lines]
+
+    def _by_dso(self, comm, lines=12):
+        """Sums of --sort dso,sym by library ("--sort dso" alone gives
+        kernel samples to a user-space library when call graphs were
+        recorded)."""
+        sums = {}
+        for row in self._report("--no-children", "--comms", comm, "--percentage", "relative",
+                                "--sort", "dso,sym", lines=100000):
+            f = row.split()
+            if len(f) >= 2 and f[0].endswith("%"):
+                try:
+                    sums[f[1]] = sums.get(f[1], 0.0) + float(f[0].rstrip("%"))
+                except ValueError:
+                    pass
+        top = sorted(sums.items(), key=lambda kv: -kv[1])[:lines]
+        return [f"{v:8.2f}%  {k}" for k, v in top]
+
     def report(self):
-        def rep(*args, lines=20):
-            p = subprocess.run(["perf", "report", "-i", self.path, "--stdio", "--no-children",
-                                "-q", *args], capture_output=True, text=True)
-            rows = [ln.rstrip() for ln in p.stdout.splitlines() if ln.strip()]
-            return rows[:lines]
-        parts = [("by command", rep("--sort", "comm", lines=8)),
-                 ("by command and library", rep("--sort", "comm,dso", lines=16)),
-                 ("myxid, by symbol", rep("--comms", "myxid", "--sort", "dso,sym", lines=25)),
-                 ("the database, by symbol",
-                  rep("--comms", "postgres,mariadbd", "--sort", "dso,sym", lines=15))]
+        parts = [("by command (all CPUs; swapper = idle)",
+                  self._report("--no-children", "--sort", "comm", lines=10)),
+                 ("myxid, by library (% of myxid)", self._by_dso("myxid")),
+                 ("myxid, by symbol (% of myxid)",
+                  self._report("--no-children", "--comms", "myxid", "--percentage", "relative",
+                               "--sort", "dso,sym", lines=20))]
+        rows = self._report("--children", "--comms", "postgres", "--percentage", "relative",
+                            "--sort", "sym", lines=100000)
+        found = {}
+        for row in rows:
+            f = row.split()
+            if len(f) >= 4 and f[0].endswith("%"):
+                found.setdefault(f[-1], f[0])
+        if found.get("PostgresMain"):
+            stage_rows = [f"{found.get(fn, '-'):>8}  {fn:<26} {what}"
+                          for fn, what in self.PG_STAGES]
+            parts.append(("PostgreSQL, inclusive time of stages (% of all postgres samples)",
+                          stage_rows))
+        parts.append(("PostgreSQL, by symbol (% of postgres)",
+                      self._report("--no-children", "--comms", "postgres,mariadbd",
+                                   "--percentage", "relative", "--sort", "dso,sym", lines=15)))
         return parts
 
 
 # ------------------------------------------------------------ the daemon
 
+WORKERS = 2
 BASE_SETTINGS = [
     ("policy_cache", "0"), ("recheck_interval", "0"), ("max_actions_per_second", "0"),
-    ("max_connections_per_ip", "0"), ("ping_interval", "0"), ("workers", "2"),
+    ("max_connections_per_ip", "0"), ("ping_interval", "0"), ("workers", str(WORKERS)),
     ("auth_timeout", "5s"), ("log_level", "warning"),
 ]
 
@@ -334,6 +383,70 @@ def pools(opts):
     return [opts.pool] + [p for p in opts.other_pools if p != opts.pool]
 
 
+# Authie's query as plugins/sql_common.c has it (PG_AUTHIE_SELECT + TAIL,
+# legacy_tokens no), with pgbench variables where the plugin binds $1, $2.
+PG_AUTHIE_QUERY = """\
+SELECT user_id::text AS user_id, user_type FROM authie_sessions
+ WHERE token_hash = :token_hash
+   AND active = TRUE
+   AND (expires_at IS NULL OR expires_at > (now() AT TIME ZONE 'UTC'))
+   AND NOT (expires_at IS NULL AND last_activity_at IS NOT NULL
+            AND last_activity_at < (now() AT TIME ZONE 'UTC')
+                - make_interval(secs => CAST(:inactivity_seconds AS bigint)))
+ LIMIT 1;
+"""
+
+
+def pgbench(opts, pg, pgsql, mode, clients, token, db_cpu):
+    """PostgreSQL alone: pgbench runs the plugin's query over TCP as the
+    daemon's role, "-M extended" as the plugin sends it (an unnamed
+    statement: parsed, analyzed and planned every time) or "-M prepared"
+    (parsed once per connection, then a cached plan). The token is always
+    the same one (pgbench variables cannot be picked from a list); every
+    row is in shared buffers anyway."""
+    exe = os.path.join(pgsql.PG_BIN, "pgbench")
+    script = os.path.join(opts.tmp, "authie.pgbench")
+    with open(script, "w") as f:
+        f.write(PG_AUTHIE_QUERY)
+    env = dict(os.environ, PGPASSWORD=pg.password)
+    cmd = [exe, "-n", "-M", mode, "-c", str(clients), "-j", "1", "-T", str(int(opts.duration)),
+           "-f", script, "-D", f"token_hash={sha(token)}", "-D", "inactivity_seconds=43200",
+           "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user, pg.dbname]
+    before = db_cpu.children()
+    t0, db0, m0 = time.monotonic(), db_cpu(), machine_cpu()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=env)
+    ACTIVE["loads"].append(p)
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    ACTIVE["loads"].remove(p)
+    # pgbench's backends exit after it: their CPU time counts once the
+    # postmaster has reaped them (its cutime).
+    deadline = time.monotonic() + 10
+    while db_cpu.children() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    db1, m1 = db_cpu(), machine_cpu()
+    tx = tps = None
+    for line in out.splitlines():
+        if line.startswith("number of transactions actually processed:"):
+            tx = int(line.split(":")[1].split()[0])
+        elif line.startswith("tps =") and tps is None:
+            tps = float(line.split()[2])
+        elif line.startswith("number of failed transactions:") and \
+                int(line.split(":")[1].split()[0]) != 0:
+            raise RuntimeError(f"pgbench: {line}")
+    if p.returncode != 0 or tx is None or tps is None:
+        raise RuntimeError(f"pgbench exited {p.returncode}: {out.strip()[-500:]}")
+    bench_cpu = ru.ru_utime + ru.ru_stime
+    r = {"mode": mode, "clients": clients, "tx": tx, "tps": tps, "db_cpu": db1 - db0,
+         "bench_cpu": bench_cpu, "wall": time.monotonic() - t0}
+    r["others"] = max(0.0, (m1[0] - m0[0]) - r["db_cpu"] - bench_cpu)
+    log(f"#   pgbench -M {mode}, {clients} clients: {tps:8.0f} queries/s  cpu: PostgreSQL "
+        f"{r['db_cpu']:.1f}s pgbench {bench_cpu:.1f}s others {r['others']:.1f}s")
+    return r
+
+
 def bench_pgsql(opts, tokens, variants):
     import pgsql
     missing = [p for p in (pgsql.INITDB, pgsql.PG_CTL, pgsql.POSTGRES) if not os.access(p, os.X_OK)]
@@ -373,6 +486,15 @@ def bench_pgsql(opts, tokens, variants):
                         1, cache="default", pool=opts.pool, warmup=max(opts.warmup, 3))
             variants.append(v)
             measure(opts, v, db_cpu)
+        if opts.pgbench:
+            # As many connections as the daemon's pools: a pool per worker.
+            clients = opts.pool * WORKERS
+            for mode in ("extended", "prepared"):
+                try:
+                    opts.pgbench_results.append(
+                        pgbench(opts, pg, pgsql, mode, clients, tokens[0][0], db_cpu))
+                except (RuntimeError, OSError) as exc:
+                    log(f"#   pgbench -M {mode}: failed: {exc}")
     finally:
         T.cleanup()
 
@@ -412,7 +534,7 @@ def bench_mysql(opts, tokens, variants):
 
         def db_cpu():
             return proc_cpu(pid)
-        conn = [f"host 127.0.0.1", f"port {db.port}", f"user {db.user}",
+        conn = ["host 127.0.0.1", f"port {db.port}", f"user {db.user}",
                 f"password {db.password}", f"database {db.database}"]
         for i, pool in enumerate(pools(opts)):
             v = Variant("mysql", f"mysql pool_size {pool}",
@@ -427,8 +549,24 @@ def bench_mysql(opts, tokens, variants):
 # ------------------------------------------------------------ reporting
 
 COLUMNS = ["variant", "runs", "auth/s (median)", "all runs", "p50 ms", "p99 ms", "errors",
-           "daemon CPU s", "DB CPU s", "load gen CPU s", "machine busy s", "steal s",
-           "daemon µs/auth", "DB µs/auth"]
+           "daemon CPU s", "DB CPU s", "load gen CPU s", "others CPU s", "steal s",
+           "daemon µs/auth", "DB µs/auth", "load µs/auth", "idle-machine est. /s"]
+
+
+def others_cpu(m):
+    """CPU of the machine in the window not spent by the daemon, the
+    database or the load generator: other processes (and interrupts)."""
+    return max(0.0, m["machine_busy"] - m["daemon_cpu"] - (m["db_cpu"] or 0) - m["load_cpu"])
+
+
+def idle_estimate(m):
+    """Authenticates/s the machine's CPUs would allow if nothing else ran:
+    all CPUs divided by the CPU one Authenticate cost (daemon + database +
+    load generator) in this run. An estimate: costs measured under
+    contention are somewhat inflated, and kernel work done outside these
+    processes is not counted."""
+    cost = m["daemon_cpu"] + (m["db_cpu"] or 0) + m["load_cpu"]
+    return os.cpu_count() * m["completed"] / cost if cost > 0 else 0.0
 
 
 def table_rows(variants):
@@ -436,7 +574,7 @@ def table_rows(variants):
     for v in variants:
         m = v.median()
         if m is None:
-            rows.append([v.label, "0", "failed: " + (v.error or "?")] + [""] * 11)
+            rows.append([v.label, "0", "failed: " + (v.error or "?")] + [""] * (len(COLUMNS) - 3))
             continue
         n = m["completed"] or 1
         rows.append([
@@ -445,21 +583,38 @@ def table_rows(variants):
             f"{m['p50_us'] / 1000:.2f}", f"{m['p99_us'] / 1000:.2f}",
             str(sum(r["errors_total"] for r in v.results)),
             f"{m['daemon_cpu']:.2f}", fmt_cpu(m["db_cpu"]).rstrip("s"),
-            f"{m['load_cpu']:.2f}", f"{m['machine_busy']:.2f}", f"{m['machine_steal']:.2f}",
+            f"{m['load_cpu']:.2f}", f"{others_cpu(m):.2f}", f"{m['machine_steal']:.2f}",
             f"{m['daemon_cpu'] / n * 1e6:.0f}",
             "n/a" if m["db_cpu"] is None else f"{m['db_cpu'] / n * 1e6:.0f}",
+            f"{m['load_cpu'] / n * 1e6:.0f}", f"{idle_estimate(m):.0f}",
         ])
     return rows
 
 
-def text_table(rows):
-    widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) for i in range(len(COLUMNS))]
+PGB_COLUMNS = ["pgbench -M", "clients", "queries/s", "PostgreSQL CPU s", "pgbench CPU s",
+               "others CPU s", "PostgreSQL µs/query", "idle-machine est. /s"]
+
+
+def pgbench_rows(results):
+    rows = []
+    for r in results:
+        n = r["tx"] or 1
+        cost = r["db_cpu"] + r["bench_cpu"]
+        rows.append([r["mode"], str(r["clients"]), f"{r['tps']:.0f}", f"{r['db_cpu']:.2f}",
+                     f"{r['bench_cpu']:.2f}", f"{r['others']:.2f}",
+                     f"{r['db_cpu'] / n * 1e6:.0f}",
+                     f"{os.cpu_count() * n / cost:.0f}" if cost else "?"])
+    return rows
+
+
+def text_table(rows, columns=COLUMNS):
+    widths = [max(len(columns[i]), *(len(r[i]) for r in rows)) for i in range(len(columns))]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))
-    return "\n".join([line(COLUMNS), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def md_table(rows):
-    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+def md_table(rows, columns=COLUMNS):
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
 
@@ -480,33 +635,57 @@ def machine_info():
             "kernel": os.uname().release}
 
 
-def git_describe():
+def daemon_description():
+    """The daemon's version, and the commit it was built from when that
+    can be told: the source tree's (when MYXID_BIN is in it) or that of
+    the build tree (a git checkout, or a COMMIT file beside it, as an
+    export made with "git archive" can have)."""
     try:
-        head = subprocess.run(["git", "-C", TOP, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", TOP, "status", "--porcelain", "--", "server",
-                                "plugins"], capture_output=True, text=True).stdout.strip()
-        return head + (" (server/ or plugins/ modified)" if dirty else "")
-    except OSError:
-        return "?"
+        version = subprocess.run([MYXID_BIN, "--version"], capture_output=True,
+                                 text=True, timeout=10).stdout.strip() or "?"
+    except (OSError, subprocess.TimeoutExpired):
+        version = "?"
+    build = os.path.dirname(os.path.dirname(os.path.abspath(MYXID_BIN)))
+    commit = None
+    if os.path.exists(os.path.join(build, ".git")):
+        try:
+            commit = subprocess.run(["git", "-C", build, "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True).stdout.strip()
+            dirty = subprocess.run(["git", "-C", build, "status", "--porcelain", "--",
+                                    "server", "plugins", "include"],
+                                   capture_output=True, text=True).stdout.strip()
+            if dirty:
+                commit += " with local changes in server/, plugins/ or include/"
+        except OSError:
+            pass
+    elif os.path.isfile(os.path.join(build, "COMMIT")):
+        with open(os.path.join(build, "COMMIT")) as f:
+            commit = f.read().strip()[:12]
+    return f"{version}, {MYXID_BIN}" + (f", built from {commit}" if commit else "")
 
 
-def verdict(variants):
+def verdict(opts, variants):
     pg = [v for v in variants if v.backend == "pgsql" and v.cache is None and v.median()]
     if not pg:
         return "PostgreSQL was not measured: the goal (10,000/s) is unknown."
     best = max(pg, key=lambda v: v.median()["rate"])
     main = pg[0].median()
     rate = main["rate"]
-    met = "MET" if rate >= GOAL else "NOT MET"
+    est = idle_estimate(main)
     wall = main["wall"] or 1
+    met = "MET" if rate >= GOAL else "NOT MET"
     text = (f"Goal of {GOAL:,} Authenticates/s through PostgreSQL (auth_cache 0, "
-            f"{pg[0].label}): **{met}** — median {rate:,.0f}/s "
+            f"{pg[0].label}): **{met}**: median {rate:,.0f}/s "
             f"(best variant: {best.label}, {best.median()['rate']:,.0f}/s). "
             f"During the median run the machine was busy {main['machine_busy'] / wall:.2f} of "
-            f"{os.cpu_count()} cores: daemon {main['daemon_cpu'] / wall:.2f}, PostgreSQL "
+            f"{os.cpu_count()} CPUs: daemon {main['daemon_cpu'] / wall:.2f}, PostgreSQL "
             f"{(main['db_cpu'] or 0) / wall:.2f}, load generator "
-            f"{main['load_cpu'] / wall:.2f}, steal {main['machine_steal'] / wall:.2f}.")
+            f"{main['load_cpu'] / wall:.2f}, other processes {others_cpu(main) / wall:.2f} "
+            f"(steal {main['machine_steal'] / wall:.2f}). "
+            f"One Authenticate cost {main['daemon_cpu'] / max(main['completed'], 1) * 1e6:.0f} µs "
+            f"of daemon CPU and {(main['db_cpu'] or 0) / max(main['completed'], 1) * 1e6:.0f} µs "
+            f"of PostgreSQL CPU, so even an idle machine would allow about {est:,.0f}/s"
+            f"{'' if est >= GOAL else ' (still below the goal)'}.")
     return text
 
 
@@ -523,9 +702,10 @@ def write_results(opts, variants, path):
         f"- date: {now}",
         f"- machine: {info['nproc']} CPUs ({info['model']}), {info['mem']}, "
         f"Linux {info['kernel']}",
-        f"- myxid: {MYXID_BIN} (source tree at {git_describe()}), plugins {PLUGIN_DIR}",
-        f"- databases: " + (", ".join(f"{k}: {v}" for k, v in opts.versions.items()) or "none"),
-        f"- daemon settings: auth_cache 0 (unless said), " +
+        f"- myxid: {daemon_description()}; plugins from {PLUGIN_DIR}",
+        f"- background load before the run: {opts.background:.2f} of {info['nproc']} CPUs busy",
+        "- databases: " + (", ".join(f"{k}: {v}" for k, v in opts.versions.items()) or "none"),
+        "- daemon settings: auth_cache 0 (unless said), " +
         ", ".join(f"{k} {v}" for k, v in BASE_SETTINGS),
         f"- load: bench/authload, {opts.sockets} WebSockets, {opts.depth} "
         f"Authenticate+Deauthenticate pair(s) in flight per socket, {opts.tokens} distinct "
@@ -536,9 +716,24 @@ def write_results(opts, variants, path):
         "",
         md_table(rows),
         "",
-        verdict(variants),
+        "`others CPU s`: CPU of the machine in the window spent by neither the daemon, nor",
+        "the database, nor the load generator (other processes: the machine is shared).",
+        "`idle-machine est. /s`: all CPUs divided by the CPU one Authenticate cost",
+        "(daemon + database + load generator) in that run; what the machine would do",
+        "with nothing else running, if CPU is the limit.",
+        "",
+        verdict(opts, variants),
         "",
     ]
+    if opts.pgbench_results:
+        lines += ["## PostgreSQL alone (pgbench)", "",
+                  "The plugin's Authie query over TCP as the daemon's role, "
+                  f"{opts.pgbench_results[0]['clients']} connections (the daemon's "
+                  f"pool_size {opts.pool} × {WORKERS} workers), {opts.duration:g} s each: "
+                  "`extended` sends it as the plugin does (PQsendQueryParams: an unnamed "
+                  "statement, parsed, analyzed and planned for every query); `prepared` "
+                  "parses it once per connection and reuses the plan.", "",
+                  md_table(pgbench_rows(opts.pgbench_results), PGB_COLUMNS), ""]
     profiled = [v for v in variants if v.profile]
     for v in profiled:
         lines += [f"## Profile: {v.label} (perf record -a, an extra run at "
@@ -550,6 +745,15 @@ def write_results(opts, variants, path):
 
 
 # ------------------------------------------------------------ main
+
+def background_load(seconds=2.0):
+    """Busy CPUs (of os.cpu_count()) before we start anything: other
+    people's builds and tests share this machine."""
+    a = machine_cpu()
+    time.sleep(seconds)
+    b = machine_cpu()
+    return (b[0] - a[0]) / seconds
+
 
 def cleanup_everything():
     for p in list(ACTIVE["loads"]):
@@ -598,6 +802,8 @@ def main():
                     help="skip the pgsql run with the default auth_cache")
     ap.add_argument("--no-profile", dest="profile", action="store_false",
                     help="skip the extra perf-profiled pgsql run")
+    ap.add_argument("--no-pgbench", dest="pgbench", action="store_false",
+                    help="skip PostgreSQL alone (pgbench, extended vs prepared)")
     ap.add_argument("--profile-mysql", action="store_true",
                     help="also profile the main mysql variant")
     ap.add_argument("--output", default=os.path.join(HERE, "AUTH-RESULTS.md"),
@@ -605,6 +811,7 @@ def main():
     opts = ap.parse_args()
     opts.other_pools = [int(x) for x in opts.other_pools.split(",") if x.strip()]
     opts.versions = {}
+    opts.pgbench_results = []
     backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
     for b in backends:
         if b not in ("static", "pgsql", "mysql"):
@@ -625,6 +832,11 @@ def main():
         tokens = make_tokens(opts.tokens)
         write_load_file(opts.load_file, tokens)
         info = machine_info()
+        opts.background = background_load()
+        log(f"# background load before the benchmark: {opts.background:.2f} of "
+            f"{info['nproc']} CPUs busy" + ("  (WARNING: the machine is not idle; "
+                                            "the rates will be lower than it can do)"
+                                            if opts.background > 0.2 else ""))
         log(f"# {info['nproc']} CPUs ({info['model']}); myxid {MYXID_BIN}; "
             f"{opts.sockets} sockets, {opts.tokens} tokens, "
             f"{opts.runs} x ({opts.warmup:g}+{opts.duration:g}) s")
@@ -640,8 +852,12 @@ def main():
         rows = table_rows(variants)
         log("")
         log(text_table(rows))
+        if opts.pgbench_results:
+            log("")
+            log("PostgreSQL alone (pgbench, the plugin's query):")
+            log(text_table(pgbench_rows(opts.pgbench_results), PGB_COLUMNS))
         log("")
-        log(verdict(variants).replace("**", ""))
+        log(verdict(opts, variants).replace("**", ""))
         if opts.output:
             write_results(opts, variants, opts.output)
             log(f"# written to {opts.output}")

@@ -22,11 +22,12 @@
  * HOW IT TALKS TO POSTGRESQL
  *   libpq's asynchronous API, as dovecot's driver-pgsql does:
  *   PQconnectStartParams + PQconnectPoll with the socket watched through
- *   the host (the socket may change after every poll), then per request
- *   PQsendQueryParams (text parameters; a NULL value binds SQL NULL),
- *   PQflush until it is done, and PQconsumeInput / PQisBusy / PQgetResult
- *   as the socket becomes readable. Values are always bound, never
- *   spliced into SQL, and PQsendQueryParams refuses several statements.
+ *   the host (the socket may change after every poll), then PQsendPrepare
+ *   once per connection and PQsendQueryPrepared per request (text
+ *   parameters; a NULL value binds SQL NULL), PQflush until it is done,
+ *   and PQconsumeInput / PQisBusy / PQgetResult as the socket becomes
+ *   readable. Values are always bound, never spliced into SQL, and a
+ *   prepared statement cannot hold several statements.
  *
  *   A pool of pool_size connections, each running one query at a time.
  *   Requests that find every connection busy wait in a FIFO of at most
@@ -130,6 +131,8 @@ struct pg_conn {
 	struct pg_req *cur;           /* C_BUSY: the request being answered */
 	PGresult *res;                /* C_BUSY: the result so far */
 	bool flushing;                /* C_BUSY: PQflush has more to send */
+	bool prepared;                /* the query is prepared on this conn */
+	bool preparing;               /* C_BUSY: the Prepare is in flight */
 	unsigned backoff_ms;          /* last reconnect delay; 0 once up */
 	bool started;                 /* opened at least once (see wake_more) */
 };
@@ -159,6 +162,7 @@ struct pg {
 
 static void conn_io(int fd, unsigned ready, void *arg);
 static void dispatch(struct pg *pg);
+static void conn_send(struct pg_conn *c, struct pg_req *r);
 
 /* ------------------------------------------------------------ messages */
 
@@ -398,6 +402,8 @@ static void conn_clear(struct pg_conn *c)
 		c->conn = NULL;
 	}
 	c->flushing = false;
+	c->prepared = false;
+	c->preparing = false;
 }
 
 /*
@@ -592,6 +598,17 @@ static void query_done(struct pg_conn *c)
 		return;
 	}
 	c->state = C_IDLE;
+	if (c->preparing) {
+		c->preparing = false;
+		if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+			/* Prepared: now run r's query, on this connection. */
+			PQclear(res);
+			c->prepared = true;
+			conn_send(c, r);
+			return;
+		}
+		/* A query that cannot be prepared cannot run: answer its error. */
+	}
 	answer_result(pg, r, res);
 	PQclear(res);
 	dispatch(pg);
@@ -725,12 +742,23 @@ static void conn_send(struct pg_conn *c, struct pg_req *r)
 	char bufs[SQL_MAX_PARAMS][72];
 	int ok, f;
 
-	for (size_t i = 0; i < t->n_params; i++)
-		values[i] = sql_param_value(pg->host, r->req, &pg->o,
-					    t->params[i], bufs[i], sizeof(bufs[i]));
-	ok = PQsendQueryParams(c->conn, t->sql, (int)t->n_params, NULL,
-			       values, NULL, NULL, 0);
-	pu_scrub(bufs, sizeof(bufs));
+	if (!c->prepared) {
+		/*
+		 * Parse and plan once per connection: an unnamed statement is
+		 * planned again for every request, and that planning is most of
+		 * the server's CPU per Authenticate. The request waits on this
+		 * connection for the Prepare, then runs (query_done).
+		 */
+		ok = PQsendPrepare(c->conn, "myxid", t->sql, (int)t->n_params, NULL);
+		c->preparing = ok != 0;
+	} else {
+		for (size_t i = 0; i < t->n_params; i++)
+			values[i] = sql_param_value(pg->host, r->req, &pg->o, t->params[i],
+						    bufs[i], sizeof(bufs[i]));
+		ok = PQsendQueryPrepared(c->conn, "myxid", (int)t->n_params, values,
+					 NULL, NULL, 0);
+		pu_scrub(bufs, sizeof(bufs));
+	}
 	if (!ok) {
 		queue_push(pg, r, true);
 		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
