@@ -24,12 +24,11 @@ without cleaning up.
 
 import os
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
 
 from myxidtest import Suite, free_port, port_open, prerequisite_missing
+from services import ServiceSuite, dump_log_tail, kill_pid_files
 
 
 def _find(*names):
@@ -67,74 +66,30 @@ def sql_string(value):
 
 # ------------------------------------------------------------ the suite
 
-class MariaDBSuite(Suite):
+class MariaDBSuite(ServiceSuite):
     """A Suite that also gets rid of its MariaDB servers: at the end (after
     the daemons are stopped), on the hard timeout, on SIGTERM/SIGINT, and,
     through a watchdog process, even if the test program is SIGKILLed."""
 
-    def __init__(self, name=None):
-        super().__init__(name)
-        self.base = tempfile.mkdtemp(prefix="myxidtest-mariadb-")
-        self.tmpdirs.append(self.base)
-        self.servers = []
-        self.watchdog = _start_watchdog(self.base)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self._on_signal)
+    what = "the MariaDB servers"
 
-    def _on_signal(self, signum, frame):
-        print(f"# {signal.Signals(signum).name}: killing the MariaDB servers", flush=True)
-        self.kill_servers()
-        os._exit(1)
+    def __init__(self, name=None):
+        super().__init__(name, prefix="myxidtest-mariadb-")
+        self.servers = self.services
+        # The watchdog SIGKILLs our mariadbd once this program is gone.
+        self.start_watchdog(kill_pid_files("server*"))
+        self.catch_signals()
+
+    def describe(self, server):
+        return f"mariadb {server.port}"
 
     def kill_servers(self):
-        for server in self.servers:
-            try:
-                server.kill(quiet=True)
-            except Exception as exc:   # best effort: the watchdog is the backstop
-                print(f"# could not kill MariaDB {server.dir}: {exc!r}", flush=True)
-        if self.watchdog is not None and self.watchdog.poll() is None:
-            self.watchdog.kill()
-            self.watchdog.wait()
-
-    def _hard_timeout(self, signum, frame):
-        self.kill_servers()
-        super()._hard_timeout(signum, frame)
+        self.kill_services()
 
     def cleanup(self):
         for server in self.servers:
             server.stop()
-        self.kill_servers()
-        for server in self.servers:
-            if server.start_times:
-                times = ", ".join(f"{t:.1f}s" for t in server.start_times)
-                print(f"# mariadb {server.port}: started {len(server.start_times)}x ({times})")
         super().cleanup()
-
-    def _dump_logs(self):
-        super()._dump_logs()
-        for server in self.servers:
-            server.dump_log()
-
-
-def _start_watchdog(base):
-    """A shell that SIGKILLs our mariadbd once this program is gone. It
-    only kills the PID of a pid file of ours whose command line names our
-    private directory, so a reused PID is never hit."""
-    script = r'''
-parent=$1 base=$2
-while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-for f in "$base"/server*/pid; do
-    [ -f "$f" ] || continue
-    p=$(cat "$f" 2>/dev/null)
-    case "$p" in ''|*[!0-9]*) continue;; esac
-    if tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -qF "$base/"; then
-        kill -9 "$p"
-    fi
-done
-'''
-    return subprocess.Popen(["/bin/sh", "-c", script, "watchdog", str(os.getpid()), base],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 # ------------------------------------------------------------ a server
@@ -308,14 +263,4 @@ class MariaDB:
         if self.log_dumped and not force:
             return
         self.log_dumped = True
-        try:
-            with open(self.log_path, "rb") as f:
-                lines = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return
-        if len(lines) > 60:
-            lines = ["..."] + lines[-60:]
-        print(f"# ---- mariadb error log ({self.log_path})")
-        for line in lines:
-            print(f"# {line}")
-        print("# ----", flush=True)
+        dump_log_tail(self.log_path, "mariadb error log")

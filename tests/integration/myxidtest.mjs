@@ -91,13 +91,14 @@ export function tempDir(prefix) {
 }
 
 // The demo's tokens and exchange, plus extra lines (e.g. static_dir).
-export function writeConfig(dir, port, extra = []) {
+// drainTime: the drain_time line's value; null for none (the default, 5 s).
+export function writeConfig(dir, port, extra = [], { drainTime = '0' } = {}) {
   fs.writeFileSync(path.join(dir, 'tokens'),
     'demo-alice 1 deployments=d1,d2\ndemo-bob 2 deployments=d3\n');
   fs.writeFileSync(path.join(dir, 'myxid.conf'), [
     `listen 127.0.0.1:${port}`,
     `publish_key ${PUBLISH_KEY}`,
-    'drain_time 0',
+    ...(drainTime === null ? [] : [`drain_time ${drainTime}`]),
     ...extra,
     'auth static {', '    tokens_file tokens', '}',
     'exchange deployment {', '    policy static {', '        allow attribute deployments',

@@ -242,6 +242,16 @@ def _raise_timeout(signum, frame):
 
 # ------------------------------------------------------------ the daemon
 
+def read_text(path, missing=""):
+    """The text of a (log) file, bad UTF-8 replaced; missing if it cannot
+    be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return missing
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -402,11 +412,7 @@ class Daemon:
             self.proc.wait()
 
     def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def dump_log(self):
         if self.log_dumped:
@@ -420,6 +426,37 @@ class Daemon:
         for line in lines:
             print(f"# {line}")
         print("# ----", flush=True)
+
+
+def write_file(d, name, text):
+    """Write text to the file name in daemon d's directory."""
+    with open(os.path.join(d.dir, name), "w") as f:
+        f.write(text)
+
+
+async def hup_and_wait(d, marker, before=None):
+    """Send SIGHUP and wait until the log has more lines with marker than
+    before (default: as many as now). True if it did within 5 s."""
+    if before is None:
+        before = d.read_log().count(marker)
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if d.read_log().count(marker) > before:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def scrape(port):
+    """GET /metrics: (response, {"name{labels}": value})."""
+    r = http_request(port, "GET", "/metrics")
+    values = {}
+    for line in r.body.decode("utf-8", "replace").splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return r, values
 
 
 def run_myxid(args, env=None, timeout=10):
@@ -558,6 +595,13 @@ class Client:
         except (NoMessage, websockets.exceptions.ConnectionClosed) as exc:
             return Suite.current.check(False, what, f"no Pong: {exc!r}")
         return check_pong(raw, tag, what)
+
+
+async def auth_reply(port, token, tag="t"):
+    """The reply to an Authenticate with token on a fresh connection."""
+    async with Client(port) as c:
+        await c.send("Authenticate", {"session_id": token}, tag)
+        return await c.recv()
 
 
 def check_pong(raw, tag, what):
@@ -769,7 +813,17 @@ class ConnectionEnded(Exception):
     pass
 
 
-class RawWS:
+class ClosedOnExit:
+    """"with obj:" calls obj.close() at the end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RawWS(ClosedOnExit):
     """A hand-driven WebSocket client on a blocking socket.
 
     After a valid handshake it has read the Welcome frame. Every frame it
@@ -806,12 +860,6 @@ class RawWS:
             self.sock.close()
         except OSError:
             pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _fill(self):
         try:

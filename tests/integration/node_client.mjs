@@ -4,133 +4,22 @@
 // ping answered with the same data, the close handshake, and SIGTERM.
 //
 // Starts its own daemon on a free loopback port with a config in a temp
-// directory, like the Python harness (myxidtest.py). Exit status: 0 all
-// passed, 1 a failure, 77 a prerequisite missing (a failure under CI).
+// directory (myxidtest.mjs, like the Python harness's myxidtest.py). Exit
+// status: 0 all passed, 1 a failure, 77 a prerequisite missing (a failure
+// under CI).
 // `ws` is found next to this file (npm ci in tests/integration) or in
 // $MYXID_NODE_MODULES (for distcheck trees).
 
-import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
+import {
+  check, eq, freePort, loadModule, MYXID_BIN, prerequisiteMissing, PUBLISH_KEY, run, sleep,
+  startDaemon, tempDir, writeConfig,
+} from './myxidtest.mjs';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const TOP = path.resolve(HERE, '..', '..');
-const env = (name, fallback) => process.env[name] || path.join(TOP, fallback);
-const MYXID_BIN = env('MYXID_BIN', 'server/myxid');
-const PLUGIN_DIR = env('MYXID_PLUGIN_DIR', 'plugins/.libs');
-const PUBLISH_KEY = 'demo-publish-key';
-
-let passed = 0;
-let failed = 0;
-let daemon = null;
-let logPath = null;
-
-function prerequisiteMissing(what) {
-  if (process.env.CI) {
-    console.log(`FAIL: prerequisite missing under CI: ${what}`);
-    console.log('0 passed, 1 failed');
-    process.exit(1);
-  }
-  console.log(`SKIP: prerequisite missing: ${what}`);
-  process.exit(77);
-}
-
-function check(cond, what, detail) {
-  if (cond) {
-    passed++;
-    console.log(`PASS: ${what}`);
-  } else {
-    failed++;
-    console.log(`FAIL: ${what}`);
-    if (detail !== undefined) console.log(`    ${String(detail).split('\n').join('\n    ')}`);
-  }
-  return cond;
-}
-
-function eq(got, want, what) {
-  return check(got === want, what, `got:  ${JSON.stringify(got)}\nwant: ${JSON.stringify(want)}`);
-}
-
-function loadWs() {
-  const require = createRequire(import.meta.url);
-  const candidates = ['ws'];
-  if (process.env.MYXID_NODE_MODULES) candidates.push(path.join(process.env.MYXID_NODE_MODULES, 'ws'));
-  for (const c of candidates) {
-    try {
-      return require(c);
-    } catch (e) {
-      // try the next one
-    }
-  }
-  return null;
-}
-
-const WebSocket = loadWs();
+const WebSocket = loadModule('ws');
 if (!WebSocket) prerequisiteMissing("Node package ws (npm ci in tests/integration)");
 if (!fs.existsSync(MYXID_BIN)) prerequisiteMissing(`the daemon ${MYXID_BIN}`);
 if (typeof fetch !== 'function') prerequisiteMissing('fetch() (Node 18 or later)');
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function portOpen(port) {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.on('connect', () => { s.destroy(); resolve(true); });
-    s.on('error', () => resolve(false));
-  });
-}
-
-function dumpLog() {
-  if (!logPath) return;
-  const text = fs.existsSync(logPath) ? fs.readFileSync(logPath, 'utf8') : '';
-  console.log(`# ---- stderr of myxid (${logPath})`);
-  for (const line of text.split('\n').slice(-100)) console.log(`# ${line}`);
-  console.log('# ----');
-}
-
-async function startDaemon() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'myxidtest-node-'));
-  const port = await freePort();
-  fs.writeFileSync(path.join(dir, 'tokens'),
-    'demo-alice 1 deployments=d1,d2\ndemo-bob 2 deployments=d3\n');
-  fs.writeFileSync(path.join(dir, 'myxid.conf'), [
-    `listen 127.0.0.1:${port}`,
-    `publish_key ${PUBLISH_KEY}`,
-    'auth static {', '    tokens_file tokens', '}',
-    'exchange deployment {', '    policy static {', '        allow attribute deployments',
-    '    }', '}', '',
-  ].join('\n'));
-  logPath = path.join(dir, 'stderr.log');
-  const log = fs.openSync(logPath, 'a');
-  const childEnv = { ...process.env };
-  delete childEnv.MYXI_PORT; delete childEnv.PORT; delete childEnv.MYXI_BIND_ADDRESS;
-  const child = spawn(MYXID_BIN, ['-c', path.join(dir, 'myxid.conf'), '-P', PLUGIN_DIR],
-    { cwd: dir, stdio: ['ignore', log, log], env: childEnv });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  const deadline = Date.now() + 10000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) break;
-    if (await portOpen(port)) return { child, port, dir, exited };
-    await sleep(20);
-  }
-  dumpLog();
-  throw new Error('myxid did not start');
-}
 
 // A ws connection with a queue of received text messages.
 function connect(port) {
@@ -162,9 +51,11 @@ function connect(port) {
 const compact = (o) => JSON.stringify(o);
 
 async function main() {
-  const d = await startDaemon();
-  daemon = d.child;
-  const { port } = d;
+  const dir = tempDir('myxidtest-node-');
+  const port = await freePort();
+  writeConfig(dir, port, [], { drainTime: null });
+  const d = await startDaemon(dir, port);
+  const daemon = d.child;
 
   const bob = await connect(port);
   const welcome = await bob.next();
@@ -246,24 +137,6 @@ async function main() {
   const ex = await Promise.race([d.exited, sleep(8000).then(() => null)]);
   check(ex && ex.code === 0, 'the daemon exits 0 after SIGTERM', JSON.stringify(ex));
   if (!ex) daemon.kill('SIGKILL');
-  daemon = null;
-  if (failed === 0) fs.rmSync(d.dir, { recursive: true, force: true });
 }
 
-const hardTimeout = setTimeout(() => {
-  check(false, 'finished within 30 s', 'the test hung');
-  finish(1);
-}, 30000);
-
-function finish(code) {
-  clearTimeout(hardTimeout);
-  if (daemon) daemon.kill('SIGKILL');
-  if (failed) dumpLog();
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(code || (failed ? 1 : 0));
-}
-
-main().then(() => finish(0), (e) => {
-  check(false, 'no exception', e && e.stack);
-  finish(1);
-});
+run(main, 30000);

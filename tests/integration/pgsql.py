@@ -26,12 +26,11 @@ TCP needs the role's password, as the daemon's would).
 import os
 import pwd
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
 
 from myxidtest import PLUGIN_DIR, Suite, free_port, port_open, prerequisite_missing
+from services import ServiceSuite, dump_log_tail
 
 PG_BIN = os.environ.get("MYXID_PG_BIN", "/usr/lib/postgresql/15/bin")
 INITDB = os.path.join(PG_BIN, "initdb")
@@ -83,71 +82,34 @@ def sql_literal(s):
 
 # ------------------------------------------------------------ the suite
 
-class PgSuite(Suite):
+class PgSuite(ServiceSuite):
     """A Suite that also stops its clusters: at the end (after the daemons,
     so they see an orderly goodbye), on the hard timeout, on SIGTERM/SIGINT,
     and, through a watchdog process, even if the test program is killed."""
 
+    what = "the PostgreSQL clusters"
+
     def __init__(self, name=None):
-        super().__init__(name)
-        self.base = tempfile.mkdtemp(prefix="myxidtest-pg-")
-        self.tmpdirs.append(self.base)
-        self.clusters = []
+        super().__init__(name, prefix="myxidtest-pg-")
+        self.clusters = self.services
         user = _server_user()
         if user is not None:
             shutil.chown(self.base, user=user)
-        self.watchdog = _start_watchdog(self.base, user)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum, frame):
-        print(f"# {signal.Signals(signum).name}: stopping the PostgreSQL clusters", flush=True)
-        self.stop_clusters()
-        os._exit(1)
-
-    def stop_clusters(self):
-        for cluster in self.clusters:
-            try:
-                cluster.kill(quiet=True)
-            except Exception as exc:  # best effort: the watchdog is the backstop
-                print(f"# could not stop {cluster.data}: {exc!r}", flush=True)
-        if self.watchdog is not None and self.watchdog.poll() is None:
-            self.watchdog.kill()
-            self.watchdog.wait()
-
-    def _hard_timeout(self, signum, frame):
-        self.stop_clusters()
-        super()._hard_timeout(signum, frame)
-
-    def cleanup(self):
-        self.stop_clusters()
-        for cluster in self.clusters:
-            if cluster.start_times:
-                times = ", ".join(f"{t:.1f}s" for t in cluster.start_times)
-                print(f"# postgresql port {cluster.port}: started "
-                      f"{len(cluster.start_times)}x ({times})")
-        super().cleanup()
-
-    def _dump_logs(self):
-        super()._dump_logs()
-        for cluster in self.clusters:
-            cluster.dump_log()
-
-
-def _start_watchdog(base, user):
-    """A shell that stops (immediate mode) every cluster under base once
-    this program is gone; pg_ctl only ever touches the data dir it is given."""
-    run_as = f"runuser -u {user} -- " if user else ""
-    script = f'''
-parent=$1 base=$2
-while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+        # The watchdog stops (immediate mode) every cluster under base once
+        # this program is gone; pg_ctl only ever touches the data dir it is given.
+        run_as = f"runuser -u {user} -- " if user else ""
+        self.start_watchdog(f'''
 for d in "$base"/cluster*/data; do
     [ -f "$d/postmaster.pid" ] && {run_as}"{PG_CTL}" -D "$d" stop -m immediate -w -t 10
 done
-'''
-    return subprocess.Popen(["/bin/sh", "-c", script, "watchdog", str(os.getpid()), base],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+''')
+        self.catch_signals()
+
+    def describe(self, cluster):
+        return f"postgresql port {cluster.port}"
+
+    def stop_clusters(self):
+        self.kill_services()
 
 
 # ------------------------------------------------------------ a cluster
@@ -293,14 +255,4 @@ class PgCluster:
         if self.log_dumped:
             return
         self.log_dumped = True
-        try:
-            with open(self.log_path, "rb") as f:
-                lines = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return
-        if len(lines) > 60:
-            lines = ["..."] + lines[-60:]
-        print(f"# ---- postgresql log ({self.log_path})")
-        for line in lines:
-            print(f"# {line}")
-        print("# ----", flush=True)
+        dump_log_tail(self.log_path, "postgresql log")

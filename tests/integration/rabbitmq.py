@@ -28,12 +28,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from myxidtest import (HERE, Suite, compact, free_port, http_request,
-                       port_open, prerequisite_missing)
+from myxidtest import (HERE, ClosedOnExit, Suite, compact, free_port, http_request,
+                       port_open, prerequisite_missing, read_text, require)
+from services import ServiceSuite, kill_pid_files, print_log
 
 try:
     import pika
@@ -64,6 +64,14 @@ CTL_TIMEOUT = 60
 os.environ.pop("RABBITMQ_URL", None)
 
 
+def broker_suite(bunny=False):
+    """The prerequisites of a broker test (require(), require_rabbitmq(bunny)),
+    then its BrokerSuite."""
+    require()
+    require_rabbitmq(bunny)
+    return BrokerSuite()
+
+
 def require_rabbitmq(bunny=False):
     """RabbitMQ's server and CLI, pika, and (if bunny) ruby with ruby-bunny."""
     if RABBITMQ_SERVER is None or RABBITMQCTL is None or shutil.which("erl") is None:
@@ -81,81 +89,32 @@ def require_rabbitmq(bunny=False):
 
 # ------------------------------------------------------------ the suite
 
-class BrokerSuite(Suite):
+class BrokerSuite(ServiceSuite):
     """A Suite that also gets rid of its RabbitMQ nodes: at the end (after
     the daemons are stopped), on the hard timeout, on SIGTERM/SIGINT, and,
     through a watchdog process, even if the test program is SIGKILLed."""
 
+    what = "the daemons and the RabbitMQ nodes"
+    kill_daemons_on_signal = True
+
     def __init__(self, name=None):
-        super().__init__(name)
-        self.base = tempfile.mkdtemp(prefix="rabbit-myxidtest-")
-        self.tmpdirs.append(self.base)
+        super().__init__(name, prefix="rabbit-myxidtest-")
         self.home = os.path.join(self.base, "home")
         os.mkdir(self.home)
         cookie = os.path.join(self.home, ".erlang.cookie")
         with open(cookie, "w") as f:
             f.write(os.urandom(16).hex().upper())
         os.chmod(cookie, 0o400)
-        self.nodes = []
-        self.watchdog = _start_watchdog(self.base)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self._on_signal)
+        self.nodes = self.services
+        # The watchdog SIGKILLs our beam processes once this program is gone.
+        self.start_watchdog(kill_pid_files("node*"))
+        self.catch_signals()
 
-    def _on_signal(self, signum, frame):
-        print(f"# {signal.Signals(signum).name}: killing the daemons and the RabbitMQ nodes",
-              flush=True)
-        for d in list(self.daemons):
-            d.kill()
-        self.kill_nodes()
-        os._exit(1)
+    def describe(self, node):
+        return f"rabbitmq {node.nodename}"
 
     def kill_nodes(self):
-        for node in self.nodes:
-            try:
-                node.kill(quiet=True)
-            except Exception as exc:  # best effort: the watchdog is the backstop
-                print(f"# could not kill {node.nodename}: {exc!r}", flush=True)
-        if self.watchdog is not None and self.watchdog.poll() is None:
-            self.watchdog.kill()
-            self.watchdog.wait()
-
-    def _hard_timeout(self, signum, frame):
-        self.kill_nodes()
-        super()._hard_timeout(signum, frame)
-
-    def cleanup(self):
-        self.kill_nodes()
-        for node in self.nodes:
-            if node.start_times:
-                times = ", ".join(f"{t:.1f}s" for t in node.start_times)
-                print(f"# rabbitmq {node.nodename}: started {len(node.start_times)}x ({times})")
-        super().cleanup()
-
-    def _dump_logs(self):
-        super()._dump_logs()
-        for node in self.nodes:
-            node.dump_log()
-
-
-def _start_watchdog(base):
-    """A shell that SIGKILLs our beam processes once this program is gone.
-    It only kills a PID from one of our pid files whose command line names
-    our private directory, so a reused PID is never hit."""
-    script = r'''
-parent=$1 base=$2
-while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-for f in "$base"/node*/pid; do
-    [ -f "$f" ] || continue
-    p=$(cat "$f" 2>/dev/null)
-    case "$p" in ''|*[!0-9]*) continue;; esac
-    if tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | grep -qF "$base/"; then
-        kill -9 "$p"
-    fi
-done
-'''
-    return subprocess.Popen(["/bin/sh", "-c", script, "watchdog", str(os.getpid()), base],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+        self.kill_services()
 
 
 # ------------------------------------------------------------ a node
@@ -468,21 +427,14 @@ class RabbitNode:
 
     # -- logs
     def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def dump_log(self, force=False, lines=60):
         if self.log_dumped and not force:
             return
         self.log_dumped = True
         text = self.read_log().splitlines()[-lines:]
-        print(f"# ---- last {len(text)} lines of {self.log_path}")
-        for line in text:
-            print(f"# {line}")
-        print("# ----", flush=True)
+        print_log(f"last {len(text)} lines of {self.log_path}", text)
 
 
 def _table(value):
@@ -507,16 +459,31 @@ def start_node(timeout=120):
     try:
         return node.start(timeout)
     except Exception as exc:
-        suite = Suite.current
-        suite.check(False, "setup: RabbitMQ starts", repr(exc))
+        _setup_failed("setup: RabbitMQ starts", exc, node)
+
+
+def _setup_failed(what, exc, *show_logs):
+    """A failed check what (the logs of show_logs' nodes after it), the
+    nodes killed, the summary, exit 1."""
+    suite = Suite.current
+    suite.check(False, what, repr(exc))
+    for node in show_logs:
         node.dump_log(force=True)
-        suite.kill_nodes()
-        print(f"{suite.passed} passed, {suite.failed} failed", flush=True)
-        sys.exit(1)
+    suite.kill_nodes()
+    print(f"{suite.passed} passed, {suite.failed} failed", flush=True)
+    sys.exit(1)
 
 
 def start_cluster(timeout=120):
-    """Two nodes, A and B, booted at once; B joins A's cluster."""
+    """Two nodes, A and B, booted at once; B joins A's cluster. A failed
+    suite if that cannot be done here."""
+    try:
+        return _start_cluster(timeout)
+    except Exception as exc:
+        _setup_failed("setup: a two-node RabbitMQ cluster starts", exc)
+
+
+def _start_cluster(timeout):
     a, b = RabbitNode(), RabbitNode()
     a.launch()
     b.launch()
@@ -696,7 +663,7 @@ def event_body(event, payload):
     return compact({"event": event, "payload": payload}).encode("utf-8")
 
 
-class Publisher:
+class Publisher(ClosedOnExit):
     """A pika connection for publishing raw bodies and events; declares
     the exchange like Myxi (direct, non-durable) unless declare is None."""
 
@@ -710,12 +677,6 @@ class Publisher:
         self.ch = self.conn.channel()
         self.ch.confirm_delivery()
         self.declared = set()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def close(self):
         try:

@@ -12,21 +12,12 @@ import time
 
 sys.dont_write_bytecode = True   # keep the source tree clean
 
-from myxidtest import Client, Daemon, Suite, delivered, require
-from rabbitmq import (BrokerSuite, Publisher, await_until, broker_config, in_thread,
-                      require_rabbitmq, start_cluster, subscribe_ok, wait_bindings,
-                      wait_broker)
+from myxidtest import Client, Daemon, Suite, delivered
+from rabbitmq import (Publisher, await_until, broker_config, broker_suite, in_thread,
+                      start_cluster, subscribe_ok, wait_bindings, wait_broker)
 
-require()
-require_rabbitmq()
-T = BrokerSuite()
-try:
-    A, B = start_cluster()
-except Exception as exc:
-    T.check(False, "setup: a two-node RabbitMQ cluster starts", repr(exc))
-    T.kill_nodes()
-    print(f"{T.passed} passed, {T.failed} failed", flush=True)
-    sys.exit(1)
+T = broker_suite()
+A, B = start_cluster()
 D = Daemon(broker_config([A.url, B.url]), name="myxid")
 PORT = D.port
 WANT = {("public", "cl"), ("deployment", "d1"), ("topics", "news.#")}

@@ -12,14 +12,11 @@ import time
 
 sys.dont_write_bytecode = True   # keep the source tree clean
 
-from myxidtest import Client, Daemon, compact, delivered, publish, require
-from rabbitmq import (BrokerSuite, Publisher, await_until, broker_config, in_thread,
-                      receive_all, require_rabbitmq, start_node, subscribe_ok,
-                      wait_broker)
+from myxidtest import Client, Daemon, compact, delivered, publish
+from rabbitmq import (Publisher, await_until, broker_config, broker_suite, in_thread,
+                      receive_all, start_node, subscribe_ok, wait_broker)
 
-require()
-require_rabbitmq()
-T = BrokerSuite()
+T = broker_suite()
 R = start_node()
 EXPIRES = 2.0
 NODES = [Daemon(broker_config(R.url, queue_expires=f"{EXPIRES:.0f}s"), name=f"myxid-{i}")

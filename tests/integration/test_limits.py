@@ -23,7 +23,7 @@ from myxidtest import (PLUGIN_DIR, Client, Daemon, OP_CLOSE, OP_PING, OP_TEXT, R
                        Suite, action_text, check_pong, compact, delivered,
                        encode_frame, error, expect_close, handshake_request,
                        http_raw, http_request, publish, require,
-                       run_myxid, standard_config, subscribed, unsubscribed)
+                       run_myxid, scrape, standard_config, subscribed, unsubscribed)
 
 require()
 T = Suite()
@@ -31,19 +31,8 @@ T = Suite()
 
 # ------------------------------------------------------------ helpers
 
-def scrape(port):
-    """GET /metrics: {"name{labels}": value}."""
-    r = http_request(port, "GET", "/metrics")
-    values = {}
-    for line in r.body.decode("utf-8", "replace").splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
-
-
 def metric(port, name):
-    return scrape(port).get(name)
+    return scrape(port)[1].get(name)
 
 
 def wait_metric(port, name, want, timeout=4.0):
@@ -349,7 +338,7 @@ async def slow_consumer_is_closed():
                 repr([(p[0], p[1]) for p in pong]))
         if pong:
             check_pong(pong[0][0], "mid", "the Pong has the Ping's tag")
-        m = scrape(d.port)
+        m = scrape(d.port)[1]
         T.check(m.get("myxid_slow_socket_closes_total", 0) >= 1,
                 "/metrics myxid_slow_socket_closes_total >= 1",
                 repr(m.get("myxid_slow_socket_closes_total")))

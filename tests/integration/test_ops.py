@@ -21,27 +21,17 @@ import urllib.request
 sys.dont_write_bytecode = True   # keep the source tree clean
 
 from myxidtest import (PLUGIN_DIR, Client, Daemon, Suite, WELCOME_RE,
-                       action_text, authenticated, compact, delivered, error,
-                       free_port, handshake_request, http_request, publish,
-                       read_to_eof, require, run_myxid, standard_config,
-                       subscribed, websockets)
+                       action_text, auth_reply, authenticated, compact, delivered,
+                       error, free_port, handshake_request, http_request,
+                       hup_and_wait, publish, read_to_eof, require, run_myxid,
+                       scrape, standard_config, subscribed, websockets,
+                       write_file)
 
 require()
 T = Suite()
 
 
 # ------------------------------------------------------------ helpers
-
-def scrape(port):
-    """GET /metrics: (response, {"name{labels}": value})."""
-    r = http_request(port, "GET", "/metrics")
-    values = {}
-    for line in r.body.decode("utf-8", "replace").splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return r, values
-
 
 async def wait_metric(port, name, want, timeout=4.0):
     deadline = time.monotonic() + timeout
@@ -50,29 +40,6 @@ async def wait_metric(port, name, want, timeout=4.0):
         if got == want or time.monotonic() > deadline:
             return got
         await asyncio.sleep(0.02)
-
-
-def write(d, name, text):
-    with open(os.path.join(d.dir, name), "w") as f:
-        f.write(text)
-
-
-async def hup_and_wait(d, marker):
-    """SIGHUP, then wait for one more log line containing marker."""
-    before = d.read_log().count(marker)
-    d.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if d.read_log().count(marker) > before:
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
-async def auth_reply(port, token, tag="t"):
-    async with Client(port) as c:
-        await c.send("Authenticate", {"session_id": token}, tag)
-        return await c.recv()
 
 
 async def auth_on_many(port, token, want, what, n=10):
@@ -336,7 +303,7 @@ async def workers_are_one_service():
              "myxid_events_published_total counts 4 events (not one per worker)")
 
         # SIGHUP with two loops: every one switches.
-        write(d, "tokens", "demo-new 9\n")
+        write_file(d, "tokens", "demo-new 9\n")
         T.check(await hup_and_wait(d, "configuration reloaded"), "SIGHUP reload (logged)")
         await auth_on_many(d.port, "demo-new", authenticated("9", "t"),
                            "a token added before the reload is accepted")
@@ -346,7 +313,7 @@ async def workers_are_one_service():
         conf = open(d.conf_path).read()
         with open(d.conf_path, "w") as f:
             f.write(conf + "frobnicate yes\n")
-        write(d, "tokens", "demo-new 9\ndemo-sneaky 10\n")
+        write_file(d, "tokens", "demo-new 9\ndemo-sneaky 10\n")
         T.check(await hup_and_wait(d, "reload failed"), "a broken config: 'reload failed' logged")
         await auth_on_many(d.port, "demo-new", authenticated("9", "t"),
                            "the running tokens still work")

@@ -7,40 +7,16 @@ is let in; a plugin request in flight across a reload still gets its
 answer.
 """
 import asyncio
-import os
-import signal
 import sys
-import time
 
 sys.dont_write_bytecode = True   # keep the source tree clean
 
-from myxidtest import (Client, Daemon, Suite, authenticated, delivered, error,
-                       publish, require, standard_config, subscribed)
+from myxidtest import (Client, Daemon, Suite, auth_reply, authenticated, delivered,
+                       error, hup_and_wait, publish, require, standard_config,
+                       subscribed, write_file)
 
 require(example_plugin=True)
 T = Suite()
-
-
-def write(d, name, text):
-    with open(os.path.join(d.dir, name), "w") as f:
-        f.write(text)
-
-
-async def hup_and_wait(d, marker, before):
-    """Send SIGHUP and wait until the log has one more line with marker."""
-    d.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if d.read_log().count(marker) > before:
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
-async def auth_reply(port, token, tag="t"):
-    async with Client(port) as c:
-        await c.send("Authenticate", {"session_id": token}, tag)
-        return await c.recv()
 
 
 @T.test
@@ -52,7 +28,7 @@ async def reload_tokens_keeps_sockets():
         await kept.send("Subscribe", {"exchange": "deployment", "routing_key": "d1"}, "s")
         await kept.expect(subscribed("deployment", "d1", "s"), "setup: alice subscribes to d1")
 
-        write(d, "tokens", "demo-dave 4 deployments=d1\n")
+        write_file(d, "tokens", "demo-dave 4 deployments=d1\n")
         T.check(await hup_and_wait(d, "configuration reloaded", 0),
                 "SIGHUP reloads (logged)", d.read_log())
         T.eq(await auth_reply(d.port, "demo-alice"), compact_error("InvalidAuthentication"),
@@ -78,7 +54,7 @@ async def reload_tokens_keeps_sockets():
         # A broken tokens file, e.g. emptied of user ids: nothing changes.
         with open(d.conf_path, "w") as f:
             f.write(conf)
-        write(d, "tokens", "demo-eve\n")
+        write_file(d, "tokens", "demo-eve\n")
         T.check(await hup_and_wait(d, "reload failed", 1), "a bad tokens file: reload fails")
         T.eq(await auth_reply(d.port, "demo-dave"), compact_auth("4"),
              "the tokens loaded before still apply")
