@@ -89,6 +89,21 @@ export function Subscription(connection, exchange, routingKey) {
 
 Subscription.keyFor = keyFor;
 
+// on()/off() of subscriptions and connections: named callback lists.
+const callbackMethods = {
+  on(event, callback) {
+    (this.callbacks[event] = this.callbacks[event] || []).push(callback);
+    return this;
+  },
+
+  off(event, callback) {
+    const list = this.callbacks[event] || [];
+    const i = list.indexOf(callback);
+    if (i >= 0) list.splice(i, 1);
+    return this;
+  },
+};
+
 Object.assign(Subscription.prototype, {
   key() { return keyFor(this.exchange, this.routingKey); },
 
@@ -113,17 +128,7 @@ Object.assign(Subscription.prototype, {
   },
 
   // Myxi 3f8bcb0 style: cb.call(subscription, payload, tag) for one event.
-  on(event, callback) {
-    (this.callbacks[event] = this.callbacks[event] || []).push(callback);
-    return this;
-  },
-
-  off(event, callback) {
-    const list = this.callbacks[event] || [];
-    const i = list.indexOf(callback);
-    if (i >= 0) list.splice(i, 1);
-    return this;
-  },
+  ...callbackMethods,
 
   // Myxi's later API: fn.call(param, subscription, event, payload, tag) for
   // events named name ("*" or null: every application event).
@@ -215,6 +220,8 @@ export function Connection(serverURL, options) {
 }
 
 Connection.prototype = {
+  ...callbackMethods,
+
   constructor: Connection,
 
   connect() {
@@ -316,17 +323,6 @@ Connection.prototype = {
     });
   },
 
-  on(event, callback) {
-    (this.callbacks[event] = this.callbacks[event] || []).push(callback);
-    return this;
-  },
-
-  off(event, callback) {
-    const list = this.callbacks[event] || [];
-    const i = list.indexOf(callback);
-    if (i >= 0) list.splice(i, 1);
-    return this;
-  },
 
   subscribe(exchange, routingKey) {
     const existing = this.subscriptions[keyFor(exchange, routingKey)];
