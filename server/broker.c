@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "publish.h"
+#include "redelivery.h"
 #include "shared_frame.h"
 #include "util.h"
 
@@ -42,6 +43,10 @@
 /* Publishes accepted but not yet written, in bytes. */
 #define PUBLISH_QUEUE_MAX (64u * 1024 * 1024)
 #define BINDING_BUCKETS 4096
+/* Unacknowledged deliveries the broker may have in flight to us; acks go
+ * back in batches of a quarter of it, so the pipe never runs dry. */
+#define PREFETCH 2048
+#define ACK_BATCH (PREFETCH / 4)
 
 enum cmd_kind { CMD_BIND, CMD_UNBIND, CMD_PUBLISH };
 
@@ -98,6 +103,9 @@ struct broker {
 	size_t url_index;
 	uint64_t drop_log_ms;   /* when a dropped message was last logged */
 	uint64_t drops_unlogged;
+	struct redelivery handled;  /* fingerprints of the last PREFETCH handled */
+	uint64_t ack_tag;           /* highest delivery tag handled, not yet acked */
+	unsigned unacked;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -356,8 +364,19 @@ static int declare_queue(struct broker *b)
 			  reply_text(r, buf, sizeof(buf)));
 		return -1;
 	}
+	/* Acknowledged, not auto-acked: a message the broker has handed to
+	 * its side of a connection that then drops is requeued, not lost. */
+	amqp_basic_qos(b->conn, CH_CONSUME, 0, PREFETCH, 0);
+	r = amqp_get_rpc_reply(b->conn);
+	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+		log_error("broker: cannot set the prefetch count: %s",
+			  reply_text(r, buf, sizeof(buf)));
+		return -1;
+	}
+	b->ack_tag = 0;
+	b->unacked = 0;
 	amqp_basic_consume(b->conn, CH_CONSUME, amqp_cstring_bytes(b->queue),
-			   amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
+			   amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
 	r = amqp_get_rpc_reply(b->conn);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 		log_error("broker: cannot consume from %s: %s", b->queue,
@@ -540,7 +559,18 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 	char ex[256], key[256];
 	const char *why = NULL;
 	struct shared_frame *f;
+	uint64_t fp;
 
+	b->ack_tag = env->delivery_tag;
+	b->unacked++;
+	fp = redelivery_fingerprint(env->exchange.bytes, env->exchange.len,
+				    env->routing_key.bytes, env->routing_key.len,
+				    env->message.body.bytes, env->message.body.len);
+	if (env->redelivered && redelivery_seen(&b->handled, fp)) {
+		__atomic_add_fetch(&b->stats.duplicates, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	redelivery_handled(&b->handled, fp);
 	snprintf(ex, sizeof(ex), "%.*s", (int)env->exchange.len,
 		 (const char *)env->exchange.bytes);
 	snprintf(key, sizeof(key), "%.*s", (int)env->routing_key.len,
@@ -554,6 +584,15 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 	}
 	b->deliver(b->deliver_arg, ex, key, f);
 	shared_frame_unref(f);
+}
+
+/* Acknowledge everything handled so far in one frame. -1: link lost. */
+static int ack_handled(struct broker *b)
+{
+	if (b->unacked == 0)
+		return 0;
+	b->unacked = 0;
+	return amqp_basic_ack(b->conn, CH_CONSUME, b->ack_tag, 1) == AMQP_STATUS_OK ? 0 : -1;
 }
 
 /* A frame that is not a delivery arrived: channel or connection trouble. */
@@ -606,12 +645,14 @@ static int consume_available(struct broker *b)
 		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
 			handle_delivery(b, &env);
 			amqp_destroy_envelope(&env);
+			if (b->unacked >= ACK_BATCH && ack_handled(b) != 0)
+				return -1;
 			continue;
 		}
 		if (r.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION)
 			return -1;
 		if (r.library_error == AMQP_STATUS_TIMEOUT)
-			return 0;
+			return ack_handled(b);
 		if (r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
 			if (handle_other_frame(b) != 0)
 				return -1;
@@ -656,7 +697,7 @@ static int serve(struct broker *b)
 		tick = 1000;
 	for (;;) {
 		if (stopping(b))
-			return 0;
+			return ack_handled(b), 0;
 		if (run_commands(b) != 0 || consume_available(b) != 0)
 			return -1;
 		if (!amqp_frames_enqueued(b->conn) && !amqp_data_in_buffer(b->conn))
@@ -730,6 +771,7 @@ struct broker *broker_start(const struct myxid_config *cfg,
 	b->deliver = deliver;
 	b->deliver_arg = arg;
 	b->state = BROKER_CONNECTING;
+	redelivery_init(&b->handled, PREFETCH);
 	pthread_mutex_init(&b->lock, NULL);
 	b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (b->wake_fd < 0 || pthread_create(&b->thread, NULL, broker_main, b) != 0) {
@@ -777,6 +819,7 @@ void broker_stop(struct broker **bp)
 	for (size_t i = 0; i < b->n_exchanges; i++)
 		free(b->exchanges[i].name);
 	free(b->exchanges);
+	redelivery_free(&b->handled);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }
@@ -874,6 +917,7 @@ void broker_get_stats(const struct broker *b, struct broker_stats *st)
 	st->received = __atomic_load_n(&b->stats.received, __ATOMIC_RELAXED);
 	st->rejected = __atomic_load_n(&b->stats.rejected, __ATOMIC_RELAXED);
 	st->reconnects = __atomic_load_n(&b->stats.reconnects, __ATOMIC_RELAXED);
+	st->duplicates = __atomic_load_n(&b->stats.duplicates, __ATOMIC_RELAXED);
 	st->bindings = b->n_bindings;
 	pthread_mutex_unlock(&mb->lock);
 }

@@ -72,6 +72,7 @@ struct broker_stats {
 	uint64_t rejected;       /* not JSON objects: dropped and logged */
 	uint64_t published;      /* via broker_publish */
 	uint64_t reconnects;
+	uint64_t duplicates;     /* redelivered after a drop, already handled: dropped */
 	uint64_t bindings;       /* current (exchange, key) pairs */
 };
 void broker_get_stats(const struct broker *b, struct broker_stats *st);

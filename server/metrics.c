@@ -239,12 +239,16 @@ static void render_broker(struct out *o, const struct broker *b)
 	     "# HELP myxid_broker_reconnects_total Times the broker link was lost\n"
 	     "# TYPE myxid_broker_reconnects_total counter\n"
 	     "myxid_broker_reconnects_total %llu\n"
+	     "# HELP myxid_broker_duplicates_total Redelivered after a reconnect but "
+	     "already delivered: dropped\n"
+	     "# TYPE myxid_broker_duplicates_total counter\n"
+	     "myxid_broker_duplicates_total %llu\n"
 	     "# HELP myxid_broker_bindings Bindings of the node queue\n"
 	     "# TYPE myxid_broker_bindings gauge\n"
 	     "myxid_broker_bindings %llu\n",
 	     (unsigned long long)st.received, (unsigned long long)st.rejected,
 	     (unsigned long long)st.published, (unsigned long long)st.reconnects,
-	     (unsigned long long)st.bindings);
+	     (unsigned long long)st.duplicates, (unsigned long long)st.bindings);
 }
 
 char *metrics_render(const struct broker *b, size_t *len_r)
