@@ -6,10 +6,16 @@
 set -eu
 
 build="build-essential autoconf automake libtool pkg-config
- libevent-dev libjson-c-dev libssl-dev librabbitmq-dev"
+ libevent-dev libjson-c-dev libssl-dev librabbitmq-dev libpq-dev libmariadb-dev"
+# The tests' services, clients and tools; nginx with nchan is the peer the
+# benchmarks measure myxid against; clang-14 and libFuzzer build the fuzz
+# targets and the sanitizer build; valgrind checks for leaks.
 test="$build python3 python3-websockets curl
  rabbitmq-server ruby ruby-bunny python3-pika amqp-tools
- dpkg-dev debhelper chromium"
+ postgresql mariadb-server
+ dpkg-dev debhelper chromium
+ nginx-light libnginx-mod-nchan
+ clang-14 libfuzzer-14-dev libclang-rt-14-dev valgrind"
 
 case "${1:-build}" in
 build) want=$build ;;
