@@ -28,9 +28,8 @@
 #define WS_MAX_CONTROL 125
 #define WS_MASK_LEN 4
 
-/* The message buffer is kept between messages so steady traffic never
- * allocates; one large message must not pin a large buffer forever. */
-#define WS_MSG_KEEP (64 * 1024)
+/* First size of a message buffer (it doubles as pieces arrive); the
+ * buffer is freed when the message has been handled, see msg_reset(). */
 #define WS_MSG_MIN  1024
 
 /* Close bodies are a 2-byte code plus a reason. */
@@ -272,15 +271,12 @@ static void msg_reset(struct ws_reader *r)
 	r->msg_opcode = 0;
 	r->msg_len = 0;
 	r->utf8_state = UTF8_ACCEPT;
-	if (r->msg_cap > WS_MSG_KEEP) {
-		uint8_t *p = realloc(r->msg, WS_MSG_KEEP);
-
-		/* If shrinking fails the old block is still ours and valid. */
-		if (p) {
-			r->msg = p;
-			r->msg_cap = WS_MSG_KEEP;
-		}
-	}
+	/* An idle socket holds no message buffer: clients send a few small
+	 * actions in a socket's life, while a server holds many thousands of
+	 * sockets, so a kilobyte kept per socket would be most of its memory. */
+	free(r->msg);
+	r->msg = NULL;
+	r->msg_cap = 0;
 }
 
 static int data_payload(struct ws_reader *r, const uint8_t *src, size_t n,
