@@ -53,6 +53,7 @@ enum cmd_kind { CMD_BIND, CMD_UNBIND, CMD_PUBLISH };
 struct cmd {
 	enum cmd_kind kind;
 	struct cmd *next;
+	uint64_t seq;            /* CMD_BIND: the ticket it completes */
 	char *exchange;
 	char *key;
 	char *body;
@@ -62,6 +63,7 @@ struct cmd {
 struct binding {
 	struct binding *next;
 	unsigned refs;
+	uint64_t ticket;        /* its bind command; done once done_seq >= it */
 	char *exchange;
 	char *key;
 };
@@ -93,10 +95,15 @@ struct broker {
 	struct binding *buckets[BINDING_BUCKETS];
 	size_t n_bindings;
 	bool linked;            /* connected, bindings restored: take commands */
+	uint64_t cmd_seq;       /* last bind ticket handed out */
+	broker_progress_fn *progress;   /* binds completed: called on our thread */
+	void *progress_arg;
 	bool stopping;
 	char url_shown[256];
 	struct broker_stats stats;
 	int state;              /* enum broker_state */
+
+	uint64_t done_seq;      /* atomic: bind tickets up to this are done */
 
 	/* the thread's own */
 	amqp_connection_state_t conn;
@@ -157,6 +164,23 @@ static void enqueue(struct broker *b, struct cmd *c)
 	else
 		b->q_head = c;
 	b->q_tail = c;
+}
+
+/*
+ * Bind tickets up to seq are done (bound, failed, or dropped with the
+ * link): tell the loops, which release the Subscribes waiting on them.
+ * The callback runs under the lock so broker_set_progress(NULL) can be
+ * sure no call is still running once it returns.
+ */
+static void finish_through(struct broker *b, uint64_t seq)
+{
+	pthread_mutex_lock(&b->lock);
+	if (seq > __atomic_load_n(&b->done_seq, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&b->done_seq, seq, __ATOMIC_RELEASE);
+		if (b->progress != NULL)
+			b->progress(b->progress_arg);
+	}
+	pthread_mutex_unlock(&b->lock);
 }
 
 static struct cmd *cmd_new(enum cmd_kind kind, const char *ex, const char *key)
@@ -474,9 +498,15 @@ static int link_up(struct broker *b)
 
 static void link_down(struct broker *b)
 {
+	uint64_t seq;
+
 	pthread_mutex_lock(&b->lock);
 	b->linked = false;
+	seq = b->cmd_seq;
 	pthread_mutex_unlock(&b->lock);
+	/* Binds still queued will be made from the table on reconnect; no
+	 * Subscribe waits for them meanwhile. */
+	finish_through(b, seq);
 	disconnect(b);
 }
 
@@ -485,6 +515,7 @@ static void link_down(struct broker *b)
 static int run_commands(struct broker *b)
 {
 	struct cmd *list;
+	uint64_t done = 0;
 
 	pthread_mutex_lock(&b->lock);
 	list = b->q_head;
@@ -519,6 +550,8 @@ static int run_commands(struct broker *b)
 			}
 		} else {
 			rc = do_binding(b, c->kind == CMD_BIND, c->exchange, c->key);
+			if (c->seq > done)
+				done = c->seq;
 		}
 		cmd_free(c);
 		if (rc != 0) {
@@ -532,9 +565,11 @@ static int run_commands(struct broker *b)
 						 c->exchange, c->key);
 				cmd_free(c);
 			}
-			return -1;
+			return -1;     /* link_down() finishes every ticket */
 		}
 	}
+	if (done != 0)
+		finish_through(b, done);
 	return 0;
 }
 
@@ -576,6 +611,12 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 	snprintf(key, sizeof(key), "%.*s", (int)env->routing_key.len,
 		 (const char *)env->routing_key.bytes);
 	__atomic_add_fetch(&b->stats.received, 1, __ATOMIC_RELAXED);
+	/* A NUL cuts key short: the event would reach another key's
+	 * subscribers. */
+	if (memchr(env->routing_key.bytes, '\0', env->routing_key.len) != NULL) {
+		log_drop(b, ex, key, "routing key holds a NUL byte");
+		return;
+	}
 	f = publish_encode_body(env->message.body.bytes, env->message.body.len,
 				ex, key, &why);
 	if (f == NULL) {
@@ -824,10 +865,11 @@ void broker_stop(struct broker **bp)
 	free(b);
 }
 
-void broker_bind(struct broker *b, const char *ex, const char *key)
+uint64_t broker_bind(struct broker *b, const char *ex, const char *key)
 {
 	struct binding **pp, *bd;
 	bool notify = false;
+	uint64_t ticket;
 
 	pthread_mutex_lock(&b->lock);
 	pp = binding_slot(b, ex, key);
@@ -838,14 +880,33 @@ void broker_bind(struct broker *b, const char *ex, const char *key)
 		*pp = bd;
 		b->n_bindings++;
 		if (b->linked) {
-			enqueue(b, cmd_new(CMD_BIND, ex, key));
+			struct cmd *c = cmd_new(CMD_BIND, ex, key);
+			c->seq = bd->ticket = ++b->cmd_seq;
+			enqueue(b, c);
 			notify = true;
 		}
 	}
 	(*pp)->refs++;
+	/* A second subscriber of a key whose bind is still on its way waits
+	 * for the same ticket. */
+	ticket = (*pp)->ticket;
 	pthread_mutex_unlock(&b->lock);
 	if (notify)
 		wake(b);
+	return broker_ticket_done(b, ticket) ? 0 : ticket;
+}
+
+bool broker_ticket_done(const struct broker *b, uint64_t ticket)
+{
+	return ticket <= __atomic_load_n(&b->done_seq, __ATOMIC_ACQUIRE);
+}
+
+void broker_set_progress(struct broker *b, broker_progress_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&b->lock);
+	b->progress = fn;
+	b->progress_arg = arg;
+	pthread_mutex_unlock(&b->lock);
 }
 
 void broker_unbind(struct broker *b, const char *ex, const char *key)

@@ -50,8 +50,20 @@ struct broker *broker_start(const struct myxid_config *cfg,
 /* Stop the thread, close the connection (the queue expires on its own). */
 void broker_stop(struct broker **b);
 
-/* Reference-counted bind / unbind of the node queue. */
-void broker_bind(struct broker *b, const char *exchange, const char *routing_key);
+/*
+ * Reference-counted bind / unbind of the node queue. broker_bind returns 0
+ * when the binding is in place (or the link is down: it is made from the
+ * table on reconnect), else a ticket that broker_ticket_done() reports
+ * done once RabbitMQ has answered the bind.
+ */
+uint64_t broker_bind(struct broker *b, const char *exchange, const char *routing_key);
+bool broker_ticket_done(const struct broker *b, uint64_t ticket);
+
+/* fn(arg) is called on the broker thread whenever bind tickets complete;
+ * it must only wake a loop. NULL stops the calls (and waits for one in
+ * progress). */
+typedef void broker_progress_fn(void *arg);
+void broker_set_progress(struct broker *b, broker_progress_fn *fn, void *arg);
 void broker_unbind(struct broker *b, const char *exchange, const char *routing_key);
 
 /*

@@ -125,6 +125,14 @@ static int drop_privileges(const char *user, char *err, size_t err_size)
 
 /* ---------------------------------------------------------------- broker */
 
+static void binds_to_workers(void *arg)
+{
+	struct daemon *d = arg;
+
+	for (unsigned i = 0; i < d->n_workers; i++)
+		worker_binds_done(&d->workers[i]);
+}
+
 static void broker_to_workers(void *arg, const char *exchange,
 			      const char *routing_key, struct shared_frame *f)
 {
@@ -378,6 +386,7 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 		}
 		for (unsigned i = 0; i < d.n_workers; i++)
 			d.workers[i].broker = d.broker;
+		broker_set_progress(d.broker, binds_to_workers, &d);
 	}
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(d.base, signums[i], signal_cb, &d);
@@ -403,7 +412,10 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 		event_free(sigs[i]);
 	log_notice("stopped");
 out:
-	/* Workers unbind as their sessions go, so the broker stops last. */
+	/* Workers unbind as their sessions go, so the broker stops last;
+	 * it must not wake loops that are gone. */
+	if (d.broker != NULL)
+		broker_set_progress(d.broker, NULL, NULL);
 	for (unsigned i = 0; i < 64 && d.workers; i++)
 		if (d.workers[i].base)
 			worker_destroy(&d.workers[i]);

@@ -201,8 +201,8 @@ static void do_publish(struct conn *c, json_object *doc)
 		return;
 	}
 	if (!json_object_object_get_ex(doc, "exchange", &ex) ||
-	    !json_object_is_type(ex, json_type_string)) {
-		reply_http_error(c, 400, NULL, "\"exchange\" must be a string");
+	    json_input_string(ex) == NULL) {
+		reply_http_error(c, 400, NULL, "\"exchange\" must be a string without NUL");
 		return;
 	}
 	if (!json_object_object_get_ex(doc, "event", &event) ||

@@ -168,6 +168,16 @@ member_key:
 	}
 }
 
+const char *json_input_string(json_object *o)
+{
+	const char *s;
+
+	if (!json_object_is_type(o, json_type_string))
+		return NULL;
+	s = json_object_get_string(o);
+	return strlen(s) == (size_t)json_object_get_string_len(o) ? s : NULL;
+}
+
 json_object *json_input_parse(const void *data, size_t len, int max_depth)
 {
 	const char *p = data;

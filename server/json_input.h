@@ -16,4 +16,8 @@
  * deeper than max_depth. The caller owns the result. */
 json_object *json_input_parse(const void *data, size_t len, int max_depth);
 
+/* o's text if o is a string without an embedded NUL ("\u0000"), else NULL:
+ * a name compared as a C string must not match by its prefix. Owned by o. */
+const char *json_input_string(json_object *o);
+
 #endif

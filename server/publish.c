@@ -10,6 +10,7 @@
 #include "runconf.h"
 #include "server.h"
 #include "shared_frame.h"
+#include "utf8.h"
 #include "util.h"
 
 #include <string.h>
@@ -36,9 +37,18 @@ struct shared_frame *publish_encode_body(const char *body, size_t len,
 					 const char *routing_key,
 					 const char **why)
 {
-	json_object *o = json_input_parse(body, len, PUBLISH_MAX_DEPTH);
+	json_object *o;
 	struct shared_frame *f = NULL;
 
+	/* AMQP names may hold any byte, but the event carries them as JSON
+	 * strings in a text frame: invalid UTF-8 there makes browsers fail
+	 * the socket of every subscriber a fanout or "#" reaches. */
+	if (!utf8_valid(exchange, strlen(exchange)) ||
+	    !utf8_valid(routing_key, strlen(routing_key))) {
+		*why = "exchange or routing key is not valid UTF-8";
+		return NULL;
+	}
+	o = json_input_parse(body, len, PUBLISH_MAX_DEPTH);
 	if (o == NULL)
 		*why = "body is not valid JSON";
 	else if (!json_object_is_type(o, json_type_object))

@@ -4,6 +4,7 @@
  * functions documented as thread-safe in server.h.
  */
 #include "server.h"
+#include "bind_wait.h"
 #include "broker.h"
 #include "config.h"
 #include "conn.h"
@@ -72,7 +73,7 @@ static void route_changed(void *arg, const char *exchange,
 	if (w->broker == NULL)
 		return;
 	if (added)
-		broker_bind(w->broker, exchange, routing_key);
+		w->bind_ticket = broker_bind(w->broker, exchange, routing_key);
 	else
 		broker_unbind(w->broker, exchange, routing_key);
 }
@@ -110,6 +111,12 @@ void worker_use_broker(struct worker *w, struct broker *b)
 {
 	w->broker = b;
 	w->inbox = inbox_new(w->base, inbox_delivery, w);
+	w->bind_wait = bind_wait_new(w->base);
+}
+
+void worker_binds_done(struct worker *w)
+{
+	bind_wait_kick(w->bind_wait);
 }
 
 void worker_deliver(struct worker *w, const char *exchange,
@@ -422,6 +429,7 @@ void worker_destroy(struct worker *w)
 		evconnlistener_free(w->listeners[i]);
 	free(w->listeners);
 	inbox_free(&w->inbox);
+	bind_wait_free(&w->bind_wait);
 	runconf_unref(&w->next_rc);
 	runconf_unref(&w->rc);
 	w->cfg = NULL;

@@ -48,6 +48,9 @@ struct worker {
 	struct router *router;
 	struct broker *broker;             /* shared; NULL unless in broker mode */
 	struct inbox *inbox;               /* deliveries from the broker */
+	struct bind_wait *bind_wait;       /* Subscribes waiting for a bind */
+	uint64_t bind_ticket;              /* set by the route hook: the bind
+					    * the last router_add started */
 	struct ip_table *ips;              /* shared per-address counts */
 	SSL_CTX *ssl_ctx;                  /* shared; NULL without listen_tls */
 
@@ -90,6 +93,9 @@ void worker_post(struct worker *w, void (*fn)(struct worker *w));
 int worker_reload_prepare(struct worker *w, char *err, size_t err_size);
 void worker_reload_commit(struct worker *w);
 void worker_reload_abort(struct worker *w);
+
+/* Broker thread: binds completed; w releases the Subscribes waiting. */
+void worker_binds_done(struct worker *w);
 
 /* Broker thread: queue a frame for w's subscribers. */
 void worker_deliver(struct worker *w, const char *exchange,

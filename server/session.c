@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 #include <json-c/json.h>
@@ -119,6 +120,8 @@ void session_free(struct session **sp)
 
 	if (s == NULL)
 		return;
+	if (s->run != NULL)
+		bind_wait_cancel(s->w->bind_wait, &s->run->bind);
 	run_free(s->run);
 	while (s->q_head != NULL) {
 		struct queued *q = s->q_head;
@@ -185,6 +188,27 @@ void unsubscribe_matching(struct session *s, json_object *tag,
 
 static bool subscribe_continue(struct session *s);
 
+static void send_subscribed(struct session *s, json_object *key)
+{
+	json_object *p = json_object_new_object();
+
+	json_object_object_add(p, "exchange", json_object_get(s->run->exchange));
+	json_object_object_add(p, "routing_key", json_object_get(key));
+	reply_send(s->conn, "Subscribed", true, s->run->tag, p);
+}
+
+/* The broker bound the key (or gave up): now Subscribed is true. */
+static void subscribe_bound(struct bind_waiter *wt)
+{
+	struct run *r = (struct run *)((char *)wt - offsetof(struct run, bind));
+	struct session *s = r->owner;
+
+	send_subscribed(s, r->key_list ?
+			json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys);
+	if (subscribe_continue(s))
+		run_finish(s);
+}
+
 static void subscribe_answered(void *arg, enum myxid_verdict v,
 			       struct identity *unused)
 {
@@ -192,9 +216,13 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 	struct run *r = s->run;
 	json_object *key = r->key_list ?
 		json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys;
-	json_object *p;
+	const char *exchange = json_object_get_string(r->exchange);
+	char *rk = r->rk;
 
 	r->req = NULL;
+	r->rk = NULL;
+	/* The route hook sets it if router_add() starts a broker bind. */
+	s->w->bind_ticket = 0;
 	if (v == MYXID_ERROR) {
 		reply_error(s->conn, r->tag, "PolicyUnavailable",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
@@ -204,21 +232,22 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 		reply_error(s->conn, r->tag,
 			    s->ident ? "SubscriptionDenied" : "AuthRequired",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
-	} else if (router_add(s->w->router, s, &s->subs,
-			      json_object_get_string(r->exchange), r->rk,
-			      r->topic && strpbrk(r->rk, "*#") != NULL) == NULL) {
+	} else if (router_add(s->w->router, s, &s->subs, exchange, rk,
+			      r->topic && strpbrk(rk, "*#") != NULL) == NULL) {
 		reply_error(s->conn, r->tag, "AlreadySubscribed",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else {
-		log_debug("[%s] subscribed to %s/%s", s->id,
-			  json_object_get_string(r->exchange), r->rk);
-		p = json_object_new_object();
-		json_object_object_add(p, "exchange", json_object_get(r->exchange));
-		json_object_object_add(p, "routing_key", json_object_get(key));
-		reply_send(s->conn, "Subscribed", true, r->tag, p);
+		log_debug("[%s] subscribed to %s/%s", s->id, exchange, rk);
+		if (s->w->bind_ticket != 0) {
+			free(rk);
+			r->owner = s;
+			bind_wait_park(s->w->bind_wait, s->w->broker, &r->bind,
+				       s->w->bind_ticket, subscribe_bound);
+			return;
+		}
+		send_subscribed(s, key);
 	}
-	free(r->rk);
-	r->rk = NULL;
+	free(rk);
 	if (subscribe_continue(s))
 		run_finish(s);
 }
@@ -234,8 +263,8 @@ static bool subscribe_continue(struct session *s)
 			json_object_array_get_idx(r->keys, r->next_key) : r->keys;
 		r->next_key++;
 		/* Looked up per key: a reload may come between two keys. */
-		ex = json_object_is_type(r->exchange, json_type_string) ?
-			runconf_exchange(s->w->rc, json_object_get_string(r->exchange)) :
+		ex = json_input_string(r->exchange) != NULL ?
+			runconf_exchange(s->w->rc, json_input_string(r->exchange)) :
 			NULL;
 		if (ex == NULL) {
 			reply_error(s->conn, r->tag, "InvalidExchange",
@@ -335,7 +364,7 @@ static bool action_unsubscribe(struct session *s, json_object *msg,
 		unsubscribe_matching(s, tag, NULL, false);
 		return true;
 	}
-	if (!json_object_is_type(ex, json_type_string)) {
+	if (json_input_string(ex) == NULL) {
 		reply_error(s->conn, tag, "InvalidExchange",
 			    REPLY_EXCHANGE, ex, NULL);
 		return true;
@@ -503,8 +532,8 @@ static bool dispatch(struct session *s, json_object *msg)
 	json_object_object_get_ex(msg, "tag", &tag);
 	json_object_object_get_ex(msg, "payload", &payload);
 	for (i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
-		if (json_object_is_type(name, json_type_string) &&
-		    strcmp(json_object_get_string(name), actions[i].name) == 0)
+		if (json_input_string(name) != NULL &&
+		    strcmp(json_input_string(name), actions[i].name) == 0)
 			break;
 	if (i == sizeof(actions) / sizeof(actions[0])) {
 		reply_error(s->conn, tag, "InvalidAction", 0, NULL, NULL);

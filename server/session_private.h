@@ -5,6 +5,7 @@
 #ifndef MYXID_SESSION_PRIVATE_H
 #define MYXID_SESSION_PRIVATE_H
 
+#include "bind_wait.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,8 @@ struct run {
 	char **pairs;              /* re-check: "exchange\0key" of each sub */
 	size_t n_pairs, next_pair;
 	struct myxid_req *req;
+	struct bind_waiter bind;   /* Subscribe: waiting for the broker's bind */
+	struct session *owner;     /* for bind.done */
 };
 
 struct session {

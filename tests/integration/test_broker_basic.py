@@ -153,6 +153,44 @@ async def pika_publisher():
             ch.close()
 
 
+@T.test(timeout=60)
+async def subscribed_means_bound():
+    """Myxi's Subscribe bound the queue before answering, and apps publish
+    as soon as the page says it is subscribed: an event published right
+    after Subscribed (a new key, bound for this socket) must arrive, on
+    one socket and on a second socket of the other loop subscribing to a
+    key whose bind is still on its way."""
+    n = 40
+    async with Client(PORT, label="sb") as c, Client(PORT, label="sb2") as c2:
+        with Publisher(R.url) as p:
+            lost = []
+            for i in range(n):
+                key = f"fresh-{i}"
+                await subscribe_ok(c, "public", key)
+                p.publish("public", key, "Right", {"i": i})
+                got = await receive_all(c, 1, 3)
+                if got != [compact(delivered("Right", {"i": i}, "public", key))]:
+                    lost.append((key, got))
+            T.check(not lost, f"{n} events published right after Subscribed of a new key "
+                    "all arrive", repr(lost[:5]))
+            lost = []
+            for i in range(n):
+                key = f"both-{i}"
+                await c.send("Subscribe", {"exchange": "public", "routing_key": key}, "s")
+                await c2.send("Subscribe", {"exchange": "public", "routing_key": key}, "s")
+                answers = [await c.recv(), await c2.recv()]
+                p.publish("public", key, "Both", {"i": i})
+                a = await receive_all(c, 1, 3)
+                b = await receive_all(c2, 1, 3)
+                want = [compact(delivered("Both", {"i": i}, "public", key))]
+                if answers != [compact(subscribed("public", key, "s"))] * 2 or \
+                        a != want or b != want:
+                    lost.append((key, answers, a, b))
+            T.check(not lost, f"two sockets subscribing to the same new key at once: both "
+                    f"get the event published right after their Subscribed ({n} keys)",
+                    repr(lost[:5]))
+
+
 @T.test(timeout=120)
 async def refcounted_bindings():
     # Several sockets, so that (with several workers) some are on different
