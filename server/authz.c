@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -339,6 +340,19 @@ void authz_cancel(struct myxid_req *req)
 
 /* ------------------------------------------------ host services on requests */
 
+/* A header kept at the upgrade ("name\0value\0...", "" ends), by name. */
+static const char *kept_header(const char *kept, const char *name)
+{
+	while (kept != NULL && *kept != '\0') {
+		const char *value = kept + strlen(kept) + 1;
+
+		if (strcasecmp(kept, name) == 0)
+			return value;
+		kept = value + strlen(value) + 1;
+	}
+	return NULL;
+}
+
 const char *authz_req_get(const struct myxid_req *req, const char *key)
 {
 	const struct identity *id = req->client.identity;
@@ -351,6 +365,10 @@ const char *authz_req_get(const struct myxid_req *req, const char *key)
 		return req->client.peer;
 	if (strcmp(key, "origin") == 0)
 		return req->client.origin;
+	if (strcmp(key, "client_ip") == 0)
+		return req->client.client_ip;
+	if (strncasecmp(key, "header:", 7) == 0)
+		return kept_header(req->client.headers, key + 7);
 	if (strcmp(key, "exchange") == 0)
 		return req->exchange;
 	if (strcmp(key, "routing_key") == 0)

@@ -38,6 +38,8 @@ struct authz_client {
 	const char *socket_id;
 	const char *peer;
 	const char *origin;               /* may be NULL */
+	const char *client_ip;            /* X-Forwarded-For's, behind a trusted proxy */
+	const char *headers;              /* conn.h plugin_headers; may be NULL */
 	const struct identity *identity;  /* NULL if anonymous */
 };
 

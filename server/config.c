@@ -819,6 +819,7 @@ static const struct conf_cmd top_cmds[] = {
 	{ "drain_time", 0, set_time, TOP(drain_time_ms), &cache_time },
 	{ "allow_origin", CMD_MULTI, set_origin, TOP(allow_origins), NULL },
 	{ "trusted_proxy", CMD_MULTI, set_proxy, TOP(trusted_proxies), NULL },
+	{ "plugin_header", CMD_MULTI, set_strlist, TOP(plugin_headers), NULL },
 	{ "user", 0, set_string, TOP(user), NULL },
 	{ "workers", 0, set_size_unsigned, TOP(workers), &worker_count },
 	{ "static_dir", 0, set_path, TOP(static_dir), &path_dir },
@@ -1025,6 +1026,9 @@ void config_free(struct myxid_config **cfg_p)
 	for (i = 0; i < cfg->trusted_proxies.n; i++)
 		free(cfg->trusted_proxies.v[i]);
 	free(cfg->trusted_proxies.v);
+	for (i = 0; i < cfg->plugin_headers.n; i++)
+		free(cfg->plugin_headers.v[i]);
+	free(cfg->plugin_headers.v);
 	free(cfg->ssl_certificate);
 	free(cfg->ssl_certificate_key);
 	free(cfg->user);

@@ -33,6 +33,8 @@
  *   auth_deadline 0                # close sockets not authenticated in time
  *   drain_time 5s                  # SIGTERM closes sockets over this time
  *   allow_origin https://app.example.com  # repeatable, "*" wildcards; none: any
+ *   plugin_header Cookie           # repeatable: upgrade headers kept for
+ *                                  # plugins (req_get "header:NAME")
  *   trusted_proxy 127.0.0.1/32     # repeatable; their X-Forwarded-For counts
  *   user myxid                     # drop root after binding
  *   workers 0                      # event loops; 0: one per CPU
@@ -150,6 +152,7 @@ struct myxid_config {
 
 	/* Edges */
 	struct conf_strlist allow_origins;    /* empty: any Origin */
+	struct conf_strlist plugin_headers;   /* upgrade headers plugins may read */
 	struct conf_strlist trusted_proxies;  /* CIDRs whose X-Forwarded-For counts */
 	char *ssl_certificate;           /* PEM chain, for listen_tls */
 	char *ssl_certificate_key;

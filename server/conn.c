@@ -135,6 +135,7 @@ static void conn_free(struct conn *c)
 	worker_conn_removed(c->w, c);
 	metrics_add(M_CONNECTIONS_OPEN, -1);
 	free(c->origin);
+	free(c->plugin_headers);
 	free(c);
 }
 
@@ -373,6 +374,35 @@ static void feed_frames(struct conn *c)
 
 /* ------------------------------------------------------------- handshake */
 
+/*
+ * The upgrade headers named by plugin_header, for plugins (req_get
+ * "header:NAME"): one block, nothing at all unless configured and sent,
+ * since a socket's memory is mostly what it keeps from its handshake.
+ */
+static void keep_plugin_headers(struct conn *c, const struct http_request *req)
+{
+	const struct conf_strlist *names = &c->w->cfg->plugin_headers;
+	size_t size = 1, at = 0;
+	const struct http_header *h;
+
+	for (size_t i = 0; i < names->n; i++)
+		if ((h = http_find_header(req, names->v[i])) != NULL)
+			size += strlen(names->v[i]) + h->value.len + 2;
+	if (size == 1)
+		return;
+	c->plugin_headers = xmalloc(size);
+	for (size_t i = 0; i < names->n; i++) {
+		if ((h = http_find_header(req, names->v[i])) == NULL)
+			continue;
+		memcpy(c->plugin_headers + at, names->v[i], strlen(names->v[i]) + 1);
+		at += strlen(names->v[i]) + 1;
+		memcpy(c->plugin_headers + at, h->value.p, h->value.len);
+		at += h->value.len;
+		c->plugin_headers[at++] = '\0';
+	}
+	c->plugin_headers[at] = '\0';
+}
+
 /* Who is the client: behind a trusted proxy, the one it names. */
 static void client_address(struct conn *c, const struct http_request *req)
 {
@@ -410,6 +440,7 @@ static int admit(struct conn *c, const struct http_request *req)
 	c->ip_counted = true;
 	if (origin != NULL)
 		c->origin = xstrndup(origin->value.p, origin->value.len);
+	keep_plugin_headers(c, req);
 	return 0;
 }
 

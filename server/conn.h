@@ -39,6 +39,7 @@ struct conn {
 	bool ip_counted;               /* holds a max_connections_per_ip slot */
 	bool proxied;                  /* the TCP peer is a trusted proxy */
 	char *origin;                  /* Origin of the upgrade, or NULL */
+	char *plugin_headers;          /* "name\0value\0..." kept for plugins, "" ends; or NULL */
 	struct event *timer;           /* handshake, ping or close deadline */
 	struct ws_reader reader;
 	struct outq outq;

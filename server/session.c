@@ -68,6 +68,8 @@ struct session *session_new(struct conn *c)
 	s->client.socket_id = s->id;
 	s->client.peer = c->peer;
 	s->client.origin = c->origin;
+	s->client.client_ip = c->client_ip;
+	s->client.headers = c->plugin_headers;
 	json_object_object_add(p, "id", json_object_new_string(s->id));
 	reply_send(c, "Welcome", false, NULL, p);
 	recheck_arm(s);

@@ -134,7 +134,11 @@ struct myxid_timer;    /**< opaque: a one-shot timer on the instance's loop */
  *   "token"        auth: the session token the client sent (secret: never log)
  *   "socket_id"    the connection's 16-hex-digit id (as in Welcome)
  *   "peer"         the client's address, "ip" or "ip:port"
+ *   "client_ip"    the client's IP: X-Forwarded-For's when the TCP peer is a
+ *                  trusted_proxy, else the peer's (myxid >= 0.2)
  *   "origin"       the Origin header of the WebSocket upgrade
+ *   "header:NAME"  an upgrade request header named (case-insensitively) by a
+ *                  plugin_header directive, else NULL (myxid >= 0.2)
  *   "exchange"     policy: the exchange name
  *   "routing_key"  policy: the routing key as a string
  *   "user_id"      policy: the authenticated user's id (NULL if anonymous)
