@@ -1,0 +1,94 @@
+/*
+ * The state one myxid-bench run shares between its threads: the options
+ * (set by main before any thread starts, read-only afterwards) and the
+ * counters the socket threads, the publisher and main update with atomics.
+ *
+ * Delivery accounting: every published message j has a slot in
+ * run.delivered[j], counted up by the socket threads; a message is
+ * "complete" when its count reaches the number of ready sockets on its
+ * key (run.key_ready[key]). Counts beyond that are duplicates. The
+ * publisher's window (--rate 0) is published - complete.
+ */
+#ifndef BENCH_RUN_H
+#define BENCH_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bench_stats.h"
+
+enum bench_mode { MODE_MYXI = 0, MODE_PLAIN };
+enum bench_pub { PUB_NONE = 0, PUB_AMQP, PUB_HTTP };
+
+struct bench_opts {
+	/* --url, split up; path may hold %k (plain mode). */
+	char host[64];
+	uint16_t port;
+	char *path;
+	enum bench_mode mode;
+	unsigned connections;
+	unsigned sources;
+	unsigned concurrency;
+	char *token;                 /* NULL: no Authenticate */
+	char *exchange;
+	unsigned keys;
+	char *key_format;
+	enum bench_pub publish;
+	char *amqp_url;
+	char *publish_url;
+	char *publish_key;
+	unsigned publish_conns;      /* parallel HTTP publish connections */
+	uint64_t messages;
+	double rate;                 /* messages/s; 0: window flow control */
+	unsigned window;
+	double hold_s, drain_s, churn_s;
+	int server_pid;              /* 0: none */
+	unsigned threads;
+	char *json_path;
+	bool quiet;
+};
+
+/* Counters; all updated with __atomic builtins (relaxed is enough). */
+struct bench_run {
+	struct bench_opts o;
+
+	/* Connection phase (and churn). */
+	uint64_t ready;              /* sockets that reached ready */
+	uint64_t failed;             /* sockets that never did */
+	uint64_t t_last_ready;       /* now_ns() of the last one */
+	uint64_t *key_ready;         /* per key: ready sockets subscribed */
+	uint64_t cycles;             /* churn: completed cycles */
+
+	/* Delivery phase. */
+	uint32_t *delivered;         /* per message: deliveries counted */
+	uint64_t published;          /* messages handed to the server */
+	uint64_t publish_failed;     /* refused by the server (not expected) */
+	uint64_t expected;           /* sum of key_ready over published */
+	uint64_t complete;           /* messages with every delivery in */
+	uint64_t received;           /* deliveries counted (no duplicates) */
+	uint64_t duplicates;
+	uint64_t bad_frames;         /* could not find seq/t, or seq unknown */
+	uint64_t conn_errors;        /* lost sockets, refusals, bad replies */
+	uint64_t t_first_publish;
+	uint64_t t_last_delivery;
+	bool publishing_done;
+	bool stop;                   /* socket threads: leave the loop */
+
+	/* Wakes the publisher when it waits on the window (an eventfd). */
+	int wake_fd;
+	bool publisher_waiting;
+};
+
+extern struct bench_run run;
+
+/* The key text of key number k (printf of --key-format), into buf. */
+void bench_key_text(unsigned k, char *buf, size_t size);
+
+/* Print one error line (the first few of each kind only). */
+void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Socket threads: a delivery of message seq sent at t_ns arrived at now. */
+void bench_count_delivery(uint64_t seq, uint64_t t_ns, uint64_t now,
+			  struct bench_hist *lat);
+
+#endif

@@ -1,0 +1,297 @@
+/*
+ * The receiving side of myxid-bench's sockets: reads into the thread's
+ * scratch buffer, the 101 head, frames parsed in place (a cut frame's tail
+ * kept in the socket's stash), and the protocol's steps: Welcome,
+ * [Authenticated], Subscribed, then deliveries, of which only "seq": and
+ * "t": are read.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench_run.h"
+#include "bench_ws_conn.h"
+
+/* ------------------------------------------------------------ protocol */
+
+static void send_subscribe(struct wsconn *c)
+{
+	char key[256];
+
+	bench_key_text(c->key, key, sizeof(key));
+	c->state = S_SUBSCRIBE;
+	wsc_send_text(c, "{\"action\":\"Subscribe\",\"tag\":\"s\",\"payload\":"
+		      "{\"exchange\":\"%s\",\"routing_key\":\"%s\"}}", run.o.exchange, key);
+}
+
+static void became_ready(struct wsconn *c, uint64_t now)
+{
+	struct worker *w = c->w;
+
+	if (run.o.churn_s > 0) {
+		/* A cycle is done; close politely and let the server close the
+		 * TCP connection first (its side then keeps the TIME_WAIT). */
+		hist_add(&w->cycle, now - c->t_start);
+		__atomic_add_fetch(&run.cycles, 1, __ATOMIC_RELAXED);
+		c->state = S_CLOSING;
+		c->t_start = now;        /* the tick's deadline for the close */
+		wsc_send_frame(c, 8, "\x03\xe8", 2);
+		return;
+	}
+	c->state = S_READY;
+	__atomic_add_fetch(&run.key_ready[c->key], 1, __ATOMIC_RELAXED);
+	{
+		uint64_t seen = __atomic_load_n(&run.t_last_ready, __ATOMIC_RELAXED);
+
+		/* Threads race here: keep the latest. */
+		while (now > seen &&
+		       !__atomic_compare_exchange_n(&run.t_last_ready, &seen, now, true,
+						    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			;
+	}
+	__atomic_add_fetch(&run.ready, 1, __ATOMIC_RELAXED);
+	wsc_handshake_over(c);
+}
+
+/* Digits after needle in data; returns false when absent. */
+static bool find_number(const unsigned char *data, size_t len, const char *needle,
+			size_t nlen, uint64_t *v)
+{
+	const unsigned char *p = memmem(data, len, needle, nlen), *end = data + len;
+	uint64_t x = 0;
+
+	if (p == NULL)
+		return false;
+	p += nlen;
+	if (p >= end || *p < '0' || *p > '9')
+		return false;
+	while (p < end && *p >= '0' && *p <= '9')
+		x = x * 10 + (uint64_t)(*p++ - '0');
+	*v = x;
+	return true;
+}
+
+static void on_delivery(struct wsconn *c, const unsigned char *data, size_t len,
+			uint64_t now)
+{
+	uint64_t seq, t;
+
+	if (!find_number(data, len, "\"seq\":", 6, &seq) ||
+	    !find_number(data, len, "\"t\":", 4, &t)) {
+		__atomic_add_fetch(&run.bad_frames, 1, __ATOMIC_RELAXED);
+		bench_note("socket %u: a message without seq and t: %.*s", c->index,
+			   (int)(len > 200 ? 200 : len), (const char *)data);
+		return;
+	}
+	bench_count_delivery(seq, t, now, &c->w->lat);
+}
+
+/* A text or binary message, by state. */
+static void on_message(struct wsconn *c, const unsigned char *data, size_t len,
+		       uint64_t now)
+{
+#define HAS(event) (memmem(data, len, "\"event\":\"" event "\"", \
+			   sizeof("\"event\":\"" event "\"") - 1) != NULL)
+	switch (c->state) {
+	case S_READY:
+		on_delivery(c, data, len, now);
+		break;
+	case S_WELCOME:
+		if (!HAS("Welcome")) {
+			wsc_fail(c, "expected Welcome, got", data, len);
+		} else if (run.o.token != NULL) {
+			c->state = S_AUTH;
+			wsc_send_text(c, "{\"action\":\"Authenticate\",\"tag\":\"a\","
+				  "\"payload\":{\"token\":\"%s\"}}", run.o.token);
+		} else {
+			send_subscribe(c);
+		}
+		break;
+	case S_AUTH:
+		if (!HAS("Authenticated"))
+			wsc_fail(c, "expected Authenticated, got", data, len);
+		else
+			send_subscribe(c);
+		break;
+	case S_SUBSCRIBE:
+		if (!HAS("Subscribed"))
+			wsc_fail(c, "expected Subscribed, got", data, len);
+		else
+			became_ready(c, now);
+		break;
+	default:
+		break;
+	}
+#undef HAS
+}
+
+/* The 101 head; returns bytes used, 0 to wait for more, -1 if c failed. */
+static ssize_t parse_head(struct wsconn *c, const unsigned char *buf, size_t len,
+			  uint64_t now)
+{
+	const unsigned char *end = memmem(buf, len, "\r\n\r\n", 4);
+	const char *why;
+
+	if (end == NULL) {
+		if (len > MAX_HEAD) {
+			wsc_fail(c, "response head too long", NULL, 0);
+			return -1;
+		}
+		return 0;
+	}
+	why = hs_check_response((const char *)buf, (size_t)(end - buf), c->wskey);
+	if (why != NULL) {
+		size_t l = (size_t)(end - buf);
+		const unsigned char *eol = memmem(buf, l, "\r\n", 2);
+
+		wsc_fail(c, why, buf, eol ? (size_t)(eol - buf) : l);
+		return -1;
+	}
+	if (run.o.mode == MODE_PLAIN)
+		became_ready(c, now);
+	else
+		c->state = S_WELCOME;
+	return end + 4 - buf;
+}
+
+/* Frames in buf; returns bytes used (a cut frame stays), -1 if c failed. */
+static ssize_t parse_frames(struct wsconn *c, const unsigned char *buf, size_t len,
+			    uint64_t now)
+{
+	size_t off = 0;
+
+	while (c->fd >= 0) {
+		const unsigned char *b = buf + off;
+		size_t avail = len - off, hdr = 2;
+		uint64_t plen;
+
+		if (avail < 2)
+			break;
+		if (b[1] & 0x80) {
+			wsc_fail(c, "the server masked a frame", NULL, 0);
+			return -1;
+		}
+		plen = b[1] & 0x7f;
+		if (plen == 126) {
+			hdr = 4;
+			if (avail < hdr)
+				break;
+			plen = ((uint64_t)b[2] << 8) | b[3];
+		} else if (plen == 127) {
+			hdr = 10;
+			if (avail < hdr)
+				break;
+			plen = 0;
+			for (int i = 2; i < 10; i++)
+				plen = (plen << 8) | b[i];
+		}
+		if (plen > SCRATCH_SIZE / 2) {
+			wsc_fail(c, "a frame larger than the read buffer", NULL, 0);
+			return -1;
+		}
+		if (avail < hdr + plen)
+			break;
+		switch (b[0] & 0x0f) {
+		case 1:
+		case 2:
+			on_message(c, b + hdr, (size_t)plen, now);
+			break;
+		case 8:
+			if (c->state == S_CLOSING)
+				break;   /* the answer to ours: its FIN follows */
+			wsc_fail(c, "the server closed the socket", b + hdr + (plen > 2 ? 2 : plen),
+				  plen > 2 ? (size_t)plen - 2 : 0);
+			return -1;
+		case 9:
+			if (plen <= 125)
+				wsc_send_frame(c, 10, b + hdr, (size_t)plen);
+			break;
+		default:                 /* pong, continuation: nothing to do */
+			break;
+		}
+		off += hdr + (size_t)plen;
+	}
+	return c->fd >= 0 ? (ssize_t)off : -1;
+}
+
+/* The server closed the connection. */
+static void on_eof(struct wsconn *c)
+{
+	if (c->state == S_CLOSING) {
+		wsc_close(c);
+		c->state = S_IDLE;
+		if (!__atomic_load_n(&run.stop, __ATOMIC_RELAXED))
+			wsc_open(c);
+		return;
+	}
+	wsc_fail(c, "the server closed the connection", NULL, 0);
+}
+
+/* Keep the unparsed tail (a cut frame) for the next read. */
+static void keep_tail(struct wsconn *c, const unsigned char *rest, size_t len)
+{
+	if (len == 0) {
+		free(c->stash);
+		c->stash = NULL;
+		c->stash_len = 0;
+		return;
+	}
+	/* The old stash, if any, is at least stash_len long. */
+	if (len > c->stash_len) {
+		free(c->stash);
+		c->stash = malloc(len);
+		if (c->stash == NULL) {
+			fprintf(stderr, "myxid-bench: out of memory\n");
+			exit(1);
+		}
+	}
+	memmove(c->stash, rest, len);
+	c->stash_len = len;
+}
+
+void wsc_on_readable(struct wsconn *c)
+{
+	unsigned char *buf = c->w->scratch;
+
+	/* Level-triggered: a read that fills less than asked drained the
+	 * socket; the loop comes back for the rest otherwise. */
+	for (int rounds = 0; rounds < 8 && c->fd >= 0; rounds++) {
+		size_t have = c->stash_len, space = SCRATCH_SIZE - have;
+		ssize_t n, used;
+		uint64_t now;
+
+		if (have > 0)
+			memcpy(buf, c->stash, have);
+		n = read(c->fd, buf + have, space);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR) {
+				const char *e = strerror(errno);
+
+				wsc_fail(c, "read", e, strlen(e));
+			}
+			return;
+		}
+		if (n == 0) {
+			on_eof(c);
+			return;
+		}
+		now = now_ns();
+		have += (size_t)n;
+		used = 0;
+		if (c->state == S_HANDSHAKE && (used = parse_head(c, buf, have, now)) < 0)
+			return;
+		if (c->state != S_HANDSHAKE) {
+			ssize_t more = parse_frames(c, buf + used, have - (size_t)used, now);
+
+			if (more < 0)
+				return;
+			used += more;
+		}
+		keep_tail(c, buf + used, have - (size_t)used);
+		if ((size_t)n < space)
+			return;
+	}
+}
+
