@@ -85,6 +85,26 @@ static void inbox_delivery(void *arg, const char *exchange,
 	publish_local(arg, exchange, routing_key, f);
 }
 
+/*
+ * A worker's loop. With epoll's change list, a socket whose write event is
+ * removed after a write round and added again when the next frame is
+ * queued in the same loop turn costs no epoll_ctl() at all: under fan-out
+ * that is most sockets, and epoll_ctl() was a seventh of the daemon's CPU.
+ * (The change list's caveat is dup()ed descriptors; myxid never dups one.)
+ */
+static struct event_base *new_loop(void)
+{
+	struct event_config *cfg = event_config_new();
+	struct event_base *base;
+
+	if (cfg == NULL)
+		return NULL;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
 int worker_init(struct worker *w, const char *config_path,
 		const char *plugin_dir_arg, bool debug,
 		char *err, size_t err_size)
@@ -94,7 +114,7 @@ int worker_init(struct worker *w, const char *config_path,
 	w->config_path = config_path;
 	w->plugin_dir_arg = plugin_dir_arg;
 	w->debug = debug;
-	w->base = event_base_new();
+	w->base = new_loop();
 	if (w->base == NULL) {
 		snprintf(err, err_size, "cannot create an event loop");
 		return -1;

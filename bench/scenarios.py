@@ -1,0 +1,519 @@
+#!/usr/bin/python3
+"""
+scenarios: the push benchmarks of bench/run, side by side with nchan and a
+bare RabbitMQ consumer in the same run. Prints one table and writes
+bench/RESULTS.md (date, machine, table, targets, raw JSON of every run).
+
+  S1 capacity   10k, 50k, 100k authenticated, subscribed sockets (myxid, nchan)
+  S2 fan-out    one key, 10k subscribers, publish as fast as the server keeps
+                up; then at 100,000 deliveries/s for the latency (myxid, nchan)
+  S3 many keys  10k keys, one subscriber each, fed through RabbitMQ (myxid,
+                and the bare consumer on the same broker: its ceiling)
+  S4 churn      connect, Authenticate, Subscribe, close, continuously; auth
+                static and PostgreSQL (myxid)
+
+Everything runs on loopback and is started here: myxid from the build tree
+($MYXID_BIN, $MYXID_PLUGIN_DIR; bench/run --build-dir DIR), a private
+RabbitMQ node (tests/integration/rabbitmq.py), a private PostgreSQL
+cluster (tests/integration/pgsql.py), nginx with nchan from
+bench/peers/nchan.conf. The load is bench/myxid-bench (found beside the
+daemon: BUILD/bench/myxid-bench, or $MYXID_BENCH).
+
+A benchmark, not a test: the exit status is 1 only when a run failed (a
+socket not ready, a delivery lost, an error), never for a missed target.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True   # keep the source tree clean
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+sys.path.insert(0, HERE)
+
+from myxidtest import MYXID_BIN, Daemon, read_text  # noqa: E402
+from auth_throughput import background_load, sha, sql_block  # noqa: E402
+import peers  # noqa: E402
+import report  # noqa: E402
+from procstat import Sampler  # noqa: E402
+
+TOKEN = "bench-token-7f3a9c"     # the one token every generated socket uses
+USER_ID = 4242
+PUBLISH_KEY = "bench-publish-key"
+EXCHANGE = "bench"
+CPUS = os.cpu_count() or 1
+# Sockets one process may hold besides its other files (listeners, logs,
+# eventfds, the broker link): what a size needs below RLIMIT_NOFILE.
+FD_MARGIN = 1000
+
+ACTIVE = {"generators": [], "daemons": [], "suites": []}
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------ plan
+
+class Plan:
+    """The sizes of one run: full (about 15 minutes at most) or --quick."""
+
+    def __init__(self, quick):
+        self.quick = quick
+        self.s1_sizes = [2000] if quick else [10000, 50000, 100000]
+        self.s1_keys = 200 if quick else 1000
+        self.hold = 1 if quick else 2
+        self.s2_subscribers = 2000 if quick else 10000
+        # 3M deliveries: a few seconds at myxid's target, about two minutes
+        # for a server at 25,000/s (what nchan did on the shared machine).
+        self.s2_messages = 200 if quick else 300
+        # 100,000 deliveries/s: messages/s times subscribers.
+        self.lat_rate = 100000 / self.s2_subscribers
+        self.lat_messages = int(self.lat_rate * (2 if quick else 5))
+        # The same 100,000 deliveries/s on many keys of 100 subscribers each.
+        self.lat_keys = self.s2_subscribers // 100
+        self.lat_keys_rate = self.lat_rate * self.lat_keys
+        self.lat_keys_messages = self.lat_messages * self.lat_keys
+        self.s3_keys = 2000 if quick else 10000
+        self.s3_messages = 20000 if quick else 200000
+        # As deep as myxid's prefetch: a deeper pipeline only queues in the broker.
+        self.s3_window = 2048
+        self.s3_hold = 2 if quick else 10
+        self.churn_s = 3 if quick else 10
+        self.churn_sockets = 100 if quick else 200
+
+
+def nofile_limit():
+    """Raise our soft RLIMIT_NOFILE to the hard one (children inherit it);
+    return the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# ------------------------------------------------------------ servers
+
+EXCHANGE_BLOCK = f"""\
+exchange {EXCHANGE} {{
+    type direct
+    durable no
+    policy static {{
+        allow authenticated
+    }}
+}}
+"""
+
+# What would refuse or slow a benchmark's sockets: off or raised. The
+# per-IP limit is off (all sockets come from 127.0.0.x); pings and
+# re-checks are off (nothing to measure there); logs at warning.
+MYXID_SETTINGS = [
+    ("publish_key", PUBLISH_KEY), ("workers", str(CPUS)), ("log_level", "warning"),
+    ("max_connections", "200000"), ("max_connections_per_ip", "0"),
+    ("max_actions_per_second", "0"), ("max_output_buffer", "4m"),
+    ("ping_interval", "0"), ("recheck_interval", "0"), ("handshake_timeout", "60s"),
+]
+STATIC_AUTH = "auth static {\n    tokens_file tokens\n}\n"
+
+
+class Myxid:
+    """myxid (myxidtest.Daemon) with the bench config."""
+
+    name = "myxid"
+
+    def __init__(self, auth_block=STATIC_AUTH, extra=()):
+        text = "".join(f"{k} {v}\n" for k, v in MYXID_SETTINGS + list(extra))
+        conf = text + auth_block + EXCHANGE_BLOCK
+        self.daemon = Daemon(conf, name="myxid-bench-target",
+                             files={"tokens": f"{TOKEN} {USER_ID} type=User\n"})
+        ACTIVE["daemons"].append(self)
+
+    def pids(self):
+        return [self.daemon.proc.pid]
+
+    def generator_args(self):
+        port = self.daemon.port
+        return ["--url", f"ws://127.0.0.1:{port}/", "--mode", "myxi", "--token", TOKEN,
+                "--exchange", EXCHANGE, "--publish-url", f"http://127.0.0.1:{port}/publish",
+                "--publish-key", PUBLISH_KEY, "--server-pid", str(self.daemon.proc.pid)]
+
+    def log_tail(self, lines=20):
+        return "\n".join(read_text(self.daemon.log_path).splitlines()[-lines:])
+
+    def stop(self):
+        """SIGTERM and wait; no checks printed (a test's suite, if any,
+        forgets it too, so nothing restarts it)."""
+        d = self.daemon
+        peers.stop_process(d.proc)
+        if d.suite is not None and d in d.suite.daemons:
+            d.suite.daemons.remove(d)
+        d.log.close()
+        if self in ACTIVE["daemons"]:
+            ACTIVE["daemons"].remove(self)
+
+        shutil.rmtree(d.dir, ignore_errors=True)
+
+
+class NchanTarget(peers.Nchan):
+    def generator_args(self):
+        return ["--url", self.sub_url, "--mode", "plain", "--publish-url", self.pub_url]
+
+
+# ------------------------------------------------------------ one run
+
+class Runner:
+    """Runs myxid-bench against a server and keeps every run's record."""
+
+    def __init__(self, opts):
+        self.opts = opts
+        self.records = []
+        self.count = 0
+
+    def run(self, scenario, server, sockets, load, args, timeout=600, quiet=False,
+            others=None):
+        """One generator run; returns its record (also kept). others:
+        {name: pids} also sampled (the broker), as record["others"]."""
+        self.count += 1
+        json_path = os.path.join(self.opts.tmp, f"run{self.count}.json")
+        # One source address per 5,000 sockets: connect() searches for a
+        # free ephemeral port, which costs more and more CPU as one
+        # address's range fills up (with the TIME_WAITs of earlier runs).
+        sources = ["--sources", str(max(1, min(254, -(-sockets // 5000))))]
+        cmd = ([self.opts.bench] + server.generator_args() + ["--connections", str(sockets)]
+               + sources
+               + [str(a) for a in args] + ["--json", json_path, "--quiet"])
+        sampler = Sampler(server.pids).start()
+        side = {name: Sampler(pids).start() for name, pids in (others or {}).items()}
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        ACTIVE["generators"].append(p)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+            out += f"\n(killed after {timeout} s)"
+        ACTIVE["generators"].remove(p)
+        sampled = sampler.stop()
+        side = {name: s.stop() for name, s in side.items()}
+        result = {}
+        try:
+            with open(json_path) as f:
+                result = json.load(f)
+        except (OSError, ValueError) as exc:
+            out += f"\n(no JSON result: {exc})"
+        rec = {"scenario": scenario, "server": server.name, "sockets": sockets,
+               "load": load, "command": " ".join(cmd), "exit_status": p.returncode,
+               "wall_s": round(time.monotonic() - t0, 2), "result": result,
+               "sampled": sampled, "output": out.strip()[-3000:]}
+        if side:
+            rec["others"] = side
+        self.records.append(rec)
+        if not quiet:
+            log(report.one_line(rec))
+        if p.returncode != 0:
+            for line in out.strip().splitlines()[-8:]:
+                log(f"#     {line}")
+            if hasattr(server, "log_tail"):
+                for line in server.log_tail().splitlines():
+                    log(f"#     {server.name}: {line}")
+        return rec
+
+    def not_run(self, scenario, server, sockets, why):
+        rec = {"scenario": scenario, "server": server, "sockets": sockets,
+               "not_run": why}
+        self.records.append(rec)
+        log(f"# {scenario} {server} {sockets:,}: not run: {why}")
+        return rec
+
+
+def with_server(make, fn):
+    """Start a server, run fn(server), always stop it."""
+    server = make()
+    try:
+        if isinstance(server, peers.Nchan):
+            server.start()
+        return fn(server)
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------ scenarios
+
+def s1_capacity(opts, plan, runner):
+    fit = (opts.nofile - FD_MARGIN) // 1000 * 1000
+    sizes = sorted(set(plan.s1_sizes + ([fit] if not plan.quick and
+                                         plan.s1_sizes[0] < fit < max(plan.s1_sizes) else [])))
+    why = (f"RLIMIT_NOFILE hard limit {opts.nofile} per process (one process holds at "
+           f"most ~{fit:,} sockets; raising it needs CAP_SYS_RESOURCE, which is dropped here)")
+    load = ["--keys", plan.s1_keys, "--publish", "http", "--messages", plan.s1_keys,
+            "--hold", plan.hold, "--rate", 0]
+    for n in sizes:
+        if n > fit:
+            for name in ("myxid", "nchan"):
+                runner.not_run("S1 capacity", name, n, why)
+            continue
+        with_server(Myxid, lambda s: runner.run("S1 capacity", s, n, "hold", load))
+        if opts.nchan:
+            with_server(opts.make_nchan,
+                        lambda s: runner.run("S1 capacity", s, n, "hold", load))
+
+
+def s2_fanout(opts, plan, runner):
+    n = plan.s2_subscribers
+    # --drain: a server slower than the offered rate still delivers all
+    # (late); the latencies say how late.
+    flat = ["--keys", 1, "--publish", "http", "--messages", plan.s2_messages, "--rate", 0,
+            "--threads", opts.gen_threads, "--drain", 30]
+    lat = ["--keys", 1, "--publish", "http", "--messages", plan.lat_messages,
+           "--rate", f"{plan.lat_rate:g}", "--threads", opts.gen_threads, "--drain", 60]
+    lat_load = f"{plan.lat_rate:g} msg/s = {plan.lat_rate * n:,.0f} deliveries/s"
+    keys = ["--keys", plan.lat_keys, "--publish", "http", "--messages", plan.lat_keys_messages,
+            "--rate", f"{plan.lat_keys_rate:g}", "--threads", opts.gen_threads, "--drain", 60]
+    keys_load = (f"{plan.lat_keys} keys, {plan.lat_keys_rate:g} msg/s = "
+                 f"{plan.lat_keys_rate * n / plan.lat_keys:,.0f} deliveries/s")
+    for make in [Myxid] + ([opts.make_nchan] if opts.nchan else []):
+        with_server(make, lambda s: (runner.run("S2 fan-out", s, n, "max", flat),
+                                     runner.run("S2 latency", s, n, lat_load, lat),
+                                     runner.run("S2 latency, many keys", s, n, keys_load, keys)))
+
+
+def s3_many_keys(opts, plan, runner):
+    import rabbitmq
+    if rabbitmq.RABBITMQ_SERVER is None or rabbitmq.RABBITMQCTL is None:
+        runner.not_run("S3 many keys", "myxid", plan.s3_keys, "no RabbitMQ installed")
+        return
+    T = rabbitmq.BrokerSuite("bench-s3")
+    ACTIVE["suites"].append(T)
+    install_signals()
+    try:
+        node = rabbitmq.RabbitNode(suite=T).start(quiet=True)
+        log(f"# S3: RabbitMQ node on port {node.port}")
+        k, m = plan.s3_keys, plan.s3_messages
+        pub = ["--publish", "amqp", "--amqp-url", node.url, "--keys", k]
+        # myxid answers Subscribed before its broker thread has bound the
+        # key, so the generator holds the sockets until the bindings are
+        # surely in place (a message published earlier is unroutable).
+        load = ["--messages", m, "--rate", 0, "--window", plan.s3_window,
+                "--hold", plan.s3_hold] + pub
+        block = STATIC_AUTH + rabbitmq.broker_block(node.url) + "\n"
+        broker = {"rabbitmq": [node.pid]}
+        clear_queues(node)
+        with_server(lambda: Myxid(auth_block=block),
+                    lambda s: runner.run("S3 many keys", s, k, f"max, window {plan.s3_window}",
+                                         load, others=broker))
+        clear_queues(node)
+        bare_consumer_run(opts, runner, block, node, k, m, pub, 1, broker)
+    finally:
+        T.kill_services()
+        T.cleanup()
+        ACTIVE["suites"].remove(T)
+
+
+class BareTarget:
+    """The bare consumer as a run's server: the generator publishes through
+    a myxid (one socket, on key 0: what paces its window) while the bare
+    consumer gets every message. The same publisher as S3's myxid run;
+    myxid itself handles 1/K of the messages on the side."""
+
+    name = "bare consumer"
+
+    def __init__(self, myxid, consumer):
+        self.myxid, self.consumer = myxid, consumer
+
+    def generator_args(self):
+        return self.myxid.generator_args()
+
+    def pids(self):
+        return [self.consumer.proc.pid]
+
+
+def clear_queues(node):
+    """Delete every queue: the node queue a stopped myxid leaves behind
+    (x-expires 60 s) keeps its bindings, and would get a copy of every
+    message of the next run."""
+    for q in node.list_queues():
+        node.ctl("delete_queue", q["name"])
+        if q.get("messages"):
+            log(f"#   deleted queue {q['name']} with {q['messages']} messages in it")
+
+
+def bare_consumer_run(opts, runner, myxid_block, node, keys, messages, pub, hold, others):
+    """The same publisher, the same broker, the bare consumer: the broker's
+    own rate for S3's messages."""
+    consumer = peers.BareConsumer(opts.bare, node.url, EXCHANGE, keys, messages).start()
+    try:
+        def run(server):
+            return runner.run("S3 many keys", BareTarget(server, consumer), 1,
+                              "max, same publisher",
+                              ["--messages", messages, "--rate", 0, "--hold", hold] + pub,
+                              quiet=True, others=others)
+        rec = with_server(lambda: Myxid(auth_block=myxid_block), run)
+        rec["bare"] = consumer.wait(timeout=300)
+        rec["sockets"] = keys
+        log(report.one_line(rec))
+    finally:
+        consumer.stop()
+
+
+def s4_churn(opts, plan, runner):
+    churn = ["--churn", plan.churn_s, "--keys", 100]
+    n = plan.churn_sockets
+    # auth_cache 0: every cycle's Authenticate reaches the plugin.
+    nocache = [("auth_cache", "0"), ("policy_cache", "0")]
+    with_server(lambda: Myxid(extra=nocache),
+                lambda s: runner.run("S4 churn, auth static", s, n, f"{n} sockets cycling",
+                                     churn))
+    import pgsql
+    missing = [p for p in (pgsql.INITDB, pgsql.PG_CTL, pgsql.POSTGRES) if not os.access(p, os.X_OK)]
+    if missing or pgsql.PSQL is None or not os.path.isfile(pgsql.PGSQL_PLUGIN):
+        runner.not_run("S4 churn, auth pgsql", "myxid", n,
+                       f"missing: {', '.join(missing) or pgsql.PSQL or pgsql.PGSQL_PLUGIN}")
+        return
+    T = pgsql.PgSuite("bench-s4")
+    ACTIVE["suites"].append(T)
+    install_signals()
+    try:
+        pg = pgsql.PgCluster(suite=T).start(quiet=True)
+        pg.load(pgsql.AUTHIE_SCHEMA)
+        now = "(now() AT TIME ZONE 'UTC')"
+        pg.sql("INSERT INTO authie_sessions (token_hash, user_id, user_type, active, "
+               "expires_at, last_activity_at, login_at, created_at, updated_at) VALUES "
+               f"('{sha(TOKEN)}', {USER_ID}, 'User', true, {now} + interval '30 days', "
+               f"{now}, {now}, {now}, {now});\n"
+               f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {pg.user};\n")
+        opts.versions["postgresql"] = pg.sql("SHOW server_version").strip()
+        block = sql_block("pgsql", [f"conninfo {pg.conf_conninfo()}", "pool_size 8"])
+        with_server(lambda: Myxid(auth_block=block, extra=nocache),
+                    lambda s: runner.run("S4 churn, auth pgsql", s, n,
+                                         f"{n} sockets cycling", churn))
+    finally:
+        T.kill_services()
+        T.cleanup()
+        ACTIVE["suites"].remove(T)
+
+
+SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn}
+
+
+# ------------------------------------------------------------ signals
+
+def cleanup_everything():
+    for p in list(ACTIVE["generators"]):
+        if p.poll() is None:
+            p.kill()
+    for d in list(ACTIVE["daemons"]):
+        d.daemon.kill()
+    for peer in list(peers.ACTIVE):
+        peer.stop()
+    for s in list(ACTIVE["suites"]):
+        try:
+            s.kill_services()
+        except Exception:
+            pass
+
+
+def on_signal(signum, frame):
+    log(f"# {signal.Signals(signum).name}: stopping")
+    cleanup_everything()
+    os._exit(1)
+
+
+def install_signals():
+    """After the service suites' own handlers: ours stops everything."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+
+# ------------------------------------------------------------ main
+
+def find_bench():
+    env = os.environ.get("MYXID_BENCH")
+    if env:
+        return env
+    build = os.path.dirname(os.path.dirname(os.path.abspath(MYXID_BIN)))
+    return os.path.join(build, "bench", "myxid-bench")
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes, a couple of minutes; writes no file unless --output")
+    ap.add_argument("--only", default="S1,S2,S3,S4", help="scenarios, e.g. S1,S2 (all)")
+    ap.add_argument("--no-nchan", dest="nchan", action="store_false",
+                    help="skip the nchan runs")
+    ap.add_argument("--gen-threads", type=int, default=CPUS,
+                    help=f"generator threads for S2 ({CPUS})")
+    ap.add_argument("--output", default=None,
+                    help="results file (bench/RESULTS.md; with --quick: none)")
+    opts = ap.parse_args()
+    opts.only = [s.strip().upper() for s in opts.only.split(",") if s.strip()]
+    for s in opts.only:
+        if s not in SCENARIOS:
+            ap.error(f"unknown scenario {s!r} (S1, S2, S3, S4)")
+    if opts.output is None and not opts.quick:
+        opts.output = os.path.join(HERE, "RESULTS.md")
+    return opts
+
+
+def main():
+    opts = parse_args()
+    plan = Plan(opts.quick)
+    opts.bench = find_bench()
+    opts.bare = os.path.join(os.path.dirname(opts.bench), "bare-consumer")
+    for prog in (MYXID_BIN, opts.bench, opts.bare):
+        if not os.access(prog, os.X_OK):
+            sys.exit(f"scenarios: {prog} is missing: build the tree (make), or give "
+                     "bench/run --build-dir DIR, or set MYXID_BIN (and MYXID_BENCH)")
+    why_no_nchan = peers.nchan_missing()
+    if opts.nchan and why_no_nchan:
+        log(f"# nchan: skipped ({why_no_nchan})")
+        opts.nchan = False
+    opts.nofile = nofile_limit()
+    opts.versions = {}
+    install_signals()
+    started = time.monotonic()
+    opts.tmp = tempfile.mkdtemp(prefix="myxid-scenarios-")
+    opts.make_nchan = lambda: NchanTarget(CPUS, opts.nofile, opts.tmp)
+    opts.background = background_load()
+    log(f"# background load: {opts.background:.2f} of {CPUS} CPUs busy; "
+        f"RLIMIT_NOFILE {opts.nofile}; myxid {MYXID_BIN}; generator {opts.bench}")
+    runner = Runner(opts)
+    try:
+        for name in opts.only:
+            try:
+                SCENARIOS[name](opts, plan, runner)
+            except Exception as exc:   # one scenario failing does not hide the others
+                log(f"# {name}: failed: {exc!r}")
+                runner.not_run(name, "-", 0, f"failed: {str(exc).splitlines()[0][:200]}")
+    finally:
+        cleanup_everything()
+    opts.elapsed = time.monotonic() - started
+    log("")
+    log(report.text_table(runner.records))
+    log("")
+    targets = report.targets(runner.records, opts)
+    log(report.text_targets(targets))
+    if opts.output:
+        report.write_results(opts.output, runner.records, targets, opts, plan)
+        log(f"# written to {opts.output}")
+    log(f"# {opts.elapsed:.0f}s")
+    shutil.rmtree(opts.tmp, ignore_errors=True)
+    failed = [r for r in runner.records if "not_run" not in r and r["exit_status"] != 0]
+    return 1 if failed or not runner.records else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

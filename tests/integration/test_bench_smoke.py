@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""
+bench/run's tools, scaled down: the load generator (bench/myxid-bench) and
+the bare consumer (bench/bare-consumer) against myxid, a private RabbitMQ
+node and a private nginx + nchan, with the driver's own server configs
+(bench/scenarios.py, bench/peers.py). It checks that the tools work and
+that nothing is lost: exit status 0, every socket ready, received ==
+expected (computed here, not read back), no errors, the JSON fields
+bench/run reads present. It asserts no timings: numbers come from
+bench/run, never from a test.
+
+The generator is $MYXID_BENCH, else BUILD/bench/myxid-bench where BUILD
+is the build tree of $MYXID_BIN (BUILD/server/myxid).
+"""
+import json
+import os
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True   # keep the source tree clean
+
+from myxidtest import MYXID_BIN, prerequisite_missing, require
+
+require(websocket_client=False)
+BUILD = os.path.dirname(os.path.dirname(os.path.abspath(MYXID_BIN)))
+MYXID_BENCH = os.environ.get("MYXID_BENCH") or os.path.join(BUILD, "bench", "myxid-bench")
+BARE_CONSUMER = os.path.join(os.path.dirname(MYXID_BENCH), "bare-consumer")
+for prog in (MYXID_BENCH, BARE_CONSUMER):
+    if not (os.path.isfile(prog) and os.access(prog, os.X_OK)):
+        prerequisite_missing(f"{prog} (make builds it; set MYXID_BENCH)")
+
+from rabbitmq import BrokerSuite, broker_block, require_rabbitmq  # noqa: E402
+
+require_rabbitmq()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+import peers  # noqa: E402
+import scenarios  # noqa: E402
+
+if peers.nchan_missing():
+    prerequisite_missing(peers.nchan_missing())
+
+from rabbitmq import start_node  # noqa: E402  (after the prerequisites)
+
+T = BrokerSuite()
+
+FIELDS = ["connections", "ready", "connect_seconds", "ready_per_second", "published",
+          "expected", "received", "lost", "errors", "deliveries_per_second",
+          "bytes_per_socket"]
+NESTED = {"latency_us": ["p50", "p99", "p999", "max"],
+          "server": ["rss_before_kib", "rss_ready_kib", "rss_end_kib", "anon_before_kib",
+                     "anon_ready_kib", "cpu_ready_s", "cpu_publish_s"],
+          "generator": ["cpu_user_s", "cpu_sys_s"]}
+CHURN_NESTED = {"cycle_latency_us": ["p50", "p99", "max"]}
+
+
+def generate(what, server_args, args, timeout=60):
+    """Run the generator; its JSON result (None, with a failed check, if
+    it wrote none)."""
+    path = os.path.join(T.base, f"{what.replace(' ', '-')}.json")
+    cmd = [MYXID_BENCH] + server_args + [str(a) for a in args] + ["--json", path, "--quiet"]
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout)
+    T.eq(p.returncode, 0, f"{what}: myxid-bench exits 0 (" + " ".join(cmd[1:]) + ")")
+    if p.returncode != 0:
+        print("\n".join(f"    {ln}" for ln in (p.stdout + p.stderr).splitlines()[-15:]))
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        T.check(False, f"{what}: wrote its JSON result", repr(exc))
+        return None
+
+
+def check_fields(what, r, fields=FIELDS, nested=NESTED):
+    missing = [f for f in fields if f not in r]
+    for name, subs in nested.items():
+        missing += [f"{name}.{s}" for s in subs if s not in (r.get(name) or {})]
+    T.eq(missing, [], f"{what}: every JSON field bench/run reads is there")
+
+
+def check_delivery(what, r, sockets, messages, per_message):
+    """Every socket ready and every delivery in, exactly once."""
+    if r is None:
+        return
+    T.eq((r.get("connections"), r.get("ready")), (sockets, sockets),
+         f"{what}: {sockets} sockets, all ready")
+    T.eq(r.get("published"), messages, f"{what}: {messages} messages published")
+    expected = round(messages * per_message)
+    T.eq((r.get("expected"), r.get("received")), (expected, expected),
+         f"{what}: received == expected == {expected}")
+    T.eq((r.get("lost"), r.get("errors")), (0, 0), f"{what}: nothing lost, no errors")
+    check_fields(what, r)
+
+
+@T.test(timeout=60)
+def fanout_over_http():
+    """Tiny S2: 200 sockets on one key, 200 messages through POST /publish."""
+    server = scenarios.Myxid()
+    try:
+        r = generate("S2", server.generator_args(),
+                     ["--connections", 200, "--keys", 1, "--publish", "http",
+                      "--messages", 200, "--rate", 0])
+        check_delivery("S2 fan-out", r, 200, 200, 200)
+    finally:
+        server.stop()
+
+
+@T.test(timeout=60)
+def churn_with_authenticate():
+    """Tiny S4: 2 s of connect, Authenticate, Subscribe, close."""
+    server = scenarios.Myxid(extra=[("auth_cache", "0")])
+    try:
+        r = generate("S4", server.generator_args(),
+                     ["--connections", 20, "--keys", 10, "--churn", 2])
+        if r is not None:
+            T.check(r.get("cycles", 0) > 0, "S4 churn: cycles completed",
+                    f"cycles: {r.get('cycles')!r}")
+            T.eq(r.get("errors"), 0, "S4 churn: no errors")
+            check_fields("S4 churn", r, ["cycles", "cycles_per_second", "errors"],
+                         CHURN_NESTED)
+    finally:
+        server.stop()
+
+
+@T.test(timeout=120)
+def many_keys_through_rabbitmq():
+    """Tiny S3: 100 keys, one socket each, messages published to RabbitMQ;
+    then the bare consumer on the same keys, fed by the same publisher
+    (through a myxid with one socket), gets every one of them."""
+    node = start_node()
+    block = scenarios.STATIC_AUTH + broker_block(node.url) + "\n"
+    pub = ["--publish", "amqp", "--amqp-url", node.url, "--keys", 100]
+    server = scenarios.Myxid(auth_block=block)
+    try:
+        # --hold: myxid answers Subscribed before its broker link has bound the key
+        r = generate("S3", server.generator_args(),
+                     ["--connections", 100, "--messages", 1000, "--rate", 0, "--hold", 2] + pub)
+        check_delivery("S3 many keys", r, 100, 1000, 1)
+    finally:
+        server.stop()
+    consumer = peers.BareConsumer(BARE_CONSUMER, node.url, scenarios.EXCHANGE, 100, 1000,
+                                  timeout=60).start()
+    server = scenarios.Myxid(auth_block=block)
+    try:
+        target = scenarios.BareTarget(server, consumer)
+        r = generate("S3 bare publisher", target.generator_args(),
+                     ["--connections", 1, "--messages", 1000, "--rate", 0, "--hold", 1] + pub)
+        # the one socket is on key 0: 10 of the 1000 messages
+        check_delivery("S3 publisher's own socket", r, 1, 1000, 0.01)
+        b = consumer.wait(timeout=60)
+        T.eq((b["exit_status"], b["messages"], b["expected"], b["keys"], b["redelivered"]),
+             (0, 1000, 1000, 100, 0), "bare consumer: every message, once, from 100 keys")
+        T.check(b["acks"] >= 2 and b["prefetch"] == 2048 and b["ack_batch"] == 512,
+                "bare consumer: myxid's prefetch and batched acks", repr(b))
+    finally:
+        server.stop()
+        consumer.stop()
+
+
+@T.test(timeout=60)
+def plain_mode_against_nchan():
+    """The nchan peer: 200 sockets on 4 channels, 100 messages."""
+    nchan = scenarios.NchanTarget(2, 4096, T.base).start()
+    try:
+        r = generate("nchan", nchan.generator_args(),
+                     ["--connections", 200, "--keys", 4, "--publish", "http",
+                      "--messages", 100, "--rate", 0])
+        # message j goes to key j % 4: 25 messages per key, 50 sockets each
+        check_delivery("nchan plain", r, 200, 100, 50)
+        T.eq(len(nchan.worker_pids()), 2, "nchan: the template's 2 workers run")
+    finally:
+        nchan.stop()
+
+
+T.run()
