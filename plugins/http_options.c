@@ -19,61 +19,6 @@
 #define MAX_BODY (16ull << 20)
 #define HEADERS_MAX 8192u
 
-/* "N" (seconds), "Nms", "Ns", "Nm", "Nh" into ms, 1ms..1h. */
-static int parse_time(const char *s, unsigned *ms_r)
-{
-	unsigned long long v = 0, mul;
-	const char *p = s;
-
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		v = v * 10 + (unsigned long long)(*p - '0');
-		if (v > MAX_TIME_MS)
-			return -1;
-	}
-	if (strcmp(p, "ms") == 0)
-		mul = 1;
-	else if (*p == '\0' || strcmp(p, "s") == 0)
-		mul = 1000;
-	else if (strcmp(p, "m") == 0)
-		mul = 60000;
-	else if (strcmp(p, "h") == 0)
-		mul = 3600000;
-	else
-		return -1;
-	if (v == 0 || v * mul > MAX_TIME_MS)
-		return -1;
-	*ms_r = (unsigned)(v * mul);
-	return 0;
-}
-
-/* A count, or with size = true a size with k/m suffix, up to max. */
-static int parse_number(const char *s, bool size, unsigned long long max,
-			unsigned long long *v_r)
-{
-	unsigned long long v = 0;
-	const char *p = s;
-
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		v = v * 10 + (unsigned long long)(*p - '0');
-		if (v > max)
-			return -1;
-	}
-	if (size && (*p == 'k' || *p == 'K') && p[1] == '\0')
-		v *= 1024;
-	else if (size && (*p == 'm' || *p == 'M') && p[1] == '\0')
-		v *= 1024 * 1024;
-	else if (*p != '\0')
-		return -1;
-	if (v > max)
-		return -1;
-	*v_r = v;
-	return 0;
-}
-
 static int parse_bool(const char *s, bool *b)
 {
 	if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "on") == 0)
@@ -133,7 +78,7 @@ static int parse_url(struct http_options *o, const char *url, char *err,
 		unsigned long long port;
 		char *digits = strndup(host_end + 1, (size_t)(path - host_end - 1));
 
-		if (digits == NULL || parse_number(digits, false, 65535, &port) < 0 ||
+		if (digits == NULL || pu_parse_number(digits, false, 65535, &port) < 0 ||
 		    port == 0) {
 			free(digits);
 			pu_err(err, err_size, "bad port in the url");
@@ -300,7 +245,7 @@ static int one_option(struct http_options *o, const struct myxid_opt *opt,
 	if (strcmp(k, "pool_size") == 0 || strcmp(k, "queue_max") == 0) {
 		bool pool = k[0] == 'p';
 
-		if (parse_number(v, false, pool ? MAX_POOL : MAX_QUEUE, &n) < 0 ||
+		if (pu_parse_number(v, false, pool ? MAX_POOL : MAX_QUEUE, &n) < 0 ||
 		    (pool && n == 0)) {
 			pu_err(err, err_size, "%s wants a number from %u to %u", k,
 			       pool ? 1u : 0u, pool ? MAX_POOL : MAX_QUEUE);
@@ -315,15 +260,16 @@ static int one_option(struct http_options *o, const struct myxid_opt *opt,
 			k[0] == 'c' ? &o->client.connect_timeout_ms :
 			&o->client.idle_timeout_ms;
 
-		if (parse_time(v, dst) < 0) {
+		if (pu_parse_duration_ms(v, MAX_TIME_MS, &n) < 0 || n == 0) {
 			pu_err(err, err_size, "%s wants a time from 1ms to 1h "
 			       "(e.g. 500ms, 3s; a bare number is seconds)", k);
 			return -1;
 		}
+		*dst = (unsigned)n;
 		return 0;
 	}
 	if (strcmp(k, "max_body") == 0) {
-		if (parse_number(v, true, MAX_BODY, &n) < 0 || n == 0) {
+		if (pu_parse_number(v, true, MAX_BODY, &n) < 0 || n == 0) {
 			pu_err(err, err_size, "max_body wants a size from 1 to 16m");
 			return -1;
 		}

@@ -215,3 +215,62 @@ void pu_file_close(struct pu_file *f)
 	free(f->path);
 	memset(f, 0, sizeof(*f));
 }
+
+/* Leading decimal digits of s into *v (stopping over max); where they end. */
+static const char *digits(const char *s, unsigned long long max,
+			  unsigned long long *v)
+{
+	*v = 0;
+	if (*s < '0' || *s > '9')
+		return NULL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		*v = *v * 10 + (unsigned long long)(*s - '0');
+		if (*v > max)
+			return NULL;
+	}
+	return s;
+}
+
+int pu_parse_duration_ms(const char *s, unsigned long long max_ms,
+			 unsigned long long *ms_r)
+{
+	unsigned long long v, mul;
+	const char *p = digits(s, max_ms, &v);
+
+	if (p == NULL)
+		return -1;
+	if (strcmp(p, "ms") == 0)
+		mul = 1;
+	else if (*p == '\0' || strcmp(p, "s") == 0)
+		mul = 1000;
+	else if (strcmp(p, "m") == 0)
+		mul = 60000;
+	else if (strcmp(p, "h") == 0)
+		mul = 3600000;
+	else
+		return -1;
+	if (v > max_ms / mul)
+		return -1;
+	*ms_r = v * mul;
+	return 0;
+}
+
+int pu_parse_number(const char *s, bool size, unsigned long long max,
+		    unsigned long long *v_r)
+{
+	unsigned long long v;
+	const char *p = digits(s, max, &v);
+
+	if (p == NULL)
+		return -1;
+	if (size && (*p == 'k' || *p == 'K') && p[1] == '\0')
+		v = v > max / 1024 ? max + 1 : v * 1024;
+	else if (size && (*p == 'm' || *p == 'M') && p[1] == '\0')
+		v = v > max / (1024 * 1024) ? max + 1 : v * 1024 * 1024;
+	else if (*p != '\0')
+		return -1;
+	if (v > max)
+		return -1;
+	*v_r = v;
+	return 0;
+}

@@ -10,6 +10,7 @@
 #ifndef MYXID_PLUGIN_UTIL_H
 #define MYXID_PLUGIN_UTIL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <myxid/plugin.h>
@@ -86,5 +87,15 @@ PU_HIDDEN int pu_file_fail(const struct pu_file *f, char *err,
 /* Close and scrub: the buffers may have held tokens. Safe to call twice,
  * but the struct must not move while the file is open. */
 PU_HIDDEN void pu_file_close(struct pu_file *f);
+
+/* A time option: "N" (seconds) or N with ms, s, m or h, into milliseconds,
+ * at most max_ms. 0, or -1 if malformed or too large. */
+PU_HIDDEN int pu_parse_duration_ms(const char *s, unsigned long long max_ms,
+				   unsigned long long *ms_r);
+
+/* A decimal count, or with size = true a size that may end in k or m
+ * (1024-based), at most max. 0, or -1 if malformed or too large. */
+PU_HIDDEN int pu_parse_number(const char *s, bool size, unsigned long long max,
+			      unsigned long long *v_r);
 
 #endif

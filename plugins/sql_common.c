@@ -292,51 +292,6 @@ const char *sql_authie_query(enum sql_dialect d, bool legacy_tokens)
 
 /* ------------------------------------------------------------ options */
 
-/* "N" (seconds), "Nms", "Ns", "Nm", "Nh" into milliseconds. */
-static int parse_duration_ms(const char *s, unsigned long long *ms_r)
-{
-	unsigned long long v = 0, mul;
-	const char *p = s;
-
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		v = v * 10 + (unsigned long long)(*p - '0');
-		if (v > 1000000000000ull)
-			return -1;
-	}
-	if (strcmp(p, "ms") == 0)
-		mul = 1;
-	else if (*p == '\0' || strcmp(p, "s") == 0)
-		mul = 1000;
-	else if (strcmp(p, "m") == 0)
-		mul = 60000;
-	else if (strcmp(p, "h") == 0)
-		mul = 3600000;
-	else
-		return -1;
-	*ms_r = v * mul;
-	return 0;
-}
-
-static int parse_count(const char *s, unsigned long long max,
-		       unsigned long long *v_r)
-{
-	unsigned long long v = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		v = v * 10 + (unsigned long long)(*s - '0');
-		if (v > max)
-			return -1;
-	}
-	*v_r = v;
-	return 0;
-}
-
 static bool is_driver_key(const char *key, const char *const *driver_keys)
 {
 	for (; driver_keys != NULL && *driver_keys != NULL; driver_keys++)
@@ -364,7 +319,7 @@ static int parse_one(struct sql_options *o, enum common_opt which,
 
 	switch (which) {
 	case O_POOL_SIZE:
-		if (parse_count(v, MAX_POOL_SIZE, &n) < 0 || n == 0) {
+		if (pu_parse_number(v, false, MAX_POOL_SIZE, &n) < 0 || n == 0) {
 			pu_err(err, err_size, "pool_size wants a number of "
 			       "connections from 1 to %u", MAX_POOL_SIZE);
 			return -1;
@@ -372,7 +327,7 @@ static int parse_one(struct sql_options *o, enum common_opt which,
 		o->pool_size = (unsigned)n;
 		return 0;
 	case O_QUEUE_MAX:
-		if (parse_count(v, MAX_QUEUE_MAX, &n) < 0) {
+		if (pu_parse_number(v, false, MAX_QUEUE_MAX, &n) < 0) {
 			pu_err(err, err_size, "queue_max wants a number of "
 			       "requests from 0 to %u", MAX_QUEUE_MAX);
 			return -1;
@@ -381,7 +336,7 @@ static int parse_one(struct sql_options *o, enum common_opt which,
 		return 0;
 	case O_CONNECT_TIMEOUT:
 	case O_QUERY_TIMEOUT:
-		if (parse_duration_ms(v, &n) < 0 || n == 0 || n > MAX_TIMEOUT_MS) {
+		if (pu_parse_duration_ms(v, MAX_TIMEOUT_MS, &n) < 0 || n == 0) {
 			pu_err(err, err_size, "%s wants a time from 1ms to 1h "
 			       "(e.g. 500ms, 5s, 2m; a bare number is seconds)",
 			       opt->key);
@@ -393,7 +348,7 @@ static int parse_one(struct sql_options *o, enum common_opt which,
 			o->query_timeout_ms = (unsigned)n;
 		return 0;
 	case O_INACTIVITY:
-		if (parse_duration_ms(v, &n) < 0 || n < 1000 ||
+		if (pu_parse_duration_ms(v, 1000ull * MAX_INACTIVITY_S, &n) < 0 || n < 1000 ||
 		    n / 1000 > MAX_INACTIVITY_S || n % 1000 != 0) {
 			pu_err(err, err_size, "inactivity_timeout wants a whole "
 			       "number of seconds from 1s to 3650 days "
