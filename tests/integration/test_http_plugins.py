@@ -42,7 +42,7 @@ sys.dont_write_bytecode = True   # keep the source tree clean
 
 from myxidtest import (HERE, PLUGIN_DIR, SLOWDOWN, Client, Daemon, Suite, authenticated, compact,
                        error, free_port, prerequisite_missing, publish, delivered,
-                       require, run_myxid, subscribed)
+                       require, run_myxid, subscribed, unsubscribed)
 
 require()
 if not os.path.isfile(os.path.join(PLUGIN_DIR, "http.so")):
@@ -541,6 +541,35 @@ async def https_upstreams():
         d.stop()
         T.check(reason in d.read_log(), f"{name}: logged ({reason})", d.read_log()[-1500:])
         bad.kill()
+
+
+@T.test(timeout=40 * SLOWDOWN)
+async def periodic_recheck_asks_the_app_again():
+    """The daemon's periodic re-check works through the http plugin as
+    through any: a permission the app withdraws drops that subscription,
+    a session the app revokes ends in SessionExpired."""
+    app = new_app()
+    tokens = {tok("rc"): {"json": {"user_id": "9", "user_type": "User"}}}
+    app.config(tokens=tokens, permissions={"9": ["deployment/r1", "deployment/r2"]})
+    d = Daemon(config(app=app, top={"recheck_interval": "1s"}), name="http-recheck")
+    async with Client(d.port) as c:
+        await c.authenticate(tok("rc"))
+        for k in ("r1", "r2"):
+            await c.send("Subscribe", {"exchange": "deployment", "routing_key": k}, k)
+            await c.expect(subscribed("deployment", k, k), f"setup: subscribed to {k}")
+        app.config(permissions={"9": ["deployment/r1"]})
+        await c.expect(unsubscribed("deployment", "r2", None, auto=True),
+                       "the app withdraws r2: Unsubscribed (auto) at the next re-check",
+                       timeout=4 * SLOWDOWN)
+        app.config(tokens={})
+        await c.expect(compact({"event": "Error", "tag": None,
+                                "payload": {"error": "SessionExpired"}}),
+                       "the app revokes the session: Error SessionExpired",
+                       timeout=4 * SLOWDOWN)
+        await c.expect(unsubscribed("deployment", "r1", None, auto=True),
+                       "  and its last subscription is dropped", timeout=2 * SLOWDOWN)
+    d.stop()
+    app.kill()
 
 
 # ------------------------------------------------------------ configuration
