@@ -13,6 +13,13 @@ The environment comes from Makefile.am (AM_TESTS_ENVIRONMENT):
   MYXID_PLUGIN_DIR      plugins/.libs (passed as "myxid -P DIR")
   MYXID_EXAMPLE_PLUGIN  plugins/example/.libs/auth_example.so
   MYXID_SRCDIR          the source tree (for etc/myxid.conf)
+  MYXID_WRAPPER         optional: a command prefixed to every daemon run,
+                        e.g. "valgrind --leak-check=full --error-exitcode=99"
+                        (scripts/valgrind.sh); valgrind's report goes to a
+                        file in the daemon's directory, and a daemon whose
+                        run reports errors fails the test. Waits are longer.
+Whatever the wrapper, a sanitizer report (AddressSanitizer, LeakSanitizer,
+UBSan "runtime error:") in a daemon's stderr fails the test.
 Run one file by hand from a built tree with those set, e.g.
   MYXID_BIN=$PWD/server/myxid MYXID_PLUGIN_DIR=$PWD/plugins/.libs \
   MYXID_EXAMPLE_PLUGIN=$PWD/plugins/example/.libs/auth_example.so \
@@ -26,6 +33,7 @@ import inspect
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -80,6 +88,52 @@ PLUGIN_DIR = _env_path("MYXID_PLUGIN_DIR", "plugins/.libs")
 EXAMPLE_PLUGIN = _env_path("MYXID_EXAMPLE_PLUGIN",
                            "plugins/example/.libs/auth_example.so")
 SRCDIR = _env_path("MYXID_SRCDIR", ".")
+
+# Running the daemon under a tool (valgrind): its command prefix, how much
+# longer startup and shutdown may take, and the exit status that means the
+# tool found errors.
+WRAPPER = shlex.split(os.environ.get("MYXID_WRAPPER", ""))
+WRAPPER_IS_VALGRIND = bool(WRAPPER) and os.path.basename(WRAPPER[0]) == "valgrind"
+SLOWDOWN = 4 if WRAPPER else 1
+WRAPPER_ERROR_RC = 99
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error: ", "WARNING: ThreadSanitizer")
+
+
+def wrapped(argv, report_dir):
+    """argv under MYXID_WRAPPER; valgrind writes its report into
+    report_dir (one file per process) instead of the daemon's stderr."""
+    if not WRAPPER:
+        return list(argv)
+    prefix = list(WRAPPER)
+    if WRAPPER_IS_VALGRIND:
+        prefix.append(f"--log-file={os.path.join(report_dir, 'valgrind.%p.log')}")
+    return prefix + list(argv)
+
+
+def tool_reports(rc, stderr_text, report_dir):
+    """What the sanitizers or the wrapper found in one run: a list of
+    report excerpts, empty when the run was clean."""
+    found = []
+    for marker in SANITIZER_MARKERS:
+        at = stderr_text.find(marker)
+        if at >= 0:
+            found.append(stderr_text[max(0, at - 200):at + 3000])
+    logs = []
+    if WRAPPER_IS_VALGRIND and os.path.isdir(report_dir):
+        for name in sorted(os.listdir(report_dir)):
+            if name.startswith("valgrind.") and name.endswith(".log"):
+                text = read_text(os.path.join(report_dir, name))
+                if text.strip():
+                    logs.append(f"{name}:\n{text[-6000:]}")
+                # With --errors-for-leak-kinds, leaks count as errors too.
+                m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+                if m and m.group(1) != "0":
+                    rc = WRAPPER_ERROR_RC
+    if WRAPPER and rc == WRAPPER_ERROR_RC:
+        # Under --quiet, a report file has text only when there were errors.
+        found.extend(logs or [f"exit status {rc}: {WRAPPER[0]} reported errors"])
+    return found
 
 try:
     import websockets
@@ -162,6 +216,7 @@ class Suite:
         started = time.monotonic()
         for fn, timeout in self.tests:
             self.test_name = fn.__name__
+            timeout *= SLOWDOWN    # a daemon under valgrind starts slowly
             t0 = time.monotonic()
             try:
                 if inspect.iscoroutinefunction(fn):
@@ -364,21 +419,39 @@ class Daemon:
 
     def start(self, wait_port=None, timeout=10, wait_host="127.0.0.1"):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+        log_start = self.log.tell()     # a restart appends to the same log
+        self.proc = subprocess.Popen(wrapped(self.command(), self.dir),
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log,
                                      env=self.env, cwd=self.dir)
         port = wait_port or self.port
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SLOWDOWN
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.returncode = self.proc.returncode
                 self.dump_log()
                 raise RuntimeError(f"{self.name} exited with {self.returncode} at startup")
             if port_open(port, wait_host):
+                self._wait_ready(log_start,
+                                 min(deadline, time.monotonic() + 2 * SLOWDOWN))
                 return self
             time.sleep(0.02)
         self.dump_log()
-        raise RuntimeError(f"{self.name} did not listen on port {port} within {timeout}s")
+        raise RuntimeError(f"{self.name} did not listen on port {port} within "
+                           f"{timeout * SLOWDOWN}s")
+
+    def _wait_ready(self, log_start, deadline):
+        """The daemon listens a moment before its signal handlers are in
+        place and before it logs "ready"; under valgrind or the sanitizers
+        that moment is long enough for a test's SIGTERM to kill it or for a
+        test reading the log to miss the line. Wait for "ready" until
+        deadline (a daemon logging elsewhere, "log syslog", costs that)."""
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            with open(self.log_path, "rb") as f:
+                f.seek(log_start)
+                if b" ready: " in f.read():
+                    return
+            time.sleep(0.02)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -389,6 +462,7 @@ class Daemon:
             self.suite.daemons.remove(self)
         if self.proc is None:
             return None
+        timeout *= SLOWDOWN
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -404,7 +478,17 @@ class Daemon:
         if self.suite:
             self.suite.eq(self.returncode, expect_rc,
                           f"{self.name} exit status after {signal.Signals(sig).name}")
+            self.check_tool_reports()
         return self.returncode
+
+    def check_tool_reports(self):
+        """Fail the test when a sanitizer or the wrapper reported errors
+        in this daemon's runs (checked once, at stop)."""
+        reports = tool_reports(self.returncode, self.read_log(), self.dir)
+        if reports or WRAPPER:
+            what = "under " + WRAPPER[0] if WRAPPER else "under the sanitizers"
+            self.suite.check(not reports, f"{self.name}: no errors or leaks {what}",
+                             "\n".join(reports))
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -465,10 +549,17 @@ def run_myxid(args, env=None, timeout=10):
     for var in ("MYXI_PORT", "PORT", "MYXI_BIND_ADDRESS"):
         full_env.pop(var, None)
     full_env.update(env or {})
-    p = subprocess.run([MYXID_BIN] + list(args), capture_output=True,
-                       timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), \
-        p.stderr.decode("utf-8", "replace")
+    report_dir = tempfile.mkdtemp(prefix="myxidtest-tool-")
+    p = subprocess.run(wrapped([MYXID_BIN] + list(args), report_dir),
+                       capture_output=True, timeout=timeout * SLOWDOWN,
+                       env=full_env, stdin=subprocess.DEVNULL)
+    err = p.stderr.decode("utf-8", "replace")
+    reports = tool_reports(p.returncode, err, report_dir)
+    if Suite.current is not None and (reports or WRAPPER):
+        Suite.current.check(not reports, "myxid " + " ".join(args[:2]) +
+                            ": no errors or leaks under the tools", "\n".join(reports))
+    shutil.rmtree(report_dir, ignore_errors=True)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), err
 
 
 # ------------------------------------------------------------ websockets client
@@ -537,6 +628,7 @@ class Client:
         await self.ws.send(action_text(action, payload, tag))
 
     async def recv(self, timeout=3.0):
+        timeout *= SLOWDOWN
         try:
             msg = await asyncio.wait_for(self.ws.recv(), timeout)
         except asyncio.TimeoutError:
