@@ -116,8 +116,14 @@ static void parse_ws_url(const char *url)
 		usage_error("--url: bad host");
 	memcpy(run.o.host, p, hl);
 	run.o.host[hl] = '\0';
-	run.o.port = colon ? (uint16_t)num("--url port", strndup(colon + 1,
-				(size_t)(slash - colon - 1)), 1, 65535) : 80;
+	if (colon != NULL) {
+		char *port = strndup(colon + 1, (size_t)(slash - colon - 1));
+
+		run.o.port = (uint16_t)num("--url port", port, 1, 65535);
+		free(port);
+	} else {
+		run.o.port = 80;
+	}
 	run.o.path = strdup(*slash ? slash : "/");
 	if (strncmp(run.o.host, "127.", 4) != 0)
 		usage_error("--url: only loopback (127.x.x.x) servers");

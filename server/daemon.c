@@ -361,7 +361,7 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 {
 	struct daemon d;
 	char err[1024];
-	struct event *sigs[3];
+	struct event *sigs[3] = { NULL, NULL, NULL };
 	int status = 1, signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	unsigned started = 0;
 
@@ -371,6 +371,13 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 	pthread_mutex_init(&d.lock, NULL);
 	pthread_cond_init(&d.cond, NULL);
 	d.base = event_base_new();
+	/* Before the listeners open: a supervisor's SIGTERM that comes as soon
+	 * as the port answers must stop us cleanly, not kill us. Signals are
+	 * handled once the loop runs. */
+	for (int i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(d.base, signums[i], signal_cb, &d);
+		evsignal_add(sigs[i], NULL);
+	}
 	if (start_workers(&d, path, plugin_dir, debug, err, sizeof(err)) != 0 ||
 	    drop_privileges(d.workers[0].cfg->user, err, sizeof(err)) != 0) {
 		fprintf(stderr, "myxid: %s\n", err);
@@ -388,10 +395,6 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 			d.workers[i].broker = d.broker;
 		broker_set_progress(d.broker, binds_to_workers, &d);
 	}
-	for (int i = 0; i < 3; i++) {
-		sigs[i] = evsignal_new(d.base, signums[i], signal_cb, &d);
-		evsignal_add(sigs[i], NULL);
-	}
 	for (; started < d.n_workers; started++)
 		if (worker_start(&d.workers[started]) != 0) {
 			log_error("cannot start worker thread %u", started);
@@ -408,10 +411,11 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 	}
 	for (unsigned i = 0; i < started; i++)
 		worker_join(&d.workers[i]);
-	for (int i = 0; i < 3; i++)
-		event_free(sigs[i]);
 	log_notice("stopped");
 out:
+	for (int i = 0; i < 3; i++)
+		if (sigs[i] != NULL)
+			event_free(sigs[i]);
 	/* Workers unbind as their sessions go, so the broker stops last;
 	 * it must not wake loops that are gone. */
 	if (d.broker != NULL)
