@@ -8,6 +8,7 @@ records with "not_run" say why a size was not measured.
 
 import datetime
 import json
+import os
 import subprocess
 
 from auth_throughput import daemon_description, machine_info, md_table, text_table as table
@@ -288,6 +289,12 @@ def write_results(path, records, targets, opts, plan):
     skipped = sorted({r["not_run"] for r in records if "not_run" in r})
     if skipped:
         lines += ["Not run:", ""] + [f"- {why}" for why in skipped] + [""]
+    # What limits the figures: written by hand from profiles (bench/LIMITS.md),
+    # carried into every results file so a missed target never stands alone.
+    limits = os.path.join(os.path.dirname(os.path.abspath(__file__)), "LIMITS.md")
+    if os.path.exists(limits):
+        with open(limits) as f:
+            lines += [f.read().rstrip(), ""]
     lines += ["## Details: every run", "",
               "The generator's command and JSON result, the driver's /proc sampling of the "
               "server (`sampled`), and the bare consumer's JSON (`bare`).", ""]
