@@ -88,7 +88,7 @@ class Plan:
         self.s3_messages = 20000 if quick else 200000
         # As deep as myxid's prefetch: a deeper pipeline only queues in the broker.
         self.s3_window = 2048
-        self.s3_hold = 2 if quick else 10
+        self.s3_hold = 2
         self.churn_s = 3 if quick else 10
         self.churn_sockets = 100 if quick else 200
 
@@ -302,9 +302,8 @@ def s3_many_keys(opts, plan, runner):
         log(f"# S3: RabbitMQ node on port {node.port}")
         k, m = plan.s3_keys, plan.s3_messages
         pub = ["--publish", "amqp", "--amqp-url", node.url, "--keys", k]
-        # myxid answers Subscribed before its broker thread has bound the
-        # key, so the generator holds the sockets until the bindings are
-        # surely in place (a message published earlier is unroutable).
+        # myxid answers Subscribed once RabbitMQ has bound the key; the
+        # short hold only lets the broker settle after 10,000 binds.
         load = ["--messages", m, "--rate", 0, "--window", plan.s3_window,
                 "--hold", plan.s3_hold] + pub
         block = STATIC_AUTH + rabbitmq.broker_block(node.url) + "\n"
