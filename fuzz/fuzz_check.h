@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * too; the replay program's is not). The caller frees it. */
 static inline uint8_t *fuzz_dup(const uint8_t *data, size_t size)
 {
-	uint8_t *p = malloc(size ? size : 1);
+	uint8_t *p = calloc(size ? size : 1, 1);   /* a 0-byte input is one NUL */
 
 	FUZZ_CHECK(p != NULL);
 	for (size_t i = 0; i < size; i++)
