@@ -403,54 +403,72 @@ size_t router_publish(struct router *r, const char *exchange,
 	return n;
 }
 
-static const char *word_end(const char *s)
+/* The word starting at s: its length, and in *next the next word's start,
+ * or NULL after the last word ("" is one empty word). */
+static size_t word_at(const char *s, const char **next)
 {
 	const char *dot = strchr(s, '.');
 
-	return dot ? dot : s + strlen(s);
+	*next = dot ? dot + 1 : NULL;
+	return dot ? (size_t)(dot - s) : strlen(s);
 }
 
-/* Is every remaining word of the pattern (after a '.') a '#'? */
-static bool only_hashes(const char *p)
+static bool is_word(const char *w, size_t len, char c)
 {
-	while (*p == '.') {
-		if (p[1] != '#' || (p[2] != '.' && p[2] != '\0'))
-			return false;
-		p += 2;
-	}
-	return *p == '\0';
+	return len == 1 && *w == c;
 }
 
-/* AMQP 0-9-1 topic matching: words split by '.', '*' is exactly one word,
- * '#' zero or more words. Recursion happens only at a '#'. */
+/*
+ * AMQP 0-9-1 topic matching: words split by '.', '*' is exactly one word,
+ * '#' zero or more words. Like glob matching, only the last '#' seen is
+ * ever retried (with one more word each time): any earlier '#' could only
+ * take words the last one can take too. So a match costs at most
+ * pattern words x key words steps; the recursive form it replaces was
+ * exponential on patterns such as "#.#.#.#" against a long key, which a
+ * client could subscribe to and stall a loop with (found by fuzzing).
+ */
 bool topic_match(const char *p, const char *k)
 {
-	for (;;) {
-		const char *pe = word_end(p), *ke;
+	const char *hash_p = NULL, *hash_k = NULL;  /* after the last '#'; its words end */
+	bool hashed = false;
 
-		if (pe - p == 1 && *p == '#') {
-			if (*pe == '\0')
+	/* p == NULL: the pattern is used up; k == NULL: the key is. */
+	while (k != NULL) {
+		const char *pn = NULL, *kn;
+		size_t pl = p ? word_at(p, &pn) : 0, kl = word_at(k, &kn);
+
+		if (p != NULL && is_word(p, pl, '#')) {
+			if (pn == NULL)
 				return true;
-			/* Let '#' take zero words, then one more at a time. */
-			for (p = pe + 1;; k = ke + 1) {
-				if (topic_match(p, k))
-					return true;
-				ke = word_end(k);
-				if (*ke == '\0')
-					return false;
-			}
+			hashed = true;
+			hash_p = pn;
+			hash_k = k;
+			p = pn;
+			continue;
 		}
-		ke = word_end(k);
-		if (!(pe - p == 1 && *p == '*') &&
-		    (pe - p != ke - k || memcmp(p, k, (size_t)(pe - p)) != 0))
+		if (p != NULL && (is_word(p, pl, '*') ||
+				  (pl == kl && memcmp(p, k, kl) == 0))) {
+			p = pn;
+			k = kn;
+			continue;
+		}
+		if (!hashed)
 			return false;
-		if (*ke == '\0')
-			return *pe == '\0' || only_hashes(pe);
-		if (*pe == '\0')
-			return false;
-		p = pe + 1;
-		k = ke + 1;
+		/* The last '#' takes one more word of the key. */
+		word_at(hash_k, &hash_k);
+		k = hash_k;
+		p = hash_p;
 	}
+	/* The key is used up: what is left of the pattern must be all '#'. */
+	while (p != NULL) {
+		const char *pn;
+		size_t pl = word_at(p, &pn);
+
+		if (!is_word(p, pl, '#'))
+			return false;
+		p = pn;
+	}
+	return true;
 }
 
 size_t router_route_count(const struct router *r)

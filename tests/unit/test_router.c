@@ -558,11 +558,33 @@ static void test_topic_match(void)
 		{ "*.#", "a", true },
 		{ "ab*", "abc", false },   /* '*' only as a whole word */
 		{ "a.#b", "a.#b", true },  /* '#' only as a whole word */
+		{ "#.b.#.c", "a.b.x.b.c", true },
+		{ "#.b.#.c", "a.b.x.b.d", false },
+		{ "*.#.*", "a", false },
+		{ "*.#.*", "a.b", true },
+		{ "#.*", "", true },
+		{ "#.a.#.a", "a.a.a", true },
+		{ "", "", true },
+		{ "", "a", false },
 	};
+	char pattern[200], key[200];
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		is_int(topic_match(t[i].p, t[i].k), t[i].want, "topic '%s' vs '%s'",
 		       t[i].p, t[i].k);
+
+	/* Found by fuzz_broker_msg: a pattern of many '#' words against a long
+	 * key took exponential time (the loop stalled); now it is quick. */
+	strcpy(pattern, "#");
+	for (int i = 0; i < 30; i++)
+		strcat(pattern, ".#");
+	strcat(pattern, ".x");
+	strcpy(key, "a");
+	for (int i = 0; i < 60; i++)
+		strcat(key, ".a");
+	ok(!topic_match(pattern, key), "'#.#...#.x' (31 '#') vs 61 words: no match, no stall");
+	key[strlen(key) - 1] = 'x';
+	ok(topic_match(pattern, key), "  and a match when the last word is x");
 }
 
 static void test_topic_and_fanout(void)
