@@ -9,8 +9,12 @@
 #   scripts/fuzz.sh [SECONDS] [BUILDDIR]
 # BUILDDIR is a build configured with --enable-fuzz CC=clang-14 (default:
 # the current directory); the targets are built there first ("make fuzz").
+# FUZZ_SEED (default 1) fixes libFuzzer's seed so that a CI run explores the
+# same inputs each time and a result can be reproduced; FUZZ_SEED=0 lets
+# libFuzzer pick one (for long runs that should look somewhere new).
 set -uo pipefail
 seconds=${1:-60}
+seed=${FUZZ_SEED:-1}
 build=$(cd "${2:-.}" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
 targets="http frame action config broker_msg"
@@ -30,7 +34,7 @@ for t in $targets; do
 	dict=()
 	[ -f "$src/fuzz/dict/$t.dict" ] && dict=(-dict="$src/fuzz/dict/$t.dict")
 	# -timeout: an input taking 10 s is a finding (a hang) too.
-	"$build/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 \
+	"$build/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -seed="$seed" \
 		-rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
 		-artifact_prefix="$crashes/" "${dict[@]}" "$work" >"$log" 2>&1
 	rc=$?
@@ -42,7 +46,7 @@ for t in $targets; do
 		ls "$crashes" | sed 's/^/    /'
 		grep -E 'ERROR:|fuzz check failed|runtime error' "$log" | head -n 5 | sed 's/^/    /'
 	else
-		echo "fuzz_$t: ${runs:-?} executions in ${seconds}s, corpus $units inputs"
+		echo "fuzz_$t: ${runs:-?} executions in ${seconds}s (seed $seed), corpus $units inputs"
 	fi
 	total=$((total + ${runs:-0}))
 done
