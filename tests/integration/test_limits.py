@@ -24,6 +24,7 @@ from myxidtest import (PLUGIN_DIR, Client, Daemon, OP_CLOSE, OP_PING, OP_TEXT, R
                        encode_frame, error, expect_close, handshake_request,
                        http_raw, http_request, publish, require,
                        run_myxid, scrape, standard_config, subscribed, unsubscribed)
+from hostile import cpu_seconds, open_fds, vm_rss_kb
 
 require()
 T = Suite()
@@ -56,25 +57,6 @@ def refused_503(resp, what):
             f"{what}: the 503 has a Retry-After", repr(resp))
     T.check("sec-websocket-accept" not in resp.headers and resp.complete,
             f"{what}: a complete answer, no upgrade", repr(resp))
-
-
-def vm_rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rpartition(")")[2].split()
-    # after "pid (comm)": rest[0] is field 3 (state); utime/stime are 14/15
-    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def read_until_end(sock, timeout):
