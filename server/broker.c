@@ -47,6 +47,9 @@
  * back in batches of a quarter of it, so the pipe never runs dry. */
 #define PREFETCH 2048
 #define ACK_BATCH (PREFETCH / 4)
+/* Deliveries handed to the loops before they are woken, at most; a read
+ * that brings fewer is handed over when it is drained. */
+#define HANDOFF_BATCH 64
 
 enum cmd_kind { CMD_BIND, CMD_UNBIND, CMD_PUBLISH };
 
@@ -62,7 +65,7 @@ struct cmd {
 
 struct binding {
 	struct binding *next;
-	unsigned refs;
+	uint64_t loops;         /* bit i: loop i has local subscribers */
 	uint64_t ticket;        /* its bind command; done once done_seq >= it */
 	char *exchange;
 	char *key;
@@ -71,6 +74,7 @@ struct binding {
 struct xdecl {
 	char *name;
 	const char *type;
+	bool direct;            /* routing key == binding key */
 	bool durable;
 };
 
@@ -83,8 +87,8 @@ struct broker {
 	char queue[256];
 	struct xdecl *exchanges;
 	size_t n_exchanges;
-	broker_deliver_fn *deliver;
-	void *deliver_arg;
+	struct broker_sink sink;
+	uint64_t all_loops;
 	pthread_t thread;
 	int wake_fd;
 
@@ -113,6 +117,7 @@ struct broker {
 	struct redelivery handled;  /* fingerprints of the last PREFETCH handled */
 	uint64_t ack_tag;           /* highest delivery tag handled, not yet acked */
 	unsigned unacked;
+	unsigned unflushed;         /* handed to the sink since its last flush */
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -589,12 +594,46 @@ static void log_drop(struct broker *b, const char *ex, const char *key,
 	b->drops_unlogged = 0;
 }
 
+/*
+ * The loops a message to ex/key concerns. A direct exchange's key names
+ * one binding, whose loops are known; for topic and fanout exchanges
+ * (patterns) and exchanges the configuration does not declare, every loop
+ * looks for itself.
+ */
+static uint64_t loops_for(struct broker *b, const char *ex, const char *key)
+{
+	uint64_t loops = b->all_loops;
+
+	for (size_t i = 0; i < b->n_exchanges; i++) {
+		if (strcmp(b->exchanges[i].name, ex) != 0)
+			continue;
+		if (b->exchanges[i].direct) {
+			struct binding *bd;
+
+			pthread_mutex_lock(&b->lock);
+			bd = *binding_slot(b, ex, key);
+			loops = bd != NULL ? bd->loops : 0;
+			pthread_mutex_unlock(&b->lock);
+		}
+		break;
+	}
+	return loops;
+}
+
+static void flush_sink(struct broker *b)
+{
+	if (b->unflushed == 0)
+		return;
+	b->unflushed = 0;
+	b->sink.flush(b->sink.arg);
+}
+
 static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 {
 	char ex[256], key[256];
 	const char *why = NULL;
 	struct shared_frame *f;
-	uint64_t fp;
+	uint64_t fp, loops;
 
 	b->ack_tag = env->delivery_tag;
 	b->unacked++;
@@ -617,14 +656,19 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 		log_drop(b, ex, key, "routing key holds a NUL byte");
 		return;
 	}
+	loops = loops_for(b, ex, key);
+	if (loops == 0)
+		return;       /* unbound since it was published: nobody here */
 	f = publish_encode_body(env->message.body.bytes, env->message.body.len,
 				ex, key, &why);
 	if (f == NULL) {
 		log_drop(b, ex, key, why);
 		return;
 	}
-	b->deliver(b->deliver_arg, ex, key, f);
+	b->sink.deliver(b->sink.arg, f, loops);
 	shared_frame_unref(f);
+	if (++b->unflushed >= HANDOFF_BATCH)
+		flush_sink(b);
 }
 
 /* Acknowledge everything handled so far in one frame. -1: link lost. */
@@ -674,7 +718,7 @@ static int handle_other_frame(struct broker *b)
 }
 
 /* Read what is available; -1 when the link is lost. */
-static int consume_available(struct broker *b)
+static int drain_deliveries(struct broker *b)
 {
 	for (;;) {
 		struct timeval zero = { 0, 0 };
@@ -702,6 +746,16 @@ static int consume_available(struct broker *b)
 		log_warn("broker: connection lost: %s", amqp_error_string2(r.library_error));
 		return -1;
 	}
+}
+
+/* Deliveries are handed to the loops in batches: one wake-up for all the
+ * messages of a read (or HANDOFF_BATCH of them), however it ends. */
+static int consume_available(struct broker *b)
+{
+	int rc = drain_deliveries(b);
+
+	flush_sink(b);
+	return rc;
 }
 
 static bool stopping(struct broker *b)
@@ -787,7 +841,7 @@ static const char *type_name(enum exchange_type t)
 }
 
 struct broker *broker_start(const struct myxid_config *cfg,
-			    broker_deliver_fn *deliver, void *arg)
+			    const struct broker_sink *sink, unsigned n_loops)
 {
 	struct broker *b = xcalloc(1, sizeof(*b));
 	char host[64] = "host", id[17];
@@ -807,10 +861,11 @@ struct broker *broker_start(const struct myxid_config *cfg,
 	for (size_t i = 0; i < b->n_exchanges; i++) {
 		b->exchanges[i].name = xstrdup(cfg->exchanges[i].name);
 		b->exchanges[i].type = type_name(cfg->exchanges[i].type);
+		b->exchanges[i].direct = cfg->exchanges[i].type == EXCHANGE_DIRECT;
 		b->exchanges[i].durable = cfg->exchanges[i].durable;
 	}
-	b->deliver = deliver;
-	b->deliver_arg = arg;
+	b->sink = *sink;
+	b->all_loops = n_loops >= 64 ? ~0ull : (1ull << n_loops) - 1;
 	b->state = BROKER_CONNECTING;
 	redelivery_init(&b->handled, PREFETCH);
 	pthread_mutex_init(&b->lock, NULL);
@@ -865,7 +920,8 @@ void broker_stop(struct broker **bp)
 	free(b);
 }
 
-uint64_t broker_bind(struct broker *b, const char *ex, const char *key)
+uint64_t broker_bind(struct broker *b, unsigned loop, const char *ex,
+		     const char *key)
 {
 	struct binding **pp, *bd;
 	bool notify = false;
@@ -886,7 +942,7 @@ uint64_t broker_bind(struct broker *b, const char *ex, const char *key)
 			notify = true;
 		}
 	}
-	(*pp)->refs++;
+	(*pp)->loops |= 1ull << loop;
 	/* A second subscriber of a key whose bind is still on its way waits
 	 * for the same ticket. */
 	ticket = (*pp)->ticket;
@@ -909,7 +965,8 @@ void broker_set_progress(struct broker *b, broker_progress_fn *fn, void *arg)
 	pthread_mutex_unlock(&b->lock);
 }
 
-void broker_unbind(struct broker *b, const char *ex, const char *key)
+void broker_unbind(struct broker *b, unsigned loop, const char *ex,
+		   const char *key)
 {
 	struct binding **pp, *bd;
 	bool notify = false;
@@ -917,7 +974,9 @@ void broker_unbind(struct broker *b, const char *ex, const char *key)
 	pthread_mutex_lock(&b->lock);
 	pp = binding_slot(b, ex, key);
 	bd = *pp;
-	if (bd != NULL && --bd->refs == 0) {
+	if (bd != NULL)
+		bd->loops &= ~(1ull << loop);
+	if (bd != NULL && bd->loops == 0) {
 		*pp = bd->next;
 		b->n_bindings--;
 		free(bd->exchange);

@@ -5,8 +5,8 @@
  * The node has one queue (not one per socket, as Myxi had): named
  * "<prefix>.<host>.<random>", non-exclusive, with x-expires, so it outlives a
  * dropped connection (messages published meanwhile wait in it) and vanishes
- * on its own once the node is gone. Bindings are reference-counted per
- * (exchange, routing key) over the whole node: bound when the first local
+ * on its own once the node is gone. Bindings are counted per (exchange,
+ * routing key) over the whole node's loops: bound when the first local
  * subscriber arrives, unbound when the last leaves, and all restored after
  * a reconnect. Channel errors on a binding close only the topology channel,
  * which is reopened; consuming goes on.
@@ -32,31 +32,42 @@ enum broker_state {
 };
 
 /*
- * Called on the broker thread for each delivery that is a JSON object,
- * already encoded with "mq" appended. The callee takes a reference to f if
- * it keeps it. exchange and routing_key are valid during the call.
+ * Where deliveries go, called on the broker thread. deliver() gets each
+ * message that is a JSON object, encoded once with "mq" appended (f knows
+ * its exchange and routing key), and the loops it concerns (bit i: loop
+ * i); it takes a reference to f if it keeps it. flush() follows a batch of
+ * deliver() calls: the time to wake the loops.
  */
-typedef void broker_deliver_fn(void *arg, const char *exchange,
-			       const char *routing_key, struct shared_frame *f);
+struct broker_sink {
+	void (*deliver)(void *arg, struct shared_frame *f, uint64_t loops);
+	void (*flush)(void *arg);
+	void *arg;
+};
 
 /*
  * Start the link for cfg's broker block and exchanges (cfg must outlive the
- * broker: a reload keeps the broker of the first configuration). Returns
- * NULL only if the thread cannot be created.
+ * broker: a reload keeps the broker of the first configuration), for
+ * n_loops event loops (at most 64). Returns NULL only if the thread cannot
+ * be created.
  */
 struct broker *broker_start(const struct myxid_config *cfg,
-			    broker_deliver_fn *deliver, void *arg);
+			    const struct broker_sink *sink, unsigned n_loops);
 
 /* Stop the thread, close the connection (the queue expires on its own). */
 void broker_stop(struct broker **b);
 
 /*
- * Reference-counted bind / unbind of the node queue. broker_bind returns 0
- * when the binding is in place (or the link is down: it is made from the
- * table on reconnect), else a ticket that broker_ticket_done() reports
- * done once RabbitMQ has answered the bind.
+ * Bind / unbind of the node queue on behalf of a loop, which calls each
+ * once per (exchange, routing key) when its first local subscriber comes
+ * and its last goes (the router's hook); the queue stays bound while any
+ * loop holds the key, and messages for a direct exchange's key go only to
+ * the loops that hold it. broker_bind returns 0 when the binding is in
+ * place (or the link is down: it is made from the table on reconnect),
+ * else a ticket that broker_ticket_done() reports done once RabbitMQ has
+ * answered the bind.
  */
-uint64_t broker_bind(struct broker *b, const char *exchange, const char *routing_key);
+uint64_t broker_bind(struct broker *b, unsigned loop, const char *exchange,
+		     const char *routing_key);
 bool broker_ticket_done(const struct broker *b, uint64_t ticket);
 
 /* fn(arg) is called on the broker thread whenever bind tickets complete;
@@ -64,7 +75,8 @@ bool broker_ticket_done(const struct broker *b, uint64_t ticket);
  * progress). */
 typedef void broker_progress_fn(void *arg);
 void broker_set_progress(struct broker *b, broker_progress_fn *fn, void *arg);
-void broker_unbind(struct broker *b, const char *exchange, const char *routing_key);
+void broker_unbind(struct broker *b, unsigned loop, const char *exchange,
+		   const char *routing_key);
 
 /*
  * Queue body for publishing to exchange with routing_key, with the message

@@ -133,15 +133,23 @@ static void binds_to_workers(void *arg)
 		worker_binds_done(&d->workers[i]);
 }
 
-static void broker_to_workers(void *arg, const char *exchange,
-			      const char *routing_key, struct shared_frame *f)
+static void broker_to_workers(void *arg, struct shared_frame *f, uint64_t loops)
 {
 	struct daemon *d = arg;
 
 	metrics_inc(M_PUBLISHED);
-	/* One encoded frame, a reference for each loop. */
+	/* One encoded frame, a reference for each loop it concerns. */
 	for (unsigned i = 0; i < d->n_workers; i++)
-		worker_deliver(&d->workers[i], exchange, routing_key, f);
+		if (loops & (1ull << i))
+			worker_deliver(&d->workers[i], f);
+}
+
+static void broker_flush_workers(void *arg)
+{
+	struct daemon *d = arg;
+
+	for (unsigned i = 0; i < d->n_workers; i++)
+		worker_deliveries_flush(&d->workers[i]);
 }
 
 /* --------------------------------------------------------------- fan-out */
@@ -384,9 +392,11 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 		goto out;
 	}
 	if (d.workers[0].cfg->broker.enabled) {
+		struct broker_sink sink = { broker_to_workers, broker_flush_workers, &d };
+
 		for (unsigned i = 0; i < d.n_workers; i++)
 			worker_use_broker(&d.workers[i], NULL);
-		d.broker = broker_start(d.workers[0].cfg, broker_to_workers, &d);
+		d.broker = broker_start(d.workers[0].cfg, &sink, d.n_workers);
 		if (d.broker == NULL) {
 			fprintf(stderr, "myxid: cannot start the broker link\n");
 			goto out;

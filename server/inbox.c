@@ -1,48 +1,62 @@
 /*
- * Cross-thread delivery queue; see inbox.h.
+ * Cross-thread frame queue; see inbox.h.
  */
 #include "inbox.h"
-#include "log.h"
 #include "shared_frame.h"
 #include "util.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 #include <event2/event.h>
 
-struct item {
-	struct item *next;
-	struct shared_frame *f;
-	const char *routing_key;     /* points into exchange[] */
-	char exchange[];             /* "exchange\0routing_key\0" */
+/* After a burst the loop's array is freed rather than kept at its peak
+ * once it holds more than this many slots. */
+#define INBOX_KEEP_SLOTS 4096
+
+struct batch {
+	struct shared_frame **f;     /* one reference each */
+	size_t n, cap;
 };
 
 struct inbox {
 	pthread_mutex_t lock;
-	struct item *head, *tail;
+	struct batch posted;         /* under lock: filled by posters */
+	bool wake_pending;           /* under lock: an activation is on its way */
+	struct batch handling;       /* the loop's own, empty between drains */
 	struct event *ev;
 	inbox_handle_fn *handle;
 	void *arg;
 };
 
+static void batch_drop(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		shared_frame_unref(b->f[i]);
+	b->n = 0;
+}
+
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct inbox *ib = arg;
-	struct item *list;
+	struct batch b;
 
+	/* Swap arrays: posters fill the emptied one while we work. */
 	pthread_mutex_lock(&ib->lock);
-	list = ib->head;
-	ib->head = ib->tail = NULL;
+	b = ib->posted;
+	ib->posted = ib->handling;
+	ib->wake_pending = false;
 	pthread_mutex_unlock(&ib->lock);
-	while (list != NULL) {
-		struct item *it = list;
-		list = it->next;
-		ib->handle(ib->arg, it->exchange, it->routing_key, it->f);
-		shared_frame_unref(it->f);
-		free(it);
+
+	for (size_t i = 0; i < b.n; i++)
+		ib->handle(ib->arg, b.f[i]);
+	batch_drop(&b);
+	if (b.cap > INBOX_KEEP_SLOTS) {
+		free(b.f);
+		b.f = NULL;
+		b.cap = 0;
 	}
+	ib->handling = b;
 }
 
 struct inbox *inbox_new(struct event_base *base, inbox_handle_fn *handle,
@@ -64,38 +78,37 @@ void inbox_free(struct inbox **ibp)
 	if (ib == NULL)
 		return;
 	*ibp = NULL;
-	while (ib->head != NULL) {
-		struct item *it = ib->head;
-		ib->head = it->next;
-		shared_frame_unref(it->f);
-		free(it);
-	}
+	batch_drop(&ib->posted);
+	free(ib->posted.f);
+	free(ib->handling.f);
 	event_free(ib->ev);
 	pthread_mutex_destroy(&ib->lock);
 	free(ib);
 }
 
-void inbox_post(struct inbox *ib, const char *exchange,
-		const char *routing_key, struct shared_frame *f)
+void inbox_post(struct inbox *ib, struct shared_frame *f)
 {
-	size_t el = strlen(exchange), rl = strlen(routing_key);
-	struct item *it = xmalloc(sizeof(*it) + el + rl + 2);
-	bool was_empty;
-
-	it->next = NULL;
-	it->f = shared_frame_ref(f);
-	memcpy(it->exchange, exchange, el + 1);
-	memcpy(it->exchange + el + 1, routing_key, rl + 1);
-	it->routing_key = it->exchange + el + 1;
+	shared_frame_ref(f);
 	pthread_mutex_lock(&ib->lock);
-	was_empty = ib->head == NULL;
-	if (ib->tail)
-		ib->tail->next = it;
-	else
-		ib->head = it;
-	ib->tail = it;
+	if (ib->posted.n == ib->posted.cap) {
+		ib->posted.cap = ib->posted.cap ? ib->posted.cap * 2 : 64;
+		ib->posted.f = xrealloc(ib->posted.f,
+					ib->posted.cap * sizeof(*ib->posted.f));
+	}
+	ib->posted.f[ib->posted.n++] = f;
 	pthread_mutex_unlock(&ib->lock);
-	/* One activation drains everything queued until it runs. */
-	if (was_empty)
+}
+
+void inbox_flush(struct inbox *ib)
+{
+	bool wake;
+
+	pthread_mutex_lock(&ib->lock);
+	wake = ib->posted.n > 0 && !ib->wake_pending;
+	if (wake)
+		ib->wake_pending = true;
+	pthread_mutex_unlock(&ib->lock);
+	/* One activation handles everything posted until it runs. */
+	if (wake)
 		event_active(ib->ev, 0, 0);
 }

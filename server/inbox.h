@@ -1,7 +1,10 @@
 /*
- * Deliveries handed to an event loop by another thread (the broker's): a
- * locked list drained by one libevent event, so the loop processes them
- * in order, in batches, on its own thread.
+ * Frames handed to an event loop by another thread (the broker's): posts
+ * go into a locked array that the loop swaps out and handles in order, on
+ * its own thread. Posting does not wake the loop; the poster flushes once
+ * per batch (a broker read usually brings many messages), so a busy link
+ * costs one wake-up per batch, not one per message, and no allocation per
+ * message once the arrays have grown.
  */
 #ifndef MYXID_INBOX_H
 #define MYXID_INBOX_H
@@ -10,8 +13,9 @@ struct event_base;
 struct shared_frame;
 struct inbox;
 
-typedef void inbox_handle_fn(void *arg, const char *exchange,
-			     const char *routing_key, struct shared_frame *f);
+/* Called on the loop for each frame posted; f->exchange and
+ * f->routing_key say where it was published. */
+typedef void inbox_handle_fn(void *arg, struct shared_frame *f);
 
 struct inbox *inbox_new(struct event_base *base, inbox_handle_fn *handle,
 			void *arg);
@@ -20,7 +24,10 @@ struct inbox *inbox_new(struct event_base *base, inbox_handle_fn *handle,
 void inbox_free(struct inbox **ib);
 
 /* Thread-safe: queue f (a reference is taken) for the loop. */
-void inbox_post(struct inbox *ib, const char *exchange,
-		const char *routing_key, struct shared_frame *f);
+void inbox_post(struct inbox *ib, struct shared_frame *f);
+
+/* Thread-safe: wake the loop if something was posted since it last
+ * looked. */
+void inbox_flush(struct inbox *ib);
 
 #endif

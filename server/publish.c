@@ -29,7 +29,7 @@ struct shared_frame *publish_encode(json_object *event, const char *exchange,
 	json_object_object_add(mq, "rk", json_object_new_string(routing_key));
 	json_object_object_add(event, "mq", mq);
 	s = json_object_to_json_string_length(event, REPLY_JSON_FLAGS, &len);
-	return shared_frame_text(s, len);
+	return shared_frame_event(s, len, exchange, routing_key);
 }
 
 struct shared_frame *publish_encode_body(const char *body, size_t len,

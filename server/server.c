@@ -16,6 +16,7 @@
 #include "router.h"
 #include "runconf.h"
 #include "session.h"
+#include "shared_frame.h"
 #include "util.h"
 
 #include <errno.h>
@@ -73,16 +74,15 @@ static void route_changed(void *arg, const char *exchange,
 	if (w->broker == NULL)
 		return;
 	if (added)
-		w->bind_ticket = broker_bind(w->broker, exchange, routing_key);
+		w->bind_ticket = broker_bind(w->broker, w->index, exchange, routing_key);
 	else
-		broker_unbind(w->broker, exchange, routing_key);
+		broker_unbind(w->broker, w->index, exchange, routing_key);
 }
 
 /* Loop thread: fan a broker frame out. */
-static void inbox_delivery(void *arg, const char *exchange,
-			   const char *routing_key, struct shared_frame *f)
+static void inbox_delivery(void *arg, struct shared_frame *f)
 {
-	publish_local(arg, exchange, routing_key, f);
+	publish_local(arg, f->exchange, f->routing_key, f);
 }
 
 /*
@@ -139,10 +139,14 @@ void worker_binds_done(struct worker *w)
 	bind_wait_kick(w->bind_wait);
 }
 
-void worker_deliver(struct worker *w, const char *exchange,
-		    const char *routing_key, struct shared_frame *f)
+void worker_deliver(struct worker *w, struct shared_frame *f)
 {
-	inbox_post(w->inbox, exchange, routing_key, f);
+	inbox_post(w->inbox, f);
+}
+
+void worker_deliveries_flush(struct worker *w)
+{
+	inbox_flush(w->inbox);
 }
 
 int worker_reload_prepare(struct worker *w, char *err, size_t err_size)

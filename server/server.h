@@ -97,9 +97,10 @@ void worker_reload_abort(struct worker *w);
 /* Broker thread: binds completed; w releases the Subscribes waiting. */
 void worker_binds_done(struct worker *w);
 
-/* Broker thread: queue a frame for w's subscribers. */
-void worker_deliver(struct worker *w, const char *exchange,
-		    const char *routing_key, struct shared_frame *f);
+/* Broker thread: queue a frame for w's subscribers; w's loop sees the
+ * frames queued when worker_deliveries_flush() wakes it. */
+void worker_deliver(struct worker *w, struct shared_frame *f);
+void worker_deliveries_flush(struct worker *w);
 
 void worker_destroy(struct worker *w);
 

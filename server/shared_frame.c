@@ -13,16 +13,22 @@
  * per-reference chain allocation. */
 #define SHARE_BY_REFERENCE_MIN 1024
 
-struct shared_frame *shared_frame_text(const char *payload, size_t len)
+struct shared_frame *shared_frame_event(const char *payload, size_t len,
+					const char *exchange,
+					const char *routing_key)
 {
 	uint8_t hdr[WS_MAX_HEADER];
 	size_t hlen = ws_header_encode(hdr, WS_OP_TEXT, len);
-	struct shared_frame *f = xmalloc(sizeof(*f) + hlen + len);
+	size_t el = strlen(exchange) + 1, rl = strlen(routing_key) + 1;
+	struct shared_frame *f = xmalloc(sizeof(*f) + hlen + len + el + rl);
+	char *names = (char *)f->data + hlen + len;
 
 	__atomic_store_n(&f->refs, 1, __ATOMIC_RELAXED);
 	f->len = hlen + len;
 	memcpy(f->data, hdr, hlen);
 	memcpy(f->data + hlen, payload, len);
+	f->exchange = memcpy(names, exchange, el);
+	f->routing_key = memcpy(names + el, routing_key, rl);
 	return f;
 }
 

@@ -17,11 +17,18 @@ struct evbuffer;
 struct shared_frame {
 	int refs;              /* atomic */
 	size_t len;            /* header + payload */
+	/* Where the event was published: it travels with the frame from the
+	 * broker thread to the loops, so handing it over needs nothing else. */
+	const char *exchange;  /* in this allocation, after data */
+	const char *routing_key;
 	uint8_t data[];
 };
 
-/* A text frame holding payload (copied once). The caller owns one reference. */
-struct shared_frame *shared_frame_text(const char *payload, size_t len);
+/* A text frame holding payload, published to exchange/routing_key (all
+ * copied once). The caller owns one reference. */
+struct shared_frame *shared_frame_event(const char *payload, size_t len,
+					const char *exchange,
+					const char *routing_key);
 
 struct shared_frame *shared_frame_ref(struct shared_frame *f);
 void shared_frame_unref(struct shared_frame *f);

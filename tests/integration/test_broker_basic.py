@@ -255,6 +255,46 @@ async def refcounted_bindings():
             await c.close()
 
 
+@T.test(timeout=120)
+async def keys_shared_across_loops():
+    """A direct exchange's message goes only to the event loops that have a
+    subscriber for its key. 16 sockets on one key land on both loops (the
+    kernel spreads them; all on one loop is a 1 in 32,768 chance); they
+    leave one by one, and after each departure every remaining socket, on
+    whichever loop, still gets the next event and no departed one does:
+    so a loop that loses its last subscriber stops getting the key while
+    the other keeps it."""
+    n = 16
+    group = [Client(PORT, label=f"l{i}") for i in range(n)]
+    try:
+        for c in group:
+            await c.connect()
+            await subscribe_ok(c, "public", "shared")
+        T.check(await wait_bindings(R, {("public", "shared")}), "setup: public/shared bound")
+        bad = []
+        with Publisher(R.url) as p:
+            for i in range(n):
+                p.publish("public", "shared", "Left", {"gone": i})
+                want = [compact(delivered("Left", {"gone": i}, "public", "shared"))]
+                rest = group[i:]
+                gots = await asyncio.gather(*(receive_all(c, 1, 3) for c in rest))
+                bad += [(i, c.label, got) for c, got in zip(rest, gots) if got != want]
+                if i % 2:
+                    await unsubscribe_ok(group[i], "public", "shared")
+                else:
+                    await group[i].close()
+            p.publish("public", "shared", "Late", {})
+            for c in group[1::2]:
+                await c.expect_nothing(f"{c.label}: nothing after it unsubscribed", 0.05)
+        T.check(not bad, f"{n} sockets leave one key one by one: after each departure, "
+                "each of the others gets the next event once", repr(bad[:5]))
+        T.check(await wait_bindings(R, set(), {("public", "shared")}),
+                "the last departure unbinds the key", R.myxid_bindings())
+    finally:
+        for c in group:
+            await c.close()
+
+
 @T.test(timeout=40)
 async def topic_patterns():
     async with Client(PORT, label="star") as star, Client(PORT, label="hash") as hsh, \
