@@ -193,42 +193,16 @@ void conn_send_text(struct conn *c, const char *payload, size_t len)
 	metrics_add(M_BYTES_OUT, (int64_t)(hlen + len));
 }
 
-/*
- * Write a frame straight to an idle plain socket; returns the bytes the
- * kernel took. Going through the bufferevent costs an epoll_ctl() to arm
- * its write event and another to disarm it once the output has drained:
- * when messages go to many sockets a few at a time (each socket idle in
- * between), that is two system calls per delivery on top of the write.
- * Only with nothing waiting, so frames stay in order; the caller queues
- * what was not taken. An error is left for the bufferevent's own write
- * to find and report.
- */
-static size_t write_idle(struct conn *c, const uint8_t *data, size_t len)
-{
-	ssize_t n;
-
-	if (c->tls || outq_pending(&c->outq, bufferevent_get_output(c->bev)) != 0)
-		return 0;
-	n = send(bufferevent_getfd(c->bev), data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	return n > 0 ? (size_t)n : 0;
-}
-
 void conn_send_shared(struct conn *c, struct shared_frame *f)
 {
-	size_t done;
-
 	if (c->state != CONN_WS) {
 		metrics_inc(M_DROPPED_FRAMES);
 		return;
 	}
 	if (!output_room(c, f->len))
 		return;
-	done = write_idle(c, f->data, f->len);
-	if (done > 0 && done < f->len)
-		evbuffer_add(bufferevent_get_output(c->bev), f->data + done, f->len - done);
-	else if (done == 0)
-		shared_frame_send(f, outq_target(&c->outq, bufferevent_get_output(c->bev),
-						 f->len));
+	shared_frame_send(f, outq_target(&c->outq, bufferevent_get_output(c->bev),
+					 f->len));
 	metrics_inc(M_DELIVERIES);
 	metrics_add(M_BYTES_OUT, (int64_t)f->len);
 }
