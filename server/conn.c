@@ -193,16 +193,61 @@ void conn_send_text(struct conn *c, const char *payload, size_t len)
 	metrics_add(M_BYTES_OUT, (int64_t)(hlen + len));
 }
 
+/*
+ * Write a frame at once to a plain socket whose output is empty, unless it
+ * is in a burst; returns the bytes the kernel took (the caller queues the
+ * rest). Through the bufferevent, a frame for an idle socket costs an
+ * epoll_ctl() to arm its write event, a wake-up, and another epoll_ctl()
+ * to disarm it: three system calls around the one write, for every frame
+ * when each socket gets one frame at a time (many keys, or one key at a
+ * modest rate). A socket that got several frames in its previous loop turn
+ * is in a burst: its frames keep the buffered path, where a turn's frames
+ * leave in one writev(), and so do the second and later frames of a turn.
+ */
+static size_t write_if_idle(struct conn *c, const uint8_t *data, size_t len)
+{
+	struct worker *w = c->w;
+	struct timeval tv;
+	uint64_t clock;
+	ssize_t n;
+
+	event_base_gettimeofday_cached(w->base, &tv);
+	clock = (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
+	if (clock != w->turn_clock) {
+		w->turn_clock = clock;
+		w->turn++;
+	}
+	if (c->frame_turn != w->turn) {
+		c->burst = c->frame_turn + 1 == w->turn && c->turn_frames > 1;
+		c->frame_turn = w->turn;
+		c->turn_frames = 0;
+	}
+	if (c->turn_frames < UINT16_MAX)
+		c->turn_frames++;
+	if (c->tls || c->burst || c->turn_frames > 1 ||
+	    outq_pending(&c->outq, bufferevent_get_output(c->bev)) != 0)
+		return 0;
+	/* An error is left for the bufferevent's own write to report. */
+	n = send(bufferevent_getfd(c->bev), data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return n > 0 ? (size_t)n : 0;
+}
+
 void conn_send_shared(struct conn *c, struct shared_frame *f)
 {
+	size_t sent;
+
 	if (c->state != CONN_WS) {
 		metrics_inc(M_DROPPED_FRAMES);
 		return;
 	}
 	if (!output_room(c, f->len))
 		return;
-	shared_frame_send(f, outq_target(&c->outq, bufferevent_get_output(c->bev),
-					 f->len));
+	sent = write_if_idle(c, f->data, f->len);
+	if (sent > 0 && sent < f->len)
+		evbuffer_add(bufferevent_get_output(c->bev), f->data + sent, f->len - sent);
+	else if (sent == 0)
+		shared_frame_send(f, outq_target(&c->outq, bufferevent_get_output(c->bev),
+						 f->len));
 	metrics_inc(M_DELIVERIES);
 	metrics_add(M_BYTES_OUT, (int64_t)f->len);
 }

@@ -46,6 +46,11 @@ struct conn {
 	struct session *session;       /* in CONN_WS */
 	struct publish_wait *publish_wait;  /* a POST /publish in flight */
 	uint64_t last_rx_ms;           /* when the peer last sent anything */
+	uint32_t frame_turn;           /* the loop turn (worker.turn) of the last
+					* data frame, the frames queued in it, and
+					* whether the turn before had several */
+	uint16_t turn_frames;
+	bool burst;
 	int shut_wr;                   /* we sent FIN */
 	int peer_gone;                 /* peer sent FIN while we still write */
 	struct conn *next, *prev;      /* the worker's list */

@@ -64,6 +64,10 @@ struct worker {
 	struct event *drain_timer;
 	unsigned drain_step, drain_steps;
 	struct worker_stats stats;
+	/* Loop turns that queued data frames, told apart by the loop's cached
+	 * clock (constant within a turn): conn.c's choice of direct writes. */
+	uint64_t turn_clock;
+	uint32_t turn;
 };
 
 /*
