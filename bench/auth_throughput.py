@@ -383,7 +383,7 @@ def pools(opts):
     return [opts.pool] + [p for p in opts.other_pools if p != opts.pool]
 
 
-# Authie's query as plugins/sql_common.c has it (PG_AUTHIE_SELECT + TAIL,
+# Authie's query as plugins/sql/sql_common.c has it (PG_AUTHIE_SELECT + TAIL,
 # legacy_tokens no), with pgbench variables where the plugin binds $1, $2.
 PG_AUTHIE_QUERY = """\
 SELECT user_id::text AS user_id, user_type FROM authie_sessions

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """
-The http plugin ("auth http", "policy http"; plugins/http.c) against a
+The http plugin ("auth http", "policy http"; plugins/http/http.c) against a
 small real application (tests/integration/http_app.py, Python's
 http.server on loopback) that answers from a table and can be made slow,
 wrong or absent:

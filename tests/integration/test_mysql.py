@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """
-The MySQL/MariaDB plugin (plugins/mysql.c, loaded as "auth mysql" and
+The MySQL/MariaDB plugin (plugins/sql/mysql.c, loaded as "auth mysql" and
 "policy mysql") against a private MariaDB started by this program
 (mariadb.py), with Authie's session table and the article's application
 (authie_schema_mysql.sql):

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """
-The PostgreSQL plugin (plugins/pgsql.c) against a real, private PostgreSQL
+The PostgreSQL plugin (plugins/sql/pgsql.c) against a real, private PostgreSQL
 15 cluster (tests/integration/pgsql.py) holding Authie's authie_sessions
 and the article's projects / memberships / deployments
 (tests/integration/authie_schema.sql):

@@ -1,5 +1,5 @@
 /*
- * Unit tests of the http plugin's response parser (plugins/http_response.c,
+ * Unit tests of the http plugin's response parser (plugins/http/http_response.c,
  * linked directly: plugins are separate modules). Every response is also
  * fed one byte at a time, so that no state depends on how reads split.
  */
