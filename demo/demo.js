@@ -52,9 +52,9 @@ function watch(key) {
     setStatus(String(p.status));
     addLine(`status: ${p.status}`, 'status');
   });
-  sub.on('Unsubscribed', (p) => { if (p.auto) addLine(`access to ${key} was revoked`, 'system'); });
+  sub.on('SubscriptionEnded', (p) => { if (p.auto) addLine(`access to ${key} was revoked`, 'system'); });
   // Subscribed again after every reconnect.
-  sub.on('Subscribed', () => {
+  sub.on('SubscriptionConfirmed', () => {
     addLine(`watching deployment ${key}`, 'system');
     document.body.dataset.watching = key;
   });

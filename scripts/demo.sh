@@ -1,10 +1,12 @@
 #!/bin/sh
-# The README's first command: install the build dependencies, build myxid,
-# and run it in the foreground on the bundled demo configuration.
+# The README's first command: install the build dependencies (and the
+# clients its printed instructions use), build myxid, and run it in the
+# foreground on the bundled demo configuration.
+# tests/integration/test_demo_instructions.py runs the printed commands.
 set -eu
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh build
+scripts/install-deps.sh demo
 [ -x configure ] || ./autogen.sh
 [ -f Makefile ] || ./configure --quiet
 make -j"$(nproc)" --quiet >/dev/null

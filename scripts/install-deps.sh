@@ -1,12 +1,15 @@
 #!/bin/sh
 # Install what myxid needs from Debian 12's archive (run as root).
 #   scripts/install-deps.sh build   compilers, autotools, libraries
+#   scripts/install-deps.sh demo    + what the demo's printed instructions use
+#                                   (python3-websockets, curl)
 #   scripts/install-deps.sh test    + the clients and tools the tests use
 # Packages already present are left alone, so a second run is quick.
 set -eu
 
 build="build-essential autoconf automake libtool pkg-config
  libevent-dev libjson-c-dev libssl-dev librabbitmq-dev libpq-dev libmariadb-dev"
+demo="$build python3 python3-websockets curl"
 # The tests' services, clients and tools; nginx with nchan is the peer the
 # benchmarks measure myxid against; clang-14 and libFuzzer build the fuzz
 # targets and the sanitizer build; valgrind checks for leaks.
@@ -19,8 +22,9 @@ test="$build python3 python3-websockets curl
 
 case "${1:-build}" in
 build) want=$build ;;
+demo) want=$demo ;;
 test) want=$test ;;
-*) echo "usage: $0 build|test" >&2; exit 2 ;;
+*) echo "usage: $0 build|demo|test" >&2; exit 2 ;;
 esac
 
 missing=""

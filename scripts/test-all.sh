@@ -13,6 +13,9 @@ scripts/install-deps.sh test
 (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
 # The Node tests find `ws` here even when run from a distcheck tree.
 export MYXID_NODE_MODULES="$top/tests/integration/node_modules"
+# Myxi's own JS client, for the compatibility test (beside the checkout, as
+# CI lays out ../shared).
+export MYXI_CLIENT_DIR="$top/../shared/reference/myxi-client"
 
 # The sanitizer and fuzz builds of a previous run would be counted below.
 rm -rf build-asan build-fuzz

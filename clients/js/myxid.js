@@ -35,11 +35,6 @@ export const CloseCodes = Object.freeze({
 // Errors that end a subscription (the server will not change its mind).
 const FINAL_SUBSCRIBE_ERRORS = ['SubscriptionDenied', 'InvalidExchange', 'InvalidRoutingKey'];
 
-function keyFor(exchange, routingKey) {
-  return routingKey === undefined || routingKey === null ? String(exchange)
-    : `${exchange}::${routingKey}`;
-}
-
 function defaultUrl() {
   const doc = globalThis.document;
   const meta = doc && doc.querySelector && doc.querySelector('meta[name=myxi-host]');
@@ -68,6 +63,12 @@ export class MyxiError extends Error {
 }
 
 // ------------------------------------------------------------ Subscription
+//
+// Myxi's API keeps Myxi's semantics to the letter: what each function
+// returns, what `this` is in a callback, when callbacks fire, what happens
+// while disconnected. The few places where myxid deliberately differs (Myxi
+// bugs) are listed in clients/js/README.md, and
+// tests/integration/myxi_compat.mjs runs the same page against both clients.
 
 export function Subscription(connection, exchange, routingKey) {
   if (!(this instanceof Subscription)) return new Subscription(connection, exchange, routingKey);
@@ -75,72 +76,87 @@ export function Subscription(connection, exchange, routingKey) {
   this.exchange = exchange;
   this.routingKey = routingKey;
   this.subscribed = false;
-  this.reconnect = true;       // re-subscribe after a reconnect (Myxi's name)
+  this.reconnect = true;       // re-subscribe after a reconnect
   this.callbacks = {};
-  this.handlers = [];
-  this.lastError = null;
+  this.messageHandlers = {};   // name -> {handler, param}, as Myxi keeps them
+  // myxid's additions.
+  this.lastError = null;       // the last Error event about this subscription
   this.denied = null;          // the MyxiError of a final refusal
   this._waiters = [];
-  this._tag = null;
   this._retryTimer = null;
   this._retries = 0;
+  this._resubscribing = false; // subscribe() again before Unsubscribed came back
   if (connection._canSubscribe()) this.subscribe();
 }
 
-Subscription.keyFor = keyFor;
-
-// on()/off() of subscriptions and connections: named callback lists.
-const callbackMethods = {
-  on(event, callback) {
-    (this.callbacks[event] = this.callbacks[event] || []).push(callback);
-    return this;
-  },
-
-  off(event, callback) {
-    const list = this.callbacks[event] || [];
-    const i = list.indexOf(callback);
-    if (i >= 0) list.splice(i, 1);
-    return this;
-  },
+// Myxi's key: the exchange alone, or "exchange::routingKey".
+Subscription.keyFor = function keyFor(exchange, routingKey) {
+  let key = exchange;
+  if (routingKey !== undefined && routingKey !== null) key = `${key}::${routingKey}`;
+  return key;
 };
 
+// on(): Myxi returns the new number of callbacks for that event (Array push).
+function addCallback(callbacks, event, callback) {
+  (callbacks[event] = callbacks[event] || []);
+  return callbacks[event].push(callback);
+}
+
+function removeCallback(callbacks, event, callback) {
+  const list = callbacks[event] || [];
+  const i = list.indexOf(callback);
+  if (i < 0) return false;
+  list.splice(i, 1);
+  return true;
+}
+
 Object.assign(Subscription.prototype, {
-  key() { return keyFor(this.exchange, this.routingKey); },
+  key() { return Subscription.keyFor(this.exchange, this.routingKey); },
 
-  // Send Subscribe now (the connection calls this after every (re)connect).
+  // Sends Subscribe (no tag, as Myxi: replies are matched by exchange and
+  // routing key); returns sendAction()'s answer.
   subscribe() {
-    this.reconnect = true;
     this.denied = null;
-    this._tag = this.connection._nextTag('s');
-    return this.connection.sendAction('Subscribe',
-      { exchange: this.exchange, routing_key: this.routingKey }, this._tag);
+    return this.connection.sendAction('Subscribe', { exchange: this.exchange, routing_key: this.routingKey });
   },
 
+  // Myxi: true once Unsubscribe is sent; the subscription leaves
+  // connection.subscriptions when the server's Unsubscribed arrives.
+  // While disconnected Myxi returned false and kept the subscription, which
+  // then came back after the next reconnect; myxid returns false too but
+  // drops it, so it does not come back.
   unsubscribe() {
-    this.reconnect = false;
     this._clearRetry();
+    this._resubscribing = false;
     this._reject(new MyxiError('Unsubscribed', 'unsubscribed by the application'));
-    const sent = this.connection.sendAction('Unsubscribe',
-      { exchange: this.exchange, routing_key: this.routingKey });
-    this.subscribed = false;
+    if (this.connection.sendAction('Unsubscribe', { exchange: this.exchange, routing_key: this.routingKey })) {
+      this.subscribed = false;
+      this.reconnect = false;
+      return true;
+    }
+    this.reconnect = false;
     this.connection._forget(this);
-    return sent;
+    return false;
   },
 
-  // Myxi 3f8bcb0 style: cb.call(subscription, payload, tag) for one event.
-  ...callbackMethods,
-
-  // Myxi's later API: fn.call(param, subscription, event, payload, tag) for
-  // events named name ("*" or null: every application event).
-  addMessageHandler(name, fn, param) {
-    this.handlers.push({ name, fn, param });
-    return this;
+  // Myxi: a handler named `name` (the same name again replaces it), called
+  // for every message of the subscription as handler.call(param, sub,
+  // event, payload, tag). Returns the stored {handler, param}.
+  addMessageHandler(name, handler, param) {
+    this.messageHandlers[name] = { handler, param };
+    return this.messageHandlers[name];
   },
 
-  removeMessageHandler(name, fn) {
-    this.handlers = this.handlers.filter((h) => !(h.name === name && (!fn || h.fn === fn)));
-    return this;
+  removeMessageHandler(name) {
+    if (!this.messageHandlers[name]) return false;
+    delete this.messageHandlers[name];
+    return true;
   },
+
+  // callback.call(subscription, payload, tag) for the messages named event.
+  on(event, callback) { return addCallback(this.callbacks, event, callback); },
+
+  off(event, callback) { return removeCallback(this.callbacks, event, callback); },
 
   // A promise for the next Subscribed; rejected with a MyxiError on denial.
   whenSubscribed() {
@@ -152,13 +168,21 @@ Object.assign(Subscription.prototype, {
   _isSubscribed(payload) {
     this.subscribed = true;
     this.lastError = null;
+    this.denied = null;
     this._retries = 0;
     const waiters = this._waiters.splice(0);
     waiters.forEach((w) => w.resolve(this));
-    this._run('Subscribed', payload, null);
+    this._emit('SubscriptionConfirmed', payload);
   },
 
   _isUnsubscribed() { this.subscribed = false; },
+
+  _refused(err, data) {
+    this.lastError = data;
+    this.denied = err;
+    this._reject(err);
+    this._emit('SubscriptionRefused', data.payload);
+  },
 
   _reject(err) {
     const waiters = this._waiters.splice(0);
@@ -170,16 +194,16 @@ Object.assign(Subscription.prototype, {
     this._retryTimer = null;
   },
 
+  // Myxi's order: the callbacks of that event, then every message handler.
   _receiveMessage(event, payload, tag) {
-    this._run(event, payload, tag);
-    for (const h of this.handlers.slice()) {
-      if (h.name === '*' || h.name === null || h.name === undefined || h.name === event) {
-        this.connection._safely(() => h.fn.call(h.param, this, event, payload, tag));
-      }
+    this._emit(event, payload, tag);
+    for (const name in this.messageHandlers) {
+      const opts = this.messageHandlers[name];
+      this.connection._safely(() => opts.handler.call(opts.param, this, event, payload, tag));
     }
   },
 
-  _run(event, payload, tag) {
+  _emit(event, payload, tag) {
     for (const cb of (this.callbacks[event] || []).slice()) {
       this.connection._safely(() => cb.call(this, payload, tag));
     }
@@ -203,16 +227,20 @@ export function Connection(serverURL, options) {
   this.reconnect = this.options.reconnect;
   this.reconnectTimer = null;
   this.authentication_callback = null;
-  this.websocket = null;
+  this.websocket = null;         // the latest socket, open or not (as Myxi's)
+  // myxid's additions.
   this.sessionId = null;         // from Welcome
   this.userId = null;            // from Authenticated
-  this.lastClose = null;         // {code, reason, wasClean, local}
+  this.lastClose = null;         // {code, reason, wasClean, local, ...}
   this.attempts = 0;             // reconnect attempts since the last stable socket
-  this.authFailed = null;        // the Error event that refused our token, if any
+  this.authFailed = null;        // the Error event that refused authenticate()'s token
+  this._live = null;             // the socket whose events count
   this._token = null;
+  this._builtinAuth = false;     // authenticate(token) is in use
   this._tagSeq = 0;
   this._pending = new Map();     // tag -> {resolve, reject, timer, action}
   this._keepaliveTimer = null;
+  this._pingTag = null;
   this._openedAt = 0;
   this._authRetries = 0;
   this._authRetryTimer = null;
@@ -220,82 +248,85 @@ export function Connection(serverURL, options) {
 }
 
 Connection.prototype = {
-  ...callbackMethods,
-
   constructor: Connection,
 
+  // Myxi returns true. Myxi opened a second socket when called while
+  // connected; myxid keeps the one it has. A refused token or disconnect()
+  // is forgotten: connect() means "be connected again".
   connect() {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     this.reconnect = this.options.reconnect;
-    if (this.websocket) return true;     // already open or opening
+    if (this._live) return true;
     const WS = this.options.WebSocket || globalThis.WebSocket;
     if (!WS) throw new Error('myxid: no WebSocket implementation (pass options.WebSocket)');
-    let ws;
-    try {
-      ws = new WS(this.serverURL);
-    } catch (e) {
-      this._log('cannot open', e);
-      this._closed({ code: 1006, reason: String(e && e.message), wasClean: false, local: true });
-      return false;
-    }
+    const ws = new WS(this.serverURL);     // a bad URL throws, as in Myxi
     this.websocket = ws;
+    this._live = ws;
     ws.onopen = () => this._opened(ws);
     ws.onmessage = (ev) => this._message(ws, ev);
     ws.onerror = () => {};            // onclose follows and says why
     ws.onclose = (ev) => {
-      if (this.websocket !== ws) return;
+      if (this._live !== ws) return;
       this._closed({ code: ev.code, reason: ev.reason || '', wasClean: !!ev.wasClean, local: false });
     };
     return true;
   },
 
+  // As Myxi: stop reconnecting and close the socket; SocketDisconnected and
+  // SocketClosed fire when the close completes.
   disconnect() {
     this.reconnect = false;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
-    const ws = this.websocket;
-    if (ws) {
-      try { ws.close(1000); } catch (e) { /* already closing */ }
-      this._closed({ code: 1000, reason: 'disconnect()', wasClean: true, local: true });
+    this._stopKeepalive();
+    this._stopAuthRetry();
+    if (this.websocket) {
+      try { this.websocket.close(); } catch (e) { /* already closing */ }
     }
   },
 
   // Myxi: callback.call(connection) after every (re)connect; it sends
-  // Authenticate, and the app calls isAuthenticated() once Authenticated
-  // arrives (which this client also does by itself).
+  // Authenticate, and the page calls isAuthenticated() once Authenticated
+  // arrives. Returns the callback, as Myxi does.
   authentication(callback) {
     this.authentication_callback = callback;
-    return this;
+    this._builtinAuth = false;
+    return callback;
   },
 
-  // Built in: send Authenticate {session_id: token} after every connect.
-  // token may be a function returning the token or a promise of it. A
-  // refused token (InvalidAuthentication, SessionExpired) is not retried:
+  // Built in: send Authenticate {session_id: token} after every connect and
+  // call isAuthenticated() on Authenticated. token may be a function
+  // returning the token or a promise of it. A refused token
+  // (InvalidAuthentication, SessionExpired) is not retried:
   // AuthenticationFailed fires and reconnects stop until authenticate() is
   // called again.
   authenticate(token) {
     this._token = token;
     this.authFailed = null;
     this.authentication_callback = this._sendAuthenticate;
+    this._builtinAuth = true;
     if (this.connected) this._sendAuthenticate();
-    else if (!this.websocket && this.reconnect && !this.reconnectTimer) this.connect();
+    else if (!this._live && !this.reconnectTimer) this.connect();
     return this;
   },
 
+  // Myxi: marks the connection authenticated, fires SocketAuthenticated
+  // and sends the waiting subscriptions, every time it is called; returns
+  // what each subscription's subscribe() returned (undefined for the rest).
   isAuthenticated() {
-    if (this.authenticated) return;
     this.authenticated = true;
     this._authRetries = 0;
     this._runCallbacks('SocketAuthenticated');
-    this._subscribeAllUnsubscribedSubscriptions();
+    return this._subscribeAllUnsubscribedSubscriptions();
   },
 
+  // Myxi: {action, tag, payload} as given (JSON drops an undefined tag or
+  // payload); false when not connected.
   sendAction(action, payload, tag) {
-    if (!this.connected || !this.websocket) return false;
-    const packet = { action, tag, payload: payload === undefined ? {} : payload };
+    if (!this.connected || !this._live) return false;
     try {
-      this.websocket.send(JSON.stringify(packet));
+      this._live.send(JSON.stringify({ action, tag, payload }));
     } catch (e) {
       this._log('send failed', e);
       return false;
@@ -311,7 +342,7 @@ Connection.prototype = {
     const timeout = (options && options.timeout) || this.options.requestTimeout;
     const tag = this._nextTag('r');
     return new Promise((resolve, reject) => {
-      if (!this.sendAction(action, payload, tag)) {
+      if (!this.sendAction(action, payload === undefined ? {} : payload, tag)) {
         reject(new MyxiError('NotConnected', `${action}: not connected`));
         return;
       }
@@ -323,12 +354,23 @@ Connection.prototype = {
     });
   },
 
+  // callback.call(connection, payload, tag, mq) for every server event of
+  // that name; Myxi returns the new number of callbacks for it.
+  on(event, callback) { return addCallback(this.callbacks, event, callback); },
 
+  off(event, callback) { return removeCallback(this.callbacks, event, callback); },
+
+  // Myxi: the existing Subscription of that exchange and key, or a new one.
+  // Myxi's existing subscription after unsubscribe() stayed unsubscribed
+  // until Unsubscribed came back; myxid subscribes it again.
   subscribe(exchange, routingKey) {
-    const existing = this.subscriptions[keyFor(exchange, routingKey)];
+    const existing = this.subscriptions[Subscription.keyFor(exchange, routingKey)];
     if (existing) {
-      if (!existing.reconnect && this._canSubscribe()) existing.subscribe();
-      existing.reconnect = true;
+      if (!existing.reconnect) {
+        existing.reconnect = true;
+        existing._resubscribing = true;
+        if (this._canSubscribe()) existing.subscribe();
+      }
       return existing;
     }
     const sub = new Subscription(this, exchange, routingKey);
@@ -342,11 +384,13 @@ Connection.prototype = {
     if (this.options.logger) this.options.logger.debug('myxid:', ...args);
   },
 
+  // Myxi let one throwing callback stop the others and the rest of the
+  // message's handling; here the error is re-thrown on its own (so it still
+  // reaches window.onerror and the console) and the others still run.
   _safely(fn) {
     try {
       fn();
     } catch (e) {
-      // One broken handler must not stop the others or the connection.
       setTimeout(() => { throw e; }, 0);
     }
   },
@@ -357,7 +401,8 @@ Connection.prototype = {
   },
 
   // Subscribe now? Once connected, and once authenticated when an
-  // authentication routine is set.
+  // authentication routine is set (Myxi sent it before authenticating and
+  // got AuthRequired back, then sent it again).
   _canSubscribe() {
     return this.connected && (this.authenticated || this.authentication_callback === null);
   },
@@ -366,19 +411,24 @@ Connection.prototype = {
     if (this.subscriptions[sub.key()] === sub) delete this.subscriptions[sub.key()];
   },
 
+  _subscriptionFor(exchange, routingKey) {
+    return this.subscriptions[Subscription.keyFor(exchange, routingKey)] || null;
+  },
+
   _runCallbacks(event, payload, tag, mq) {
     for (const cb of (this.callbacks[event] || []).slice()) {
       this._safely(() => cb.call(this, payload, tag, mq));
     }
   },
 
+  // Myxi's order: SocketConnected (only when not connected before) runs
+  // while `connected` is still false, then the authentication routine.
   _opened(ws) {
-    if (this.websocket !== ws) return;
-    this.connected = true;
-    this.authenticated = false;
+    if (this._live !== ws) return;
     this._openedAt = Date.now();
     this._log('connected to', this.serverURL);
-    this._runCallbacks('SocketConnected');
+    if (this.connected === false) this._runCallbacks('SocketConnected');
+    this.connected = true;
     this._startKeepalive();
     if (this.authentication_callback === null) {
       this._subscribeAllUnsubscribedSubscriptions();
@@ -388,61 +438,65 @@ Connection.prototype = {
   },
 
   _sendAuthenticate() {
-    if (this._authRetryTimer) clearTimeout(this._authRetryTimer);
-    this._authRetryTimer = null;
-    const ws = this.websocket;
+    this._stopAuthRetry();
+    const ws = this._live;
     Promise.resolve(typeof this._token === 'function' ? this._token() : this._token)
       .then((token) => {
-        if (this.websocket !== ws || !this.connected) return null;
+        if (this._live !== ws || !this.connected) return null;
         return this.request('Authenticate', { session_id: token });
       })
       .then((reply) => {
-        if (reply && this.websocket === ws) this.isAuthenticated();
-      }, (err) => {
-        if (this.websocket !== ws || !this.connected) return;
-        if (err.code === 'AuthUnavailable' || err.code === 'Timeout') {
-          // The backend is down: try again on this socket, with backoff.
-          if (this._authRetries < this.options.authRetries) {
-            const delay = this._backoff(this._authRetries++);
-            this._authRetryTimer = setTimeout(() => this._sendAuthenticate(), delay);
-          } else {
-            this._runCallbacks('AuthenticationFailed', err.payload || { error: err.code });
-          }
-        } else if (err.code !== 'AlreadyAuthenticated') {
-          this._authRefused(err.event || { payload: { error: err.code } });
-        }
-      });
+        if (reply && this._live === ws) this.isAuthenticated();
+      }, (err) => this._authenticateFailed(ws, err));
   },
 
+  _authenticateFailed(ws, err) {
+    if (this._live !== ws || !this.connected) return;
+    if (err.code === 'AuthUnavailable' || err.code === 'Timeout') {
+      // The backend is down: try again on this socket, with backoff.
+      if (this._authRetries < this.options.authRetries) {
+        const delay = this._backoff(this._authRetries++);
+        this._authRetryTimer = setTimeout(() => this._sendAuthenticate(), delay);
+      } else {
+        this._runCallbacks('AuthenticationFailed', err.payload || { error: err.code });
+      }
+    } else if (err.code !== 'AlreadyAuthenticated') {
+      this._authRefused(err.event || { payload: { error: err.code } });
+    }
+  },
+
+  _stopAuthRetry() {
+    if (this._authRetryTimer) clearTimeout(this._authRetryTimer);
+    this._authRetryTimer = null;
+  },
+
+  // A refused token. Only authenticate()'s own token stops reconnecting: a
+  // page with its own authentication routine decides that itself, as with
+  // Myxi.
   _authRefused(event) {
-    this.authFailed = event;
+    if (this._builtinAuth) this.authFailed = event;
     this.authenticated = false;
     this._runCallbacks('AuthenticationFailed', event.payload, event.tag);
   },
 
   _subscribeAllUnsubscribedSubscriptions() {
-    for (const sub of Object.values(this.subscriptions)) {
-      if (!sub.subscribed && sub.reconnect) sub.subscribe();
+    const results = [];
+    for (const key in this.subscriptions) {
+      const sub = this.subscriptions[key];
+      results.push(sub.subscribed === false && sub.reconnect === true ? sub.subscribe() : undefined);
     }
+    return results;
   },
 
   _markAllSubscriptionsAsUnsubscribed() {
-    for (const sub of Object.values(this.subscriptions)) {
-      sub._isUnsubscribed();
-      sub._clearRetry();
+    for (const key in this.subscriptions) {
+      this.subscriptions[key]._isUnsubscribed();
+      this.subscriptions[key]._clearRetry();
     }
-  },
-
-  _subscriptionByTag(tag) {
-    if (tag === null || tag === undefined) return null;
-    for (const sub of Object.values(this.subscriptions)) {
-      if (sub._tag === tag) return sub;
-    }
-    return null;
   },
 
   _message(ws, ev) {
-    if (this.websocket !== ws) return;
+    if (this._live !== ws) return;
     let data;
     try {
       data = JSON.parse(typeof ev.data === 'string' ? ev.data : String(ev.data));
@@ -453,93 +507,100 @@ Connection.prototype = {
     if (!data || typeof data !== 'object') return;
     const { event, tag, mq } = data;
     const payload = data.payload || {};
+    // The keepalive's own Pong: not the page's business.
+    if (event === 'Pong' && tag !== null && tag !== undefined && tag === this._pingTag) {
+      this._startKeepalive();
+      return;
+    }
+    this._settle(data, event, payload, tag);
 
-    if (event === 'Welcome') {
-      this.sessionId = payload.id;
-    } else if (event === 'Subscribed') {
-      const sub = this._subscriptionByTag(tag) ||
-        this.subscriptions[keyFor(payload.exchange, payload.routing_key)];
+    // Myxi's dispatch: these three change subscription state and run no
+    // callbacks of their own; everything else reaches the subscription of
+    // its mq, then the connection's callbacks.
+    if (event === 'Subscribed') {
+      const sub = this._subscriptionFor(payload.exchange, payload.routing_key);
       if (sub) sub._isSubscribed(payload);
     } else if (event === 'Unsubscribed') {
-      const key = keyFor(payload.exchange_name, payload.routing_key);
-      const sub = this.subscriptions[key];
+      this._unsubscribed(payload);
+    } else if (event === 'Error' && payload.error === 'SubscriptionDenied') {
+      const sub = this._subscriptionFor(payload.exchange, payload.routing_key);
       if (sub) {
         sub._isUnsubscribed();
-        // auto: the server revoked it (re-check or Deauthenticate).
-        if (payload.auto) {
-          sub.reconnect = false;
-          sub._reject(new MyxiError('Unsubscribed', 'revoked by the server', data));
-          delete this.subscriptions[key];
-        }
-        sub._run('Unsubscribed', payload, tag);
+        this._forget(sub);
+        sub._refused(new MyxiError('SubscriptionDenied', `Subscribe ${sub.key()}: SubscriptionDenied`, data), data);
       }
-    } else if (event === 'Authenticated') {
-      this.userId = payload.user_id === undefined ? null : payload.user_id;
-      this.authFailed = null;
-      // Myxi's apps call isAuthenticated() themselves; it is idempotent.
-      if (this.authentication_callback !== this._sendAuthenticate) {
-        Promise.resolve().then(() => { if (this.websocket === ws) this.isAuthenticated(); });
+    } else {
+      if (event === 'Welcome') this.sessionId = payload.id === undefined ? null : payload.id;
+      else if (event === 'Authenticated') this._authenticated(payload);
+      else if (event === 'Deauthenticated') this.authenticated = false;
+      else if (event === 'Error') this._error(data, payload);
+      if (mq) {
+        const sub = this._subscriptionFor(mq.e, mq.rk);
+        if (sub) sub._receiveMessage(event, payload, tag);
       }
-    } else if (event === 'Deauthenticated') {
-      this.authenticated = false;
-      this.userId = null;
-    } else if (event === 'Error') {
-      this._error(data, payload, tag);
-    } else if (event === 'Pong' && typeof tag === 'string' && tag.startsWith('k')) {
-      this._pong(tag);
+      this._runCallbacks(event, payload, tag, mq);
     }
-
-    if (mq) {
-      const sub = this.subscriptions[keyFor(mq.e, mq.rk)];
-      if (sub) sub._receiveMessage(event, payload, tag);
-    }
-    if (tag !== null && tag !== undefined && this._pending.has(tag)) {
-      const p = this._pending.get(tag);
-      this._pending.delete(tag);
-      clearTimeout(p.timer);
-      if (event === 'Error' || event === 'InternalError') {
-        p.reject(new MyxiError(payload.error || event, `${p.action}: ${payload.error || event}`, data));
-      } else {
-        p.resolve(data);
-      }
-    }
-    this._runCallbacks(event, payload, tag, mq);
     this._runCallbacks('SocketMessageReceived', data);
   },
 
-  _error(data, payload, tag) {
+  _authenticated(payload) {
+    this.userId = payload.user_id === undefined ? null : payload.user_id;
+    this.authFailed = null;
+  },
+
+  // Myxi drops the subscription named by any Unsubscribed. Not when the
+  // page subscribed it again after unsubscribe(): that Subscribe follows.
+  _unsubscribed(payload) {
+    const sub = this._subscriptionFor(payload.exchange_name, payload.routing_key);
+    if (!sub) return;
+    sub._isUnsubscribed();
+    if (sub._resubscribing && !payload.auto) {
+      sub._resubscribing = false;
+    } else {
+      if (payload.auto) sub._reject(new MyxiError('Unsubscribed', 'revoked by the server'));
+      sub.reconnect = false;
+      this._forget(sub);
+    }
+    sub._emit('SubscriptionEnded', payload);
+  },
+
+  // A reply to request(): resolve or reject its promise.
+  _settle(data, event, payload, tag) {
+    if (tag === null || tag === undefined || !this._pending.has(tag)) return;
+    const p = this._pending.get(tag);
+    this._pending.delete(tag);
+    clearTimeout(p.timer);
+    if (event === 'Error' || event === 'InternalError') {
+      p.reject(new MyxiError(payload.error || event, `${p.action}: ${payload.error || event}`, data));
+    } else {
+      p.resolve(data);
+    }
+  },
+
+  // What myxid does about an Error beyond Myxi's callbacks (which still run).
+  _error(data, payload) {
     const code = payload.error;
-    if (code === 'SessionExpired' ||
-        (code === 'InvalidAuthentication' && !this._pending.has(tag))) {
-      // A Myxi-style authentication callback, or the periodic re-check.
+    if (code === 'SessionExpired' || (code === 'InvalidAuthentication' && !this._builtinAuth)) {
+      // The periodic re-check, or a page's own authentication routine.
       this._authRefused(data);
       return;
     }
-    const sub = this._subscriptionByTag(tag) ||
-      (payload.exchange !== undefined ? this.subscriptions[keyFor(payload.exchange, payload.routing_key)] : null);
+    if (payload.exchange === undefined) return;
+    const sub = this._subscriptionFor(payload.exchange, payload.routing_key);
     if (!sub) return;
-    if (FINAL_SUBSCRIBE_ERRORS.includes(code)) {
-      sub.subscribed = false;
-      sub.reconnect = false;
-      sub.lastError = data;
-      this._forget(sub);
-      sub.denied = new MyxiError(code, `Subscribe ${sub.key()}: ${code}`, data);
-      sub._reject(sub.denied);
-      sub._run('Denied', payload, tag);
+    sub.lastError = data;
+    if (code === 'InvalidExchange' || code === 'InvalidRoutingKey' || code === 'TooManySubscriptions') {
+      sub._refused(new MyxiError(code, `Subscribe ${sub.key()}: ${code}`, data), data);
     } else if (code === 'AlreadySubscribed') {
       sub._isSubscribed(payload);
     } else if (code === 'PolicyUnavailable') {
       // The policy backend is down: ask again later on this socket.
-      sub.lastError = data;
       const delay = this._backoff(sub._retries++);
       sub._clearRetry();
       sub._retryTimer = setTimeout(() => {
         sub._retryTimer = null;
         if (sub.reconnect && !sub.subscribed && this.connected) sub.subscribe();
       }, delay);
-    } else if (code === 'AuthRequired') {
-      // Subscribed before authenticating: isAuthenticated() sends it again.
-      sub.lastError = data;
     }
   },
 
@@ -559,15 +620,16 @@ Connection.prototype = {
   _stopKeepalive() {
     if (this._keepaliveTimer) clearTimeout(this._keepaliveTimer);
     this._keepaliveTimer = null;
+    this._pingTag = null;
   },
 
   _ping() {
     const tag = this._nextTag('k');
-    this._pingTag = tag;
     if (!this.sendAction('Ping', {}, tag)) return;
+    this._pingTag = tag;
     this._keepaliveTimer = setTimeout(() => {
       // No Pong: the link is dead even if the socket does not know yet.
-      const ws = this.websocket;
+      const ws = this._live;
       this._log('keepalive timeout');
       try { if (ws) ws.close(4900, 'keepalive timeout'); } catch (e) { /* ignore */ }
       this._closed({ code: CloseCodes.KEEPALIVE_TIMEOUT, reason: 'keepalive timeout',
@@ -575,59 +637,58 @@ Connection.prototype = {
     }, this.options.keepaliveTimeout);
   },
 
-  _pong(tag) {
-    if (tag === this._pingTag) this._startKeepalive();
-  },
-
-  // The socket is gone (closed by either side, or given up on).
+  // The socket is gone (closed by either side, or given up on). Myxi's
+  // order: SocketDisconnected (if it was connected) and SocketClosed run
+  // first, with the state as it was; then the state is reset and, unless a
+  // callback called disconnect(), a reconnect is scheduled.
   _closed(info) {
-    const ws = this.websocket;
+    const ws = this._live;
     if (ws) {
       ws.onopen = ws.onmessage = ws.onclose = null;
       ws.onerror = () => {};
     }
-    this.websocket = null;
+    this._live = null;
     this._stopKeepalive();
-    if (this._authRetryTimer) clearTimeout(this._authRetryTimer);
-    this._authRetryTimer = null;
-    const wasConnected = this.connected;
-    this.connected = false;
-    this.authenticated = false;
-    this._markAllSubscriptionsAsUnsubscribed();
+    this._stopAuthRetry();
     for (const [tag, p] of this._pending) {
       clearTimeout(p.timer);
       p.reject(new MyxiError('Disconnected', `${p.action}: the connection closed (${info.code})`));
       this._pending.delete(tag);
     }
+    const wasConnected = this.connected;
     if (wasConnected && Date.now() - this._openedAt >= this.options.stableAfter) this.attempts = 0;
-
-    let delay = null;
-    let why = '';
-    if (!this.reconnect) {
-      why = 'disconnect() was called';
-    } else if (this.authFailed) {
-      why = `the token was refused (${this.authFailed.payload && this.authFailed.payload.error})`;
-    } else {
-      delay = this._backoff(this.attempts);
-      this.attempts += 1;
-      if (info.code === CloseCodes.SLOW_CONSUMER || info.code === CloseCodes.POLICY) {
-        // Reconnecting at once would only repeat it: back off for longer.
-        delay = Math.max(delay, this.options.slowDelay);
-      }
-    }
-    this.lastClose = { ...info, willReconnect: delay !== null, delay, why };
+    const plan = this._reconnectPlan(info);
+    this.lastClose = { ...info, willReconnect: plan.delay !== null, delay: plan.delay, why: plan.why };
     this._log('closed', this.lastClose);
     if (wasConnected) this._runCallbacks('SocketDisconnected', this.lastClose);
     this._runCallbacks('SocketClosed', this.lastClose);
-    if (delay !== null && this.reconnect) {
-      this._runCallbacks('SocketReconnecting', { attempt: this.attempts, delay, code: info.code });
+    this.connected = false;
+    this.authenticated = false;
+    this._markAllSubscriptionsAsUnsubscribed();
+    if (plan.delay !== null && this.reconnect && !this._live) {
+      this.attempts += 1;
+      this._runCallbacks('SocketReconnecting', { attempt: this.attempts, delay: plan.delay, code: info.code });
       this.reconnectTimer = setTimeout(() => {
         this.reconnectTimer = null;
         this.connect();
-      }, delay);
+      }, plan.delay);
     }
+  },
+
+  _reconnectPlan(info) {
+    if (!this.reconnect) return { delay: null, why: 'disconnect() was called' };
+    if (this.authFailed) {
+      const p = this.authFailed.payload;
+      return { delay: null, why: `the token was refused (${p && p.error})` };
+    }
+    let delay = this._backoff(this.attempts);
+    if (info.code === CloseCodes.SLOW_CONSUMER || info.code === CloseCodes.POLICY) {
+      // Reconnecting at once would only repeat it: back off for longer.
+      delay = Math.max(delay, this.options.slowDelay);
+    }
+    return { delay, why: '' };
   },
 };
 
-export const Myxi = { Connection, Subscription, MyxiError, CloseCodes, version: '0.1.0' };
+export const Myxi = { Connection, Subscription, MyxiError, CloseCodes, version: '0.2.0' };
 export default Myxi;

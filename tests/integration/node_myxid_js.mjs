@@ -50,6 +50,8 @@ async function main() {
   });
   alice.on('Authenticated', function onAuth() { this.isAuthenticated(); });
   const aliceD1 = alice.subscribe('deployment', 'd1');
+  const confirmed = [];
+  aliceD1.on('SubscriptionConfirmed', function onConfirmed(p) { confirmed.push({ self: this === aliceD1, p }); });
   check(alice.subscribe('deployment', 'd1') === aliceD1, 'subscribe() twice returns the same Subscription');
   const viaOn = [];
   const viaHandler = [];
@@ -85,6 +87,24 @@ async function main() {
   check(messages.some((m) => m.event === 'Welcome') && messages.some((m) => m.event === 'LogLine'),
     'SocketMessageReceived fires for every message');
 
+  // --- A throwing page callback: the next callbacks still run (Myxi let it
+  //     stop them), and the error still surfaces as an uncaught exception.
+  const thrown = [];
+  const onUncaught = (e) => thrown.push(String(e && e.message));
+  process.on('uncaughtException', onUncaught);
+  const afterThrow = [];
+  const thrower = () => { throw new Error('page bug'); };
+  const next = (p) => afterThrow.push(p.status);
+  aliceD1.on('StatusChanged', thrower);
+  aliceD1.on('StatusChanged', next);
+  await publish(port, 'd1', 'StatusChanged', { status: 'building' });
+  await waitFor(() => afterThrow.length && thrown.length, 3000);
+  process.off('uncaughtException', onUncaught);
+  check(aliceD1.off('StatusChanged', thrower) && aliceD1.off('StatusChanged', next) &&
+    !aliceD1.off('StatusChanged', next), 'off() removes a callback once (true), then finds none (false)');
+  eq([afterThrow, thrown], [['building'], ['page bug']],
+    'a throwing callback does not stop the next one; its error is re-thrown on its own');
+
   // --- The built-in authenticate(token), request() promises matched by tag.
   const bob = new Myxi.Connection(url, FAST);
   const bobSeen = recorder(bob);
@@ -92,14 +112,15 @@ async function main() {
   const bobD3 = bob.subscribe('deployment', 'd3');
   const bobD1 = bob.subscribe('deployment', 'd1');
   const denied = [];
-  bobD1.on('Denied', (payload) => denied.push(payload));
+  bobD1.on('SubscriptionRefused', (payload) => denied.push(payload));
   await Promise.race([bobD3.whenSubscribed(), sleep(5000)]);
   check(bobD3.subscribed && bob.userId === '2', 'authenticate(token) -> Authenticated user 2, Subscribed d3', bob.userId);
   const deniedErr = await bobD1.whenSubscribed().then(() => null, (e) => e);
   check(deniedErr && deniedErr.code === 'SubscriptionDenied', 'a denied subscription rejects whenSubscribed() with SubscriptionDenied',
     deniedErr && deniedErr.message);
-  check(denied.length === 1 && !bob.subscriptions['deployment::d1'] && bobD1.reconnect === false,
-    'a denied subscription fires Denied and is dropped (not retried after reconnects)');
+  check(denied.length === 1 && denied[0].error === 'SubscriptionDenied' && !bob.subscriptions['deployment::d1'],
+    'a denied subscription fires SubscriptionRefused and is dropped (not retried after reconnects)',
+    JSON.stringify(denied));
 
   const pongs = await Promise.all([bob.request('Ping'), bob.request('Ping'), bob.request('ListSubscriptions')]);
   check(pongs[0].event === 'Pong' && pongs[1].event === 'Pong' && pongs[0].tag !== pongs[1].tag &&
@@ -121,7 +142,7 @@ async function main() {
   const failed = malSeen.last('AuthenticationFailed');
   check(failed && failed.info.error === 'InvalidAuthentication' && !mallory.authenticated && mallory.authFailed,
     'a refused token fires AuthenticationFailed {error: InvalidAuthentication}', JSON.stringify(failed));
-  check(!malSub.subscribed && malSub._tag === null, 'nothing is subscribed before authentication succeeds');
+  check(!malSub.subscribed && malSub.lastError === null, 'nothing is subscribed (or even asked for) before authentication succeeds');
 
   // --- Restart the daemon on the same port.
   const aliceBefore = alice.sessionId;
@@ -144,6 +165,9 @@ async function main() {
 
   d = await startDaemon(dir, port);
   const back = await waitFor(() => aliceD1.subscribed && bobD3.subscribed, 5000);
+  eq(confirmed, [{ self: true, p: { exchange: 'deployment', routing_key: 'd1' } },
+    { self: true, p: { exchange: 'deployment', routing_key: 'd1' } }],
+  'SubscriptionConfirmed fired on the subscription at each Subscribed (first and after the restart)');
   check(back, 'after the restart: alice re-authenticated and re-subscribed d1, bob d3, by themselves');
   eq([aliceSeen.count('SocketAuthenticated'), bobSeen.count('SocketAuthenticated')], [2, 2],
     'SocketAuthenticated fired again on each reconnect');
@@ -166,8 +190,10 @@ async function main() {
   alice.disconnect();
   bob.disconnect();
   mallory.disconnect();
+  const allClosed = await waitFor(() => !alice.connected && !bob.connected && !mallory.connected, 3000);
   await sleep(400);
-  eq([alice.websocket, bob.websocket, alice.reconnectTimer], [null, null, null], 'disconnect() closes and stops reconnecting');
+  check(allClosed && [alice, bob, mallory].every((c) => !c.connected && c.reconnectTimer === null &&
+    c.websocket.readyState === WebSocket.CLOSED), 'disconnect() closes and stops reconnecting');
 
   // --- Keepalive: a frozen daemon (SIGSTOP) is noticed by the missing Pong.
   const carol = new Myxi.Connection(url, { ...FAST, keepalive: 200, keepaliveTimeout: 400 });
@@ -177,9 +203,10 @@ async function main() {
   await Promise.race([carolD2.whenSubscribed(), sleep(3000)]);
   const pongs2 = [];
   carol.on('Pong', (p, tag) => pongs2.push(tag));
-  await sleep(700);
-  check(pongs2.length >= 2 && carolSeen.count('SocketClosed') === 0, 'keepalive Pings are answered; the link stays up',
-    JSON.stringify(pongs2));
+  carol.on('SocketMessageReceived', (data) => { if (data.event === 'Pong') pongs2.push(data.tag); });
+  await sleep(1200);
+  check(carolSeen.count('SocketClosed') === 0, 'keepalive Pings are answered (3 keepalive timeouts passed); the link stays up');
+  eq(pongs2, [], 'the keepalive\'s own Pongs reach no page callback (a Myxi page sees no traffic it did not ask for)');
   d.child.kill('SIGSTOP');
   await sleep(30);    // every thread of the daemon has stopped
   const e3 = await carol.request('ListSubscriptions', {}, { timeout: 150 }).then(() => null, (e) => e);
