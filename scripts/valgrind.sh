@@ -23,6 +23,8 @@ shift || true
 #   test_broker_outage.py, test_broker_cluster.py, test_faults_broker.py,
 #   test_faults_sql.py  reconnect timing against services stopped on purpose
 #   test_bench_smoke.py measures throughput
+#   test_log_blocking.py     1,000 clients, and exit times in seconds
+#   test_demo_instructions.py  runs the demo's printed commands with sleeps
 # The Node tests start their daemons from myxidtest.mjs, which has no
 # wrapper support; they are left to the sanitizer build.
 default_tests="
@@ -39,7 +41,7 @@ default_tests="
 	tests/integration/test_ops.py
 "
 tests=${*:-$default_tests}
-skipped="test_limits test_recheck test_hostile_clients test_broker_outage test_broker_cluster test_faults_broker test_faults_sql test_bench_smoke"
+skipped="test_limits test_recheck test_hostile_clients test_broker_outage test_broker_cluster test_faults_broker test_faults_sql test_bench_smoke test_log_blocking test_demo_instructions"
 echo "valgrind: not run under valgrind (timing-bound): $skipped"
 
 # --trace-children=no: the daemon forks nothing; the helpers it is run

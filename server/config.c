@@ -806,6 +806,7 @@ static const struct conf_cmd top_cmds[] = {
 	{ "ssl_certificate", 0, set_string, TOP(ssl_certificate), NULL },
 	{ "ssl_certificate_key", 0, set_string, TOP(ssl_certificate_key), NULL },
 	{ "log", 0, set_keyword, TOP(log_target), log_targets },
+	{ "syslog_address", 0, set_string, TOP(syslog_address), NULL },
 	{ "max_connections", 0, set_size, TOP(max_connections), &positive_count },
 	{ "max_connections_per_ip", 0, set_size, TOP(max_connections_per_ip),
 	  &count_limit },
@@ -1032,6 +1033,7 @@ void config_free(struct myxid_config **cfg_p)
 	free(cfg->ssl_certificate);
 	free(cfg->ssl_certificate_key);
 	free(cfg->user);
+	free(cfg->syslog_address);
 	free(cfg->plugin_dir);
 	free(cfg->static_dir);
 	free(cfg->client_js);

@@ -20,6 +20,7 @@
  *   recheck_interval 60s           # re-check sessions and subscriptions (0: off)
  *   log_level info                 # debug|info|notice|warning|error
  *   log stderr                     # stderr|syslog
+ *   syslog_address /dev/log       # or another unix socket path, or host:port (UDP)
  *   listen_tls 0.0.0.0:5443        # repeatable; needs the two below
  *   ssl_certificate cert.pem
  *   ssl_certificate_key key.pem
@@ -158,6 +159,7 @@ struct myxid_config {
 	char *ssl_certificate_key;
 	char *user;                      /* drop privileges to it after binding */
 	int log_target;                  /* enum log_target */
+	char *syslog_address;            /* NULL: /dev/log */
 	unsigned workers;                /* event loops (0: one per CPU) */
 	char *static_dir;                /* files served over GET/HEAD, or NULL */
 	char *client_js;                 /* served as /myxid.js, or NULL */

@@ -346,8 +346,8 @@ static int start_workers(struct daemon *d, const char *path, const char *plugin_
 		return -1;
 	cfg = d->workers[0].cfg;
 	d->n_workers = cfg->workers ? cfg->workers : cpu_count();
-	if (log_set_target(cfg->log_target) != 0)
-		log_warn("cannot log to syslog; staying on stderr");
+	if (log_set_target(cfg->log_target, cfg->syslog_address, err, err_size) != 0)
+		return -1;
 	if (wants_tls(cfg) && (d->ssl_ctx = tls_context(cfg, err, err_size)) == NULL)
 		return -1;
 	d->ips = ip_table_new();
@@ -440,5 +440,8 @@ out:
 	event_base_free(d.base);
 	pthread_cond_destroy(&d.cond);
 	pthread_mutex_destroy(&d.lock);
+	/* Whatever the log target still takes within a second; a stuck one
+	 * does not hold up the exit. */
+	log_shutdown(1000);
 	return status;
 }

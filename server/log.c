@@ -1,38 +1,43 @@
 /*
- * Logging: formats one line, makes it safe to print, and writes it to
- * stderr in a single write() so lines from several threads never interleave.
+ * Logging: formats one line and makes it safe to print. Once the daemon
+ * runs, lines go to the logging thread (log_writer.c), so no event loop
+ * ever waits for stderr or syslog; before that (startup, "myxid -t", unit
+ * tests) they are written to stderr here, in a single write() so lines
+ * from several threads never interleave.
  */
 #include "log.h"
+#include "log_writer.h"
 #include "config.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <syslog.h>
-#include <time.h>
 #include <unistd.h>
 
 static int log_level = MYXID_LOG_INFO;
-static int to_syslog;
-
-static const char *const level_names[] = {
-	"debug", "info", "notice", "warning", "error"
-};
 
 void log_set_level(int level)
 {
 	log_level = level;
 }
 
-int log_set_target(int target)
+int log_set_target(int target, const char *syslog_address, char *err, size_t err_size)
 {
-	if (target == LOG_TO_SYSLOG && !to_syslog) {
-		openlog("myxid", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-		to_syslog = 1;
-	} else if (target != LOG_TO_SYSLOG && to_syslog) {
-		closelog();
-		to_syslog = 0;
-	}
-	return 0;
+	struct log_sink sink = {
+		.syslog = target == LOG_TO_SYSLOG,
+		.address = syslog_address,
+	};
+
+	return log_writer_start(&sink, err, err_size);
+}
+
+void log_shutdown(int timeout_ms)
+{
+	log_writer_stop(timeout_ms);
+}
+
+unsigned long long log_lines_dropped(void)
+{
+	return log_writer_dropped();
 }
 
 int log_get_level(void)
@@ -48,8 +53,6 @@ int log_level_enabled(int level)
 void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap)
 {
 	char line[2048];
-	struct timespec ts;
-	struct tm tm;
 	size_t n, start, stamp_len;
 	int r;
 
@@ -57,13 +60,7 @@ void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap)
 		return;
 	if (level < MYXID_LOG_DEBUG || level > MYXID_LOG_ERROR)
 		level = MYXID_LOG_ERROR;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s: ",
-		     ts.tv_nsec / 1000000, level_names[level]);
-	n += r > 0 ? (size_t)r : 0;
-	stamp_len = n;
+	n = stamp_len = log_writer_stamp(line, sizeof(line), level);
 	r = snprintf(line + n, sizeof(line) - n, "%s%s",
 		     prefix ? prefix : "", prefix ? ": " : "");
 	n += r > 0 ? (size_t)r : 0;
@@ -78,15 +75,8 @@ void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap)
 		if (c < 0x20 || c == 0x7f)
 			line[i] = '?';
 	}
-	if (to_syslog) {
-		static const int prio[] = {
-			LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING, LOG_ERR
-		};
-		line[n] = '\0';
-		/* syslog stamps time and level itself: skip ours. */
-		syslog(prio[level], "%s", line + stamp_len);
+	if (log_writer_put(level, line, n, stamp_len))
 		return;
-	}
 	line[n++] = '\n';
 	if (write(STDERR_FILENO, line, n) < 0) {
 		/* nowhere left to report it */

@@ -1,5 +1,7 @@
 /*
- * Logging for the daemon: one line per event on stderr, with a level.
+ * Logging for the daemon: one line per event on stderr or syslog, with a
+ * level. No call blocks on I/O once the daemon runs (log_writer.h): a line
+ * that cannot be written in time is dropped and counted.
  * Messages are sanitised (control characters become '?') because they often
  * quote client input, and a log line must stay one line.
  */
@@ -11,9 +13,17 @@
 
 void log_set_level(int level);
 
-/* enum log_target (config.h): stderr, or syslog (facility daemon).
- * Returns 0, or -1 if the target cannot be used. */
-int log_set_target(int target);
+/* Starts the logging thread and points it at target (enum log_target,
+ * config.h): stderr, or syslog (facility daemon) at syslog_address (NULL:
+ * /dev/log; a unix datagram socket path; or host:port, UDP). Until then
+ * lines are written to stderr directly. Returns 0, or -1 with a message. */
+int log_set_target(int target, const char *syslog_address, char *err, size_t err_size);
+
+/* Writes what is queued for at most timeout_ms and stops the thread. */
+void log_shutdown(int timeout_ms);
+
+/* Lines dropped because the log target did not keep up (/metrics). */
+unsigned long long log_lines_dropped(void);
 int log_get_level(void);
 int log_level_enabled(int level);
 

@@ -3,6 +3,7 @@
  */
 #include "metrics.h"
 #include "broker.h"
+#include "log.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -259,6 +260,10 @@ char *metrics_render(const struct broker *b, size_t *len_r)
 		emit(&o, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", info[m].name,
 		     info[m].help, info[m].name, info[m].type, info[m].name,
 		     (long long)metrics_get((enum metric)m));
+	emit(&o, "# HELP myxid_log_lines_dropped_total Log lines dropped because the "
+	     "log target did not keep up\n"
+	     "# TYPE myxid_log_lines_dropped_total counter\n"
+	     "myxid_log_lines_dropped_total %llu\n", log_lines_dropped());
 	render_plugins(&o);
 	render_broker(&o, b);
 	*len_r = o.len;
