@@ -21,7 +21,7 @@
 #include "log.h"
 #include "reply.h"
 #include "runconf.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -38,14 +38,14 @@ static void recheck_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 void recheck_arm(struct session *s)
 {
-	unsigned ms = s->w->cfg->recheck_interval_ms;
+	unsigned ms = worker_config(s->w)->recheck_interval_ms;
 	uint64_t jitter = ms / 10;
 	struct timeval tv;
 
 	if (ms == 0)
 		return;
 	if (s->recheck_timer == NULL)
-		s->recheck_timer = evtimer_new(s->w->base, recheck_timer_cb, s);
+		s->recheck_timer = evtimer_new(worker_base(s->w), recheck_timer_cb, s);
 	ms = ms - (unsigned)jitter + (unsigned)(random_u64() % (2 * jitter + 1));
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
@@ -68,7 +68,7 @@ static void pair_answered(void *arg, enum myxid_verdict v, struct identity *unus
 		log_info("[%s] %s: subscription %s/%s revoked", s->id, s->conn->peer,
 			 ex, rk);
 		send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
-		router_remove(s->w->router, &s->subs, sub);
+		router_remove(worker_router(s->w), &s->subs, sub);
 	}
 	check_next_pair(s);
 }
@@ -82,14 +82,14 @@ static void check_next_pair(struct session *s)
 		const char *ex = r->pairs[r->next_pair++];
 		const char *rk = ex + strlen(ex) + 1;
 		struct router_sub *sub = router_find(&s->subs, ex, rk);
-		struct exchange_rt *x = runconf_exchange(s->w->rc, ex);
+		struct exchange_rt *x = runconf_exchange(worker_runconf(s->w), ex);
 
 		if (sub == NULL)
 			continue;            /* gone since the snapshot */
 		if (x == NULL) {
 			/* A reload removed the exchange. */
 			send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
-			router_remove(s->w->router, &s->subs, sub);
+			router_remove(worker_router(s->w), &s->subs, sub);
 			continue;
 		}
 		r->req = authz_policy_start(s->w, x->policy, &s->client, ex, rk,

@@ -14,11 +14,11 @@
 #include "json_input.h"
 #include "log.h"
 #include "metrics.h"
-#include "publish.h"
+#include "event_frame.h"
 #include "reply.h"
 #include "router.h"
 #include "runconf.h"
-#include "server.h"
+#include "worker.h"
 #include "shared_frame.h"
 #include "util.h"
 
@@ -73,12 +73,12 @@ struct session *session_new(struct conn *c)
 	json_object_object_add(p, "id", json_object_new_string(s->id));
 	reply_send(c, "Welcome", false, NULL, p);
 	recheck_arm(s);
-	s->tokens = 2.0 * (double)s->w->cfg->max_actions_per_second;
+	s->tokens = 2.0 * (double)worker_config(s->w)->max_actions_per_second;
 	s->tokens_ms = monotonic_ms();
-	if (s->w->cfg->auth_deadline_ms > 0) {
-		unsigned ms = s->w->cfg->auth_deadline_ms;
+	if (worker_config(s->w)->auth_deadline_ms > 0) {
+		unsigned ms = worker_config(s->w)->auth_deadline_ms;
 		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-		s->auth_deadline = evtimer_new(s->w->base, auth_deadline_cb, s);
+		s->auth_deadline = evtimer_new(worker_base(s->w), auth_deadline_cb, s);
 		evtimer_add(s->auth_deadline, &tv);
 	}
 	return s;
@@ -123,7 +123,7 @@ void session_free(struct session **sp)
 	if (s == NULL)
 		return;
 	if (s->run != NULL)
-		bind_wait_cancel(s->w->bind_wait, &s->run->bind);
+		bind_wait_cancel(worker_bind_wait(s->w), &s->run->bind);
 	run_free(s->run);
 	while (s->q_head != NULL) {
 		struct queued *q = s->q_head;
@@ -132,13 +132,13 @@ void session_free(struct session **sp)
 		free(q);
 	}
 	while (s->subs.head != NULL)
-		router_remove(s->w->router, &s->subs, s->subs.head);
+		router_remove(worker_router(s->w), &s->subs, s->subs.head);
 	session_forget_user(s);
 	if (s->recheck_timer)
 		event_free(s->recheck_timer);
 	if (s->auth_deadline)
 		event_free(s->auth_deadline);
-	s->w->n_sessions--;
+	worker_session_closed(s->w);
 	free(s);
 	*sp = NULL;
 }
@@ -182,7 +182,7 @@ void unsubscribe_matching(struct session *s, json_object *tag,
 			continue;
 		send_unsubscribed(s, tag, sub->exchange,
 				  json_object_new_string(sub->routing_key), autom);
-		router_remove(s->w->router, &s->subs, sub);
+		router_remove(worker_router(s->w), &s->subs, sub);
 	}
 }
 
@@ -224,7 +224,7 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 	r->req = NULL;
 	r->rk = NULL;
 	/* The route hook sets it if router_add() starts a broker bind. */
-	s->w->bind_ticket = 0;
+	(void)worker_take_bind_ticket(s->w);
 	if (v == MYXID_ERROR) {
 		reply_error(s->conn, r->tag, "PolicyUnavailable",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
@@ -234,17 +234,19 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 		reply_error(s->conn, r->tag,
 			    s->ident ? "SubscriptionDenied" : "AuthRequired",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
-	} else if (router_add(s->w->router, s, &s->subs, exchange, rk,
+	} else if (router_add(worker_router(s->w), s, &s->subs, exchange, rk,
 			      r->topic && strpbrk(rk, "*#") != NULL) == NULL) {
 		reply_error(s->conn, r->tag, "AlreadySubscribed",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else {
+		uint64_t ticket = worker_take_bind_ticket(s->w);
+
 		log_debug("[%s] subscribed to %s/%s", s->id, exchange, rk);
-		if (s->w->bind_ticket != 0) {
+		if (ticket != 0) {
 			free(rk);
 			r->owner = s;
-			bind_wait_park(s->w->bind_wait, s->w->broker, &r->bind,
-				       s->w->bind_ticket, subscribe_bound);
+			bind_wait_park(worker_bind_wait(s->w), worker_broker(s->w), &r->bind,
+				       ticket, subscribe_bound);
 			return;
 		}
 		send_subscribed(s, key);
@@ -266,7 +268,7 @@ static bool subscribe_continue(struct session *s)
 		r->next_key++;
 		/* Looked up per key: a reload may come between two keys. */
 		ex = json_input_string(r->exchange) != NULL ?
-			runconf_exchange(s->w->rc, json_input_string(r->exchange)) :
+			runconf_exchange(worker_runconf(s->w), json_input_string(r->exchange)) :
 			NULL;
 		if (ex == NULL) {
 			reply_error(s->conn, r->tag, "InvalidExchange",
@@ -274,7 +276,7 @@ static bool subscribe_continue(struct session *s)
 				    r->exchange, NULL);
 			continue;
 		}
-		r->rk = publish_routing_key_string(key);
+		r->rk = event_frame_routing_key(key);
 		if (r->rk == NULL || strlen(r->rk) > ROUTING_KEY_MAX_LEN) {
 			reply_error(s->conn, r->tag, "InvalidRoutingKey",
 				    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
@@ -282,7 +284,7 @@ static bool subscribe_continue(struct session *s)
 			r->rk = NULL;
 			continue;
 		}
-		if (s->subs.n >= s->w->cfg->max_subscriptions) {
+		if (s->subs.n >= worker_config(s->w)->max_subscriptions) {
 			reply_error(s->conn, r->tag, "TooManySubscriptions",
 				    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 			free(r->rk);
@@ -337,7 +339,7 @@ static bool action_subscribe(struct session *s, json_object *msg,
 static void unsubscribe_one(struct session *s, json_object *tag,
 			    const char *exchange, json_object *key)
 {
-	char *rk = publish_routing_key_string(key);
+	char *rk = event_frame_routing_key(key);
 	struct router_sub *sub;
 
 	if (rk == NULL) {
@@ -349,7 +351,7 @@ static void unsubscribe_one(struct session *s, json_object *tag,
 	}
 	sub = router_find(&s->subs, exchange, rk);
 	if (sub != NULL)
-		router_remove(s->w->router, &s->subs, sub);
+		router_remove(worker_router(s->w), &s->subs, sub);
 	free(rk);
 	/* Like Myxi, confirm even if there was nothing to remove. */
 	send_unsubscribed(s, tag, exchange, json_object_get(key), false);
@@ -619,7 +621,7 @@ static json_object *parse_action(const uint8_t *data, size_t len)
 /* max_actions_per_second: a token bucket holding two seconds' worth. */
 static bool take_token(struct session *s)
 {
-	double rate = (double)s->w->cfg->max_actions_per_second;
+	double rate = (double)worker_config(s->w)->max_actions_per_second;
 	uint64_t now = monotonic_ms();
 
 	if (rate <= 0)
