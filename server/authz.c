@@ -72,7 +72,8 @@ static void req_free(struct myxid_req *req)
 	free(req);
 }
 
-/* Schedule the event callback to act on req->answer. */
+/* Schedule the event callback to act on req->answer. Keep: an answer is
+ * acted on only from the loop, never inside the plugin call that gave it. */
 static void answer(struct myxid_req *req, enum myxid_verdict v)
 {
 	if (req->holder != NULL && !req->cached)

@@ -795,6 +795,8 @@ static int serve(struct broker *b)
 			return ack_handled(b), 0;
 		if (run_commands(b) != 0 || consume_available(b) != 0)
 			return -1;
+		/* Keep: poll only once rabbitmq-c's own buffers are drained, or
+		 * frames it already read would wait a whole tick. */
 		if (!amqp_frames_enqueued(b->conn) && !amqp_data_in_buffer(b->conn))
 			wait_io(b, tick);
 	}

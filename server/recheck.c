@@ -15,6 +15,7 @@
  * take the process down. Timers are jittered per session so the checks of
  * many sessions do not reach the database at the same instant.
  */
+#include "recheck.h"
 #include "session_private.h"
 #include "config.h"
 #include "conn.h"
@@ -67,7 +68,7 @@ static void pair_answered(void *arg, enum myxid_verdict v, struct identity *unus
 	if (v == MYXID_DENY && sub != NULL) {
 		log_info("[%s] %s: subscription %s/%s revoked", s->id, s->conn->peer,
 			 ex, rk);
-		send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
+		session_send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
 		router_remove(worker_router(s->w), &s->subs, sub);
 	}
 	check_next_pair(s);
@@ -88,7 +89,7 @@ static void check_next_pair(struct session *s)
 			continue;            /* gone since the snapshot */
 		if (x == NULL) {
 			/* A reload removed the exchange. */
-			send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
+			session_send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
 			router_remove(worker_router(s->w), &s->subs, sub);
 			continue;
 		}
@@ -96,7 +97,7 @@ static void check_next_pair(struct session *s)
 					    AUTHZ_FRESH, pair_answered, s);
 		return;
 	}
-	run_finish(s);
+	session_run_finish(s);
 }
 
 static void expire(struct session *s)
@@ -107,7 +108,7 @@ static void expire(struct session *s)
 		 s->ident->user_id);
 	json_object_object_add(p, "error", json_object_new_string("SessionExpired"));
 	reply_send(s->conn, "Error", true, NULL, p);
-	unsubscribe_matching(s, NULL, NULL, true);
+	session_unsubscribe_matching(s, NULL, NULL, true);
 	session_forget_user(s);
 }
 
@@ -126,7 +127,7 @@ static void token_answered(void *arg, enum myxid_verdict v, struct identity *id)
 		/* The token now names nobody, or somebody else. */
 		identity_free(&id);
 		expire(s);
-		run_finish(s);
+		session_run_finish(s);
 		return;
 	}
 	check_next_pair(s);

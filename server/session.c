@@ -1,13 +1,14 @@
 /*
- * The Myxi protocol on one WebSocket; see session.h, and
- * shared/reference/myxi-protocol.md section 1 for the behaviour copied
- * here. Where Myxi had a bug we do not copy it, and the comment says so.
+ * The Myxi protocol on one WebSocket; see session.h, and "The protocol in
+ * brief" in README.md for the actions and events (the behaviour is Myxi's,
+ * copied). Where Myxi had a bug we do not copy it, and the comment says so.
  *
  * Every reply produced while handling an action carries that action's tag
  * (Myxi 1.4 always sent "tag":null, a regression from its EM era).
  */
 #include "session.h"
 #include "session_private.h"
+#include "recheck.h"
 #include "authz.h"
 #include "config.h"
 #include "conn.h"
@@ -93,7 +94,7 @@ static void free_secret(char **p)
 	}
 }
 
-void run_free(struct run *r)
+void session_run_free(struct run *r)
 {
 	if (r == NULL)
 		return;
@@ -124,7 +125,7 @@ void session_free(struct session **sp)
 		return;
 	if (s->run != NULL)
 		bind_wait_cancel(worker_bind_wait(s->w), &s->run->bind);
-	run_free(s->run);
+	session_run_free(s->run);
 	while (s->q_head != NULL) {
 		struct queued *q = s->q_head;
 		s->q_head = q->next;
@@ -157,7 +158,7 @@ void session_deliver(void *owner, struct shared_frame *f)
 
 /* ------------------------------------------------------------- replies */
 
-void send_unsubscribed(struct session *s, json_object *tag,
+void session_send_unsubscribed(struct session *s, json_object *tag,
 			      const char *exchange, json_object *rk, bool autom)
 {
 	json_object *p = json_object_new_object();
@@ -171,7 +172,7 @@ void send_unsubscribed(struct session *s, json_object *tag,
 
 /* Remove every subscription (of one exchange, or all when exchange is
  * NULL), one Unsubscribed each with the stored string key. */
-void unsubscribe_matching(struct session *s, json_object *tag,
+void session_unsubscribe_matching(struct session *s, json_object *tag,
 				 const char *exchange, bool autom)
 {
 	struct router_sub *sub = s->subs.head, *next;
@@ -180,7 +181,7 @@ void unsubscribe_matching(struct session *s, json_object *tag,
 		next = sub->next;
 		if (exchange != NULL && strcmp(sub->exchange, exchange) != 0)
 			continue;
-		send_unsubscribed(s, tag, sub->exchange,
+		session_send_unsubscribed(s, tag, sub->exchange,
 				  json_object_new_string(sub->routing_key), autom);
 		router_remove(worker_router(s->w), &s->subs, sub);
 	}
@@ -208,7 +209,7 @@ static void subscribe_bound(struct bind_waiter *wt)
 	send_subscribed(s, r->key_list ?
 			json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys);
 	if (subscribe_continue(s))
-		run_finish(s);
+		session_run_finish(s);
 }
 
 static void subscribe_answered(void *arg, enum myxid_verdict v,
@@ -253,7 +254,7 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 	}
 	free(rk);
 	if (subscribe_continue(s))
-		run_finish(s);
+		session_run_finish(s);
 }
 
 /* Handle keys until one needs a plugin's answer; true when all are done. */
@@ -317,7 +318,7 @@ static bool action_subscribe(struct session *s, json_object *msg,
 		if (r->n_keys > ROUTING_KEYS_MAX) {
 			reply_error(s->conn, tag, "TooManyRoutingKeys",
 				    REPLY_EXCHANGE, ex, NULL);
-			run_free(r);
+			session_run_free(r);
 			return true;
 		}
 	} else {
@@ -328,7 +329,7 @@ static bool action_subscribe(struct session *s, json_object *msg,
 	s->run = r;
 	if (subscribe_continue(s)) {
 		s->run = NULL;
-		run_free(r);
+		session_run_free(r);
 		return true;
 	}
 	return false;
@@ -354,7 +355,7 @@ static void unsubscribe_one(struct session *s, json_object *tag,
 		router_remove(worker_router(s->w), &s->subs, sub);
 	free(rk);
 	/* Like Myxi, confirm even if there was nothing to remove. */
-	send_unsubscribed(s, tag, exchange, json_object_get(key), false);
+	session_send_unsubscribed(s, tag, exchange, json_object_get(key), false);
 }
 
 static bool action_unsubscribe(struct session *s, json_object *msg,
@@ -365,7 +366,7 @@ static bool action_unsubscribe(struct session *s, json_object *msg,
 
 	json_object_object_get_ex(payload, "exchange", &ex);
 	if (ex == NULL || json_object_is_type(ex, json_type_null)) {
-		unsubscribe_matching(s, tag, NULL, false);
+		session_unsubscribe_matching(s, tag, NULL, false);
 		return true;
 	}
 	if (json_input_string(ex) == NULL) {
@@ -385,7 +386,7 @@ static bool action_unsubscribe(struct session *s, json_object *msg,
 		   !json_object_is_type(key, json_type_null)) {
 		unsubscribe_one(s, tag, exchange, key);
 	} else {
-		unsubscribe_matching(s, tag, exchange, false);
+		session_unsubscribe_matching(s, tag, exchange, false);
 	}
 	return true;
 }
@@ -450,7 +451,7 @@ static void auth_answered(void *arg, enum myxid_verdict v, struct identity *id)
 		reply_error(s->conn, r->tag, v == MYXID_ERROR ? "AuthUnavailable" :
 			    "InvalidAuthentication", 0, NULL, NULL);
 	}
-	run_finish(s);
+	session_run_finish(s);
 }
 
 static const char *find_token(json_object *payload)
@@ -502,7 +503,7 @@ static bool action_deauthenticate(struct session *s, json_object *msg,
 {
 	if (s->ident != NULL) {
 		/* What was allowed for the user is not allowed for nobody. */
-		unsubscribe_matching(s, tag, NULL, true);
+		session_unsubscribe_matching(s, tag, NULL, true);
 		log_info("[%s] %s: deauthenticated user %s", s->id, s->conn->peer,
 			 s->ident->user_id);
 		session_forget_user(s);
@@ -578,9 +579,9 @@ static void run_next(struct session *s)
 	}
 }
 
-void run_finish(struct session *s)
+void session_run_finish(struct session *s)
 {
-	run_free(s->run);
+	session_run_free(s->run);
 	s->run = NULL;
 	run_next(s);
 }
