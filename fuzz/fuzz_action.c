@@ -26,7 +26,7 @@
 #include "plugin_host.h"
 #include "router.h"
 #include "runconf.h"
-#include "server.h"
+#include "worker.h"
 #include "session.h"
 #include "utf8.h"
 
@@ -45,7 +45,7 @@ static struct exchange_rt ex_rt[3];
 static struct myxid_instance inst_auth_a, inst_auth_b, inst_policy;
 static struct myxid_instance *auth_chain[2];
 static struct runconf rc;
-static struct worker w;
+static struct worker *w;
 
 /* Requests answered PENDING; answered in order, or cancelled. */
 static struct myxid_req *pending[MAX_PENDING];
@@ -159,10 +159,7 @@ static void setup(void)
 	rc.n_auths = 2;
 	rc.exchanges = ex_rt;
 	rc.n_exchanges = 3;
-	w.base = base;
-	w.rc = &rc;
-	w.cfg = &cfg;
-	w.router = router_new(session_deliver, NULL, NULL);
+	w = worker_new_bare(base, &rc);
 }
 
 static void pump(void)
@@ -221,12 +218,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(bufferevent_pair_new(base, 0, pair) == 0);
 	bufferevent_enable(pair[1], EV_READ);
 	memset(&c, 0, sizeof c);
-	c.w = &w;
+	c.w = w;
 	c.bev = pair[0];
 	c.state = CONN_WS;
 	c.timer = evtimer_new(base, noop_cb, NULL);
 	snprintf(c.peer, sizeof c.peer, "%s", peer);
-	w.n_sessions++;
+	worker_session_opened(w);
 	c.session = session_new(&c);
 	pump();
 	drain_replies(pair[1]);
@@ -255,7 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	drain_replies(pair[1]);
 
 	session_free(&c.session);
-	FUZZ_CHECK(router_route_count(w.router) == 0);
+	FUZZ_CHECK(router_route_count(worker_router(w)) == 0);
 	for (int i = 0; i < MAX_PENDING; i++)
 		FUZZ_CHECK(pending[i] == NULL);
 	FUZZ_CHECK(inst_auth_a.pending + inst_auth_b.pending +

@@ -18,7 +18,7 @@
 #include "fuzz_check.h"
 #include "frame_check.h"
 #include "json_input.h"
-#include "publish.h"
+#include "event_frame.h"
 #include "redelivery.h"
 #include "router.h"
 #include "shared_frame.h"
@@ -99,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 kind == 1);
 
 	char *body = (char *)fuzz_dup(data, size);
-	f = publish_encode_body(body, size, exchanges[kind], key, &why);
+	f = event_frame_encode_body(body, size, exchanges[kind], key, &why);
 	free(body);
 	if (f == NULL) {
 		FUZZ_CHECK(why != NULL);

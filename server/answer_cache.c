@@ -4,7 +4,7 @@
  * checked on lookup and a sweep of stale entries when the cache is full.
  */
 #include "answer_cache.h"
-#include "authz.h"
+#include "identity.h"
 #include "util.h"
 
 #include <pthread.h>

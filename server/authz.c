@@ -15,7 +15,7 @@
 #include "metrics.h"
 #include "plugin_host.h"
 #include "runconf.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 #include <stdbool.h>
@@ -56,48 +56,6 @@ struct myxid_req {
 	void *done_arg;
 };
 
-void identity_free(struct identity **idp)
-{
-	struct identity *id = *idp;
-
-	if (id == NULL)
-		return;
-	for (size_t i = 0; i < id->n_attrs; i++) {
-		free(id->attrs[i].key);
-		free(id->attrs[i].value);
-	}
-	free(id->attrs);
-	free(id->user_id);
-	free(id->user_type);
-	free(id);
-	*idp = NULL;
-}
-
-struct identity *identity_copy(const struct identity *id)
-{
-	struct identity *c = xcalloc(1, sizeof(*c));
-
-	c->user_id = xstrdup(id->user_id);
-	c->user_type = id->user_type ? xstrdup(id->user_type) : NULL;
-	c->attrs = xcalloc(id->n_attrs, sizeof(*c->attrs));
-	for (size_t i = 0; i < id->n_attrs; i++) {
-		c->attrs[i].key = xstrdup(id->attrs[i].key);
-		c->attrs[i].value = xstrdup(id->attrs[i].value);
-	}
-	c->n_attrs = id->n_attrs;
-	return c;
-}
-
-const char *identity_attr(const struct identity *id, const char *key)
-{
-	if (id == NULL)
-		return NULL;
-	for (size_t i = 0; i < id->n_attrs; i++)
-		if (strcmp(id->attrs[i].key, key) == 0)
-			return id->attrs[i].value;
-	return NULL;
-}
-
 static void req_free(struct myxid_req *req)
 {
 	event_free(req->ev);
@@ -114,7 +72,8 @@ static void req_free(struct myxid_req *req)
 	free(req);
 }
 
-/* Schedule the event callback to act on req->answer. */
+/* Schedule the event callback to act on req->answer. Keep: an answer is
+ * acted on only from the loop, never inside the plugin call that gave it. */
 static void answer(struct myxid_req *req, enum myxid_verdict v)
 {
 	if (req->holder != NULL && !req->cached)
@@ -236,11 +195,11 @@ static struct myxid_req *req_new(struct worker *w, enum req_kind kind,
 
 	req->kind = kind;
 	req->w = w;
-	req->rc = runconf_ref(w->rc);
+	req->rc = runconf_ref(worker_runconf(w));
 	req->client = *client;
 	req->done = done;
 	req->done_arg = arg;
-	req->ev = evtimer_new(w->base, req_event_cb, req);
+	req->ev = evtimer_new(worker_base(w), req_event_cb, req);
 	return req;
 }
 

@@ -11,26 +11,12 @@
 
 #include <stddef.h>
 #include <myxid/plugin.h>
+#include "identity.h"
 
 struct worker;
 struct identity;
 struct myxid_req;
 struct myxid_instance;
-
-/* Who a client is after a successful Authenticate. Owned by the session. */
-struct identity_attr {
-	char *key;
-	char *value;
-};
-struct identity {
-	char *user_id;
-	char *user_type;                /* may be NULL */
-	struct identity_attr *attrs;
-	size_t n_attrs;
-};
-void identity_free(struct identity **id);
-struct identity *identity_copy(const struct identity *id);
-const char *identity_attr(const struct identity *id, const char *key);
 
 /* Facts about the client that plugins may read. Borrowed; must outlive the
  * request (the session owns them and cancels its requests before freeing). */

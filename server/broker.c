@@ -15,7 +15,7 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
-#include "publish.h"
+#include "event_frame.h"
 #include "redelivery.h"
 #include "shared_frame.h"
 #include "util.h"
@@ -659,7 +659,7 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 	loops = loops_for(b, ex, key);
 	if (loops == 0)
 		return;       /* unbound since it was published: nobody here */
-	f = publish_encode_body(env->message.body.bytes, env->message.body.len,
+	f = event_frame_encode_body(env->message.body.bytes, env->message.body.len,
 				ex, key, &why);
 	if (f == NULL) {
 		log_drop(b, ex, key, why);
@@ -795,6 +795,8 @@ static int serve(struct broker *b)
 			return ack_handled(b), 0;
 		if (run_commands(b) != 0 || consume_available(b) != 0)
 			return -1;
+		/* Keep: poll only once rabbitmq-c's own buffers are drained, or
+		 * frames it already read would wait a whole tick. */
 		if (!amqp_frames_enqueued(b->conn) && !amqp_data_in_buffer(b->conn))
 			wait_io(b, tick);
 	}

@@ -662,6 +662,7 @@ static int set_auth(struct loader *ld, const struct conf_node *n,
 
 /* ------------------------------------------------------------ exchanges */
 
+/* Keep: typed command tables (nginx's ngx_command_t), each error as file:line. */
 static const struct conf_cmd exchange_cmds[] = {
 	{ "type", 0, set_keyword, offsetof(struct conf_exchange, type),
 	  exchange_types },

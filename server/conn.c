@@ -13,7 +13,7 @@
 #include "ip_table.h"
 #include "log.h"
 #include "metrics.h"
-#include "server.h"
+#include "worker.h"
 #include "session.h"
 #include "shared_frame.h"
 #include "util.h"
@@ -74,11 +74,11 @@ static struct bufferevent *new_bev(struct worker *w, int fd, bool tls)
 	SSL *ssl;
 
 	if (!tls)
-		return bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	ssl = SSL_new(w->ssl_ctx);
+		return bufferevent_socket_new(worker_base(w), fd, BEV_OPT_CLOSE_ON_FREE);
+	ssl = SSL_new(worker_ssl_ctx(w));
 	if (ssl == NULL)
 		return NULL;
-	return bufferevent_openssl_socket_new(w->base, fd, ssl,
+	return bufferevent_openssl_socket_new(worker_base(w), fd, ssl,
 					      BUFFEREVENT_SSL_ACCEPTING,
 					      BEV_OPT_CLOSE_ON_FREE);
 }
@@ -93,7 +93,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
 	c->state = CONN_HTTP;
 	c->tls = tls;
 	format_peer(sa, c->peer, sizeof(c->peer), c->client_ip, sizeof(c->client_ip));
-	c->proxied = address_trusted(&w->cfg->trusted_proxies, sa);
+	c->proxied = address_trusted(&worker_config(w)->trusted_proxies, sa);
 	/* Frames are small and latency matters more than packet count. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->bev = new_bev(w, fd, tls);
@@ -106,12 +106,12 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
 	if (tls)
 		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
 	outq_init(&c->outq);
-	c->timer = evtimer_new(w->base, conn_timer_cb, c);
+	c->timer = evtimer_new(worker_base(w), conn_timer_cb, c);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	/* Called back when the output is nearly drained, to refill it. */
 	bufferevent_setwatermark(c->bev, EV_WRITE, OUTQ_BATCH / 4, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	timer_arm(c, w->cfg->handshake_timeout_ms);
+	timer_arm(c, worker_config(w)->handshake_timeout_ms);
 	worker_conn_added(w, c);
 	metrics_inc(M_CONNECTIONS_TOTAL);
 	metrics_inc(M_CONNECTIONS_OPEN);
@@ -127,7 +127,7 @@ static void conn_free(struct conn *c)
 	session_free(&c->session);
 	http_api_forget(c);
 	if (c->ip_counted)
-		ip_table_release(c->w->ips, c->client_ip);
+		ip_table_release(worker_ips(c->w), c->client_ip);
 	ws_reader_free(&c->reader);
 	outq_free(&c->outq);
 	event_free(c->timer);
@@ -166,7 +166,7 @@ static bool output_room(struct conn *c, size_t frame_len)
 
 	/* An idle socket takes any one frame, even one larger than the cap:
 	 * being slow means having a backlog. */
-	if (pending == 0 || pending + frame_len <= c->w->cfg->max_output_buffer)
+	if (pending == 0 || pending + frame_len <= worker_config(c->w)->max_output_buffer)
 		return true;
 	log_info("[%s] %s: too slow (%zu bytes waiting); closing", session_id(c->session),
 		 c->peer, pending);
@@ -194,6 +194,16 @@ void conn_send_text(struct conn *c, const char *payload, size_t len)
 }
 
 /*
+ * Loop turns that queued data frames, told apart by the loop's cached clock
+ * (constant within a turn): write_if_idle()'s choice of direct writes.
+ * Per thread, as every loop runs on a thread of its own.
+ */
+static _Thread_local struct {
+	uint64_t clock;
+	uint32_t n;
+} loop_turn;
+
+/*
  * Write a frame at once to a plain socket whose output is empty, unless it
  * is in a burst; returns the bytes the kernel took (the caller queues the
  * rest). Through the bufferevent, a frame for an idle socket costs an
@@ -206,20 +216,19 @@ void conn_send_text(struct conn *c, const char *payload, size_t len)
  */
 static size_t write_if_idle(struct conn *c, const uint8_t *data, size_t len)
 {
-	struct worker *w = c->w;
 	struct timeval tv;
 	uint64_t clock;
 	ssize_t n;
 
-	event_base_gettimeofday_cached(w->base, &tv);
+	event_base_gettimeofday_cached(worker_base(c->w), &tv);
 	clock = (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
-	if (clock != w->turn_clock) {
-		w->turn_clock = clock;
-		w->turn++;
+	if (clock != loop_turn.clock) {
+		loop_turn.clock = clock;
+		loop_turn.n++;
 	}
-	if (c->frame_turn != w->turn) {
-		c->burst = c->frame_turn + 1 == w->turn && c->turn_frames > 1;
-		c->frame_turn = w->turn;
+	if (c->frame_turn != loop_turn.n) {
+		c->burst = c->frame_turn + 1 == loop_turn.n && c->turn_frames > 1;
+		c->frame_turn = loop_turn.n;
 		c->turn_frames = 0;
 	}
 	if (c->turn_frames < UINT16_MAX)
@@ -283,13 +292,13 @@ void conn_close(struct conn *c, int code, const char *reason)
 
 void conn_free_all(struct worker *w)
 {
-	while (w->conns != NULL)
-		conn_free(w->conns);
+	while (worker_conns(w) != NULL)
+		conn_free(worker_conns(w));
 }
 
 void conn_close_all(struct worker *w, int code, const char *reason)
 {
-	for (struct conn *c = w->conns; c != NULL; c = c->next)
+	for (struct conn *c = worker_conns(w); c != NULL; c = c->next)
 		conn_close(c, code, reason);
 }
 
@@ -426,7 +435,7 @@ static void feed_frames(struct conn *c)
  */
 static void keep_plugin_headers(struct conn *c, const struct http_request *req)
 {
-	const struct conf_strlist *names = &c->w->cfg->plugin_headers;
+	const struct conf_strlist *names = &worker_config(c->w)->plugin_headers;
 	size_t size = 1, at = 0;
 	const struct http_header *h;
 
@@ -454,14 +463,14 @@ static void client_address(struct conn *c, const struct http_request *req)
 	const struct http_header *xff = http_find_header(req, "X-Forwarded-For");
 
 	if (c->proxied && xff != NULL)
-		forwarded_client(&c->w->cfg->trusted_proxies, xff->value.p,
+		forwarded_client(&worker_config(c->w)->trusted_proxies, xff->value.p,
 				 xff->value.len, c->client_ip, sizeof(c->client_ip));
 }
 
 /* Limits and origin; returns 0, or an HTTP status already answered. */
 static int admit(struct conn *c, const struct http_request *req)
 {
-	const struct myxid_config *cfg = c->w->cfg;
+	const struct myxid_config *cfg = worker_config(c->w);
 	const struct http_header *origin = http_find_header(req, "Origin");
 
 	if (origin != NULL && !origin_allowed(&cfg->allow_origins, origin->value.p,
@@ -469,13 +478,13 @@ static int admit(struct conn *c, const struct http_request *req)
 		http_error(c, 403, "this Origin may not open WebSockets here", NULL);
 		return 403;
 	}
-	if (c->w->draining) {
+	if (worker_draining(c->w)) {
 		http_error(c, 503, "shutting down", "Retry-After: 5\r\n");
 		return 503;
 	}
 	/* Counted over every event loop: the limits are the whole daemon's. */
 	if ((size_t)metrics_get(M_SOCKETS_OPEN) >= cfg->max_connections ||
-	    !ip_table_take(c->w->ips, c->client_ip, cfg->max_connections_per_ip)) {
+	    !ip_table_take(worker_ips(c->w), c->client_ip, cfg->max_connections_per_ip)) {
 		metrics_inc(M_LIMIT_REFUSED);
 		log_notice("%s: connection limit reached (client %s)", c->peer,
 			   c->client_ip);
@@ -491,8 +500,8 @@ static int admit(struct conn *c, const struct http_request *req)
 
 static void arm_ping(struct conn *c)
 {
-	if (c->w->cfg->ping_interval_ms > 0)
-		timer_arm(c, c->w->cfg->ping_interval_ms);
+	if (worker_config(c->w)->ping_interval_ms > 0)
+		timer_arm(c, worker_config(c->w)->ping_interval_ms);
 }
 
 static void upgrade(struct conn *c, const struct http_request *req,
@@ -511,11 +520,11 @@ static void upgrade(struct conn *c, const struct http_request *req,
 			    "\r\n", accept);
 	evbuffer_drain(in, req->head_len);
 	evtimer_del(c->timer);
-	ws_reader_init(&c->reader, c->w->cfg->max_message_size,
+	ws_reader_init(&c->reader, worker_config(c->w)->max_message_size,
 		       &reader_callbacks, c);
 	c->state = CONN_WS;
 	c->last_rx_ms = monotonic_ms();
-	c->w->n_sessions++;
+	worker_session_opened(c->w);
 	metrics_inc(M_SOCKETS_OPEN);
 	c->session = session_new(c);
 	log_info("[%s] %s: WebSocket opened%s%s%s", session_id(c->session), c->peer,
@@ -530,7 +539,7 @@ static void handle_request(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t avail = evbuffer_get_length(in);
-	size_t limit = c->w->cfg->max_handshake_size;
+	size_t limit = worker_config(c->w)->max_handshake_size;
 	size_t look = avail < limit ? avail : limit;
 	struct http_request req;
 	char accept[WS_ACCEPT_LEN + 1];
@@ -631,7 +640,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 /* In CONN_WS the timer paces server pings and notices a silent peer. */
 static void ping_tick(struct conn *c)
 {
-	const struct myxid_config *cfg = c->w->cfg;
+	const struct myxid_config *cfg = worker_config(c->w);
 	uint64_t silent = monotonic_ms() - c->last_rx_ms;
 
 	if (silent >= (uint64_t)cfg->ping_interval_ms + cfg->ping_timeout_ms) {

@@ -46,7 +46,7 @@ struct conn {
 	struct session *session;       /* in CONN_WS */
 	struct publish_wait *publish_wait;  /* a POST /publish in flight */
 	uint64_t last_rx_ms;           /* when the peer last sent anything */
-	uint32_t frame_turn;           /* the loop turn (worker.turn) of the last
+	uint32_t frame_turn;           /* the loop turn (conn.c) of the last
 					* data frame, the frames queued in it, and
 					* whether the turn before had several */
 	uint16_t turn_frames;

@@ -14,10 +14,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
-#include "publish.h"
 #include "runconf.h"
 #include "shared_frame.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 #include <errno.h>
@@ -37,7 +36,7 @@
 
 struct daemon {
 	struct event_base *base;          /* the main thread's: signals */
-	struct worker *workers;
+	struct worker **workers;          /* 64 slots, n_workers used */
 	unsigned n_workers;
 	struct broker *broker;
 	struct ip_table *ips;
@@ -130,7 +129,7 @@ static void binds_to_workers(void *arg)
 	struct daemon *d = arg;
 
 	for (unsigned i = 0; i < d->n_workers; i++)
-		worker_binds_done(&d->workers[i]);
+		worker_binds_done(d->workers[i]);
 }
 
 static void broker_to_workers(void *arg, struct shared_frame *f, uint64_t loops)
@@ -141,7 +140,7 @@ static void broker_to_workers(void *arg, struct shared_frame *f, uint64_t loops)
 	/* One encoded frame, a reference for each loop it concerns. */
 	for (unsigned i = 0; i < d->n_workers; i++)
 		if (loops & (1ull << i))
-			worker_deliver(&d->workers[i], f);
+			worker_deliver(d->workers[i], f);
 }
 
 static void broker_flush_workers(void *arg)
@@ -149,7 +148,7 @@ static void broker_flush_workers(void *arg)
 	struct daemon *d = arg;
 
 	for (unsigned i = 0; i < d->n_workers; i++)
-		worker_deliveries_flush(&d->workers[i]);
+		worker_deliveries_flush(d->workers[i]);
 }
 
 /* --------------------------------------------------------------- fan-out */
@@ -185,19 +184,20 @@ static void fanout_part_cb(evutil_socket_t fd, short what, void *arg)
 	struct fanout_part *part = arg;
 	struct fanout *fo = part->fo;
 	struct timeval zero = { 0, 0 };
-	size_t n = publish_local(part->w, fo->exchange, fo->routing_key, fo->f);
+	size_t n = worker_publish_local(part->w, fo->exchange, fo->routing_key, fo->f);
 
 	free(part);
 	__atomic_add_fetch(&fo->delivered, n, __ATOMIC_RELAXED);
 	if (__atomic_sub_fetch(&fo->pending, 1, __ATOMIC_ACQ_REL) == 0)
-		event_base_once(fo->origin->base, -1, EV_TIMEOUT, fanout_done_cb, fo, &zero);
+		event_base_once(worker_base(fo->origin), -1, EV_TIMEOUT, fanout_done_cb, fo, &zero);
 }
 
-void daemon_fanout(struct worker *origin, const char *exchange,
+/* The workers' fan-out hook (struct worker_hooks). */
+static void fanout(void *daemon, struct worker *origin, const char *exchange,
 		   const char *routing_key, struct shared_frame *f,
-		   void (*done)(void *arg, size_t delivered), void *arg)
+		   worker_fanout_done_fn *done, void *arg)
 {
-	struct daemon *d = origin->d;
+	struct daemon *d = daemon;
 	size_t el = strlen(exchange), rl = strlen(routing_key);
 	struct fanout *fo = xcalloc(1, sizeof(*fo) + el + rl + 2);
 	struct timeval zero = { 0, 0 };
@@ -213,8 +213,8 @@ void daemon_fanout(struct worker *origin, const char *exchange,
 	for (unsigned i = 0; i < d->n_workers; i++) {
 		struct fanout_part *part = xmalloc(sizeof(*part));
 		part->fo = fo;
-		part->w = &d->workers[i];
-		event_base_once(part->w->base, -1, EV_TIMEOUT, fanout_part_cb, part, &zero);
+		part->w = d->workers[i];
+		event_base_once(worker_base(part->w), -1, EV_TIMEOUT, fanout_part_cb, part, &zero);
 	}
 }
 
@@ -222,7 +222,7 @@ void daemon_fanout(struct worker *origin, const char *exchange,
 
 static void reload_prepare_on_worker(struct worker *w)
 {
-	struct daemon *d = w->d;
+	struct daemon *d = worker_hooks_arg(w);
 	char err[1024];
 	int rc = worker_reload_prepare(w, err, sizeof(err));
 
@@ -245,7 +245,7 @@ static void reload(struct daemon *d)
 	d->answers = d->failures = 0;
 	pthread_mutex_unlock(&d->lock);
 	for (unsigned i = 0; i < d->n_workers; i++)
-		worker_post(&d->workers[i], reload_prepare_on_worker);
+		worker_post(d->workers[i], reload_prepare_on_worker);
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += RELOAD_WAIT_S;
 	pthread_mutex_lock(&d->lock);
@@ -259,7 +259,7 @@ static void reload(struct daemon *d)
 	pthread_mutex_unlock(&d->lock);
 	/* Posted after every prepare, so each worker sees its own first. */
 	for (unsigned i = 0; i < d->n_workers; i++)
-		worker_post(&d->workers[i], ok ? worker_reload_commit : worker_reload_abort);
+		worker_post(d->workers[i], ok ? worker_reload_commit : worker_reload_abort);
 	if (ok) {
 		metrics_inc(M_RELOADS);
 		log_notice("configuration reloaded by %u worker(s)", d->n_workers);
@@ -287,9 +287,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	notify_manager("STOPPING=1");
 	log_notice("%s: draining connections over %u ms, then exiting",
 		   sig == SIGTERM ? "SIGTERM" : "SIGINT",
-		   d->workers[0].cfg->drain_time_ms);
+		   worker_config(d->workers[0])->drain_time_ms);
 	for (unsigned i = 0; i < d->n_workers; i++)
-		worker_post_drain(&d->workers[i]);
+		worker_post_drain(d->workers[i]);
 }
 
 static void all_stopped_cb(evutil_socket_t fd, short what, void *arg)
@@ -302,8 +302,10 @@ static void all_stopped_cb(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&d->lock);
 }
 
-void daemon_worker_stopped(struct daemon *d, struct worker *w)
+/* The workers' stopped hook: called on a worker's thread as its loop ends. */
+static void worker_stopped(void *daemon, struct worker *w)
 {
+	struct daemon *d = daemon;
 	struct timeval zero = { 0, 0 };
 
 	pthread_mutex_lock(&d->lock);
@@ -316,14 +318,14 @@ void daemon_worker_stopped(struct daemon *d, struct worker *w)
 
 static int check_only(const char *path, const char *plugin_dir, bool debug)
 {
-	struct worker w;
+	struct worker *w = worker_new(0, NULL);
 	char err[1024];
 	SSL_CTX *ctx = NULL;
 	int rc;
 
-	memset(&w, 0, sizeof(w));
-	rc = worker_init(&w, path, plugin_dir, debug, err, sizeof(err));
-	if (rc == 0 && wants_tls(w.cfg) && (ctx = tls_context(w.cfg, err, sizeof(err))) == NULL)
+	rc = worker_init(w, path, plugin_dir, debug, err, sizeof(err));
+	if (rc == 0 && wants_tls(worker_config(w)) &&
+	    (ctx = tls_context(worker_config(w), err, sizeof(err))) == NULL)
 		rc = -1;
 	if (rc == 0)
 		fprintf(stderr, "myxid: the configuration file %s syntax is ok\n"
@@ -331,20 +333,21 @@ static int check_only(const char *path, const char *plugin_dir, bool debug)
 	else
 		fprintf(stderr, "myxid: %s\n", err);
 	SSL_CTX_free(ctx);
-	worker_destroy(&w);
+	worker_free(&w);
 	return rc == 0 ? 0 : 1;
 }
 
 static int start_workers(struct daemon *d, const char *path, const char *plugin_dir,
 			 bool debug, char *err, size_t err_size)
 {
+	const struct worker_hooks hooks = { fanout, worker_stopped, d };
 	const struct myxid_config *cfg;
 
 	d->workers = xcalloc(64, sizeof(*d->workers));
-	d->workers[0].d = d;
-	if (worker_init(&d->workers[0], path, plugin_dir, debug, err, err_size) != 0)
+	d->workers[0] = worker_new(0, &hooks);
+	if (worker_init(d->workers[0], path, plugin_dir, debug, err, err_size) != 0)
 		return -1;
-	cfg = d->workers[0].cfg;
+	cfg = worker_config(d->workers[0]);
 	d->n_workers = cfg->workers ? cfg->workers : cpu_count();
 	if (log_set_target(cfg->log_target, cfg->syslog_address, err, err_size) != 0)
 		return -1;
@@ -352,13 +355,14 @@ static int start_workers(struct daemon *d, const char *path, const char *plugin_
 		return -1;
 	d->ips = ip_table_new();
 	for (unsigned i = 0; i < d->n_workers; i++) {
-		struct worker *w = &d->workers[i];
-		w->d = d;
-		w->index = i;
+		struct worker *w;
+
+		if (i > 0)
+			d->workers[i] = worker_new(i, &hooks);
+		w = d->workers[i];
 		if (i > 0 && worker_init(w, path, plugin_dir, debug, err, err_size) != 0)
 			return -1;
-		w->ips = d->ips;
-		w->ssl_ctx = d->ssl_ctx;
+		worker_share(w, d->ips, d->ssl_ctx);
 		if (worker_listen(w, err, err_size) != 0)
 			return -1;
 	}
@@ -387,26 +391,26 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 		evsignal_add(sigs[i], NULL);
 	}
 	if (start_workers(&d, path, plugin_dir, debug, err, sizeof(err)) != 0 ||
-	    drop_privileges(d.workers[0].cfg->user, err, sizeof(err)) != 0) {
+	    drop_privileges(worker_config(d.workers[0])->user, err, sizeof(err)) != 0) {
 		fprintf(stderr, "myxid: %s\n", err);
 		goto out;
 	}
-	if (d.workers[0].cfg->broker.enabled) {
+	if (worker_config(d.workers[0])->broker.enabled) {
 		struct broker_sink sink = { broker_to_workers, broker_flush_workers, &d };
 
 		for (unsigned i = 0; i < d.n_workers; i++)
-			worker_use_broker(&d.workers[i], NULL);
-		d.broker = broker_start(d.workers[0].cfg, &sink, d.n_workers);
+			worker_use_broker(d.workers[i]);
+		d.broker = broker_start(worker_config(d.workers[0]), &sink, d.n_workers);
 		if (d.broker == NULL) {
 			fprintf(stderr, "myxid: cannot start the broker link\n");
 			goto out;
 		}
 		for (unsigned i = 0; i < d.n_workers; i++)
-			d.workers[i].broker = d.broker;
+			worker_set_broker(d.workers[i], d.broker);
 		broker_set_progress(d.broker, binds_to_workers, &d);
 	}
 	for (; started < d.n_workers; started++)
-		if (worker_start(&d.workers[started]) != 0) {
+		if (worker_start(d.workers[started]) != 0) {
 			log_error("cannot start worker thread %u", started);
 			break;
 		}
@@ -417,10 +421,10 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 		status = 0;
 	} else {
 		for (unsigned i = 0; i < started; i++)
-			worker_post_drain(&d.workers[i]);
+			worker_post_drain(d.workers[i]);
 	}
 	for (unsigned i = 0; i < started; i++)
-		worker_join(&d.workers[i]);
+		worker_join(d.workers[i]);
 	log_notice("stopped");
 out:
 	for (int i = 0; i < 3; i++)
@@ -431,8 +435,7 @@ out:
 	if (d.broker != NULL)
 		broker_set_progress(d.broker, NULL, NULL);
 	for (unsigned i = 0; i < 64 && d.workers; i++)
-		if (d.workers[i].base)
-			worker_destroy(&d.workers[i]);
+		worker_free(&d.workers[i]);
 	broker_stop(&d.broker);
 	ip_table_free(&d.ips);
 	SSL_CTX_free(d.ssl_ctx);

@@ -8,15 +8,14 @@
 #include "broker.h"
 #include "config.h"
 #include "conn.h"
-#include "daemon.h"
 #include "http_parse.h"
 #include "json_input.h"
 #include "log.h"
 #include "metrics.h"
-#include "publish.h"
+#include "event_frame.h"
 #include "reply.h"
 #include "runconf.h"
-#include "server.h"
+#include "worker.h"
 #include "shared_frame.h"
 #include "static_files.h"
 #include "util.h"
@@ -84,13 +83,13 @@ static void add_plugin_health(void *arg, const char *label, int failing)
 
 static void handle_healthz(struct conn *c)
 {
-	struct worker *w = c->w;
+	struct broker *b = worker_broker(c->w);
 	json_object *o = json_object_new_object();
-	enum broker_state bs = w->broker ? broker_state(w->broker) : BROKER_STOPPED;
-	bool degraded = w->broker != NULL && bs != BROKER_UP;
+	enum broker_state bs = b ? broker_state(b) : BROKER_STOPPED;
+	bool degraded = b != NULL && bs != BROKER_UP;
 	json_object *plugins = json_object_new_object();
 	int failing = metrics_plugin_health(add_plugin_health, plugins);
-	const char *status = w->draining ? "draining" :
+	const char *status = worker_draining(c->w) ? "draining" :
 		degraded || failing ? "degraded" : "ok";
 
 	json_object_object_add(o, "status", json_object_new_string(status));
@@ -99,20 +98,20 @@ static void handle_healthz(struct conn *c)
 	json_object_object_add(o, "sessions",
 			       json_object_new_int64(metrics_get(M_SOCKETS_OPEN)));
 	json_object_object_add(o, "broker", json_object_new_string(
-				       w->broker == NULL ? "off" :
+				       b == NULL ? "off" :
 				       bs == BROKER_UP ? "up" : "connecting"));
 	/* Plugins answer "failing" while their backend is down: sockets
 	 * already open still get events, so that alone is no 503. */
 	json_object_object_add(o, "plugins", plugins);
 	/* A node that cannot reach the broker delivers nothing: tell the
 	 * load balancer. */
-	reply_json(c, w->draining || degraded ? 503 : 200, NULL, o);
+	reply_json(c, worker_draining(c->w) || degraded ? 503 : 200, NULL, o);
 }
 
 static bool authorized(const struct worker *w, const struct http_request *req)
 {
 	const struct http_header *h = http_find_header(req, "Authorization");
-	const char *key = w->cfg->publish_key;
+	const char *key = worker_config(w)->publish_key;
 
 	if (h == NULL || h->value.len < 7 || strncasecmp(h->value.p, "Bearer ", 7) != 0)
 		return false;
@@ -145,7 +144,7 @@ static void publish_via_broker(struct conn *c, json_object *event,
 							     &len);
 	json_object *o;
 
-	if (broker_publish(c->w->broker, exchange, key, body, len) != 0) {
+	if (broker_publish(worker_broker(c->w), exchange, key, body, len) != 0) {
 		reply_http_error(c, 503, "Retry-After: 1\r\n",
 				 "the broker is not connected; try again");
 		return;
@@ -211,12 +210,12 @@ static void do_publish(struct conn *c, json_object *doc)
 		return;
 	}
 	json_object_object_get_ex(doc, "routing_key", &rk);
-	key = publish_routing_key_string(rk);
+	key = event_frame_routing_key(rk);
 	if (key == NULL) {
 		reply_http_error(c, 400, NULL, "\"routing_key\" must be a string or a number");
 		return;
 	}
-	if (runconf_exchange(c->w->rc, json_object_get_string(ex)) == NULL) {
+	if (runconf_exchange(worker_runconf(c->w), json_object_get_string(ex)) == NULL) {
 		reply_http_error(c, 404, NULL, "unknown exchange '%s'",
 				 json_object_get_string(ex));
 		free(key);
@@ -228,28 +227,28 @@ static void do_publish(struct conn *c, json_object *doc)
 	json_object_object_add(o, "event", json_object_get(event));
 	json_object_object_add(o, "payload", payload ? json_object_get(payload) :
 			       json_object_new_object());
-	if (c->w->broker != NULL) {
+	if (worker_broker(c->w) != NULL) {
 		/* Through the broker, so every node delivers it. */
 		publish_via_broker(c, o, json_object_get_string(ex), key);
 		json_object_put(o);
 		free(key);
 		return;
 	}
-	f = publish_encode(o, json_object_get_string(ex), key);
+	f = event_frame_encode(o, json_object_get_string(ex), key);
 	json_object_put(o);
 	metrics_inc(M_PUBLISHED);
 	log_debug("%s: publishing %s to %s/%s", c->peer,
 		  json_object_get_string(event), json_object_get_string(ex), key);
-	if (c->w->d != NULL) {
+	if (worker_has_fanout(c->w)) {
 		/* Every loop has subscribers: answer once all have delivered. */
 		c->publish_wait = xcalloc(1, sizeof(*c->publish_wait));
 		c->publish_wait->c = c;
 		bufferevent_disable(c->bev, EV_READ);
 		evtimer_del(c->timer);
-		daemon_fanout(c->w, json_object_get_string(ex), key, f,
+		worker_fanout(c->w, json_object_get_string(ex), key, f,
 			      publish_done, c->publish_wait);
 	} else {
-		n = publish_local(c->w, json_object_get_string(ex), key, f);
+		n = worker_publish_local(c->w, json_object_get_string(ex), key, f);
 		reply_delivered(c, n);
 	}
 	shared_frame_unref(f);
@@ -263,7 +262,7 @@ static int handle_publish(struct conn *c, const struct http_request *req,
 	long long len;
 	json_object *doc;
 
-	if (c->w->cfg->publish_key == NULL) {
+	if (worker_config(c->w)->publish_key == NULL) {
 		reply_http_error(c, 403, NULL, "publishing over HTTP is disabled "
 				 "(no publish_key in the configuration)");
 		return 1;
@@ -301,10 +300,31 @@ static int handle_publish(struct conn *c, const struct http_request *req,
 	return 1;
 }
 
+/* The broker's numbers, copied for the renderer (which is below the
+ * broker and does not know it). */
+static void broker_numbers(const struct broker *b, struct metrics_broker *mb)
+{
+	struct broker_stats st;
+
+	broker_get_stats(b, &st);
+	mb->connected = broker_state(b) == BROKER_UP;
+	mb->received = st.received;
+	mb->rejected = st.rejected;
+	mb->published = st.published;
+	mb->reconnects = st.reconnects;
+	mb->duplicates = st.duplicates;
+	mb->bindings = st.bindings;
+}
+
 static void handle_metrics(struct conn *c)
 {
+	struct metrics_broker mb;
 	size_t len;
-	char *text = metrics_render(c->w->broker, &len);
+	char *text;
+
+	if (worker_broker(c->w) != NULL)
+		broker_numbers(worker_broker(c->w), &mb);
+	text = metrics_render(worker_broker(c->w) != NULL ? &mb : NULL, &len);
 
 	conn_http_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
 			text, len);
@@ -318,7 +338,7 @@ static void handle_metrics(struct conn *c)
 static bool static_request(struct conn *c, const struct http_request *req,
 			   bool get)
 {
-	const struct myxid_config *cfg = c->w->cfg;
+	const struct myxid_config *cfg = worker_config(c->w);
 	bool head = http_str_eq(&req->method, "HEAD");
 	int rc;
 

@@ -2,7 +2,6 @@
  * The numbers behind /metrics; see metrics.h.
  */
 #include "metrics.h"
-#include "broker.h"
 #include "log.h"
 #include "util.h"
 
@@ -218,16 +217,13 @@ static void render_plugins(struct out *o)
 	}
 }
 
-static void render_broker(struct out *o, const struct broker *b)
+static void render_broker(struct out *o, const struct metrics_broker *b)
 {
-	struct broker_stats st;
-
 	emit(o, "# HELP myxid_broker_connected 1 if the RabbitMQ link is up (absent without a broker)\n"
 	     "# TYPE myxid_broker_connected gauge\n");
 	if (b == NULL)
 		return;
-	broker_get_stats(b, &st);
-	emit(o, "myxid_broker_connected %d\n", broker_state(b) == BROKER_UP);
+	emit(o, "myxid_broker_connected %d\n", b->connected);
 	emit(o, "# HELP myxid_broker_messages_total Messages consumed from the node queue\n"
 	     "# TYPE myxid_broker_messages_total counter\n"
 	     "myxid_broker_messages_total %llu\n"
@@ -247,12 +243,12 @@ static void render_broker(struct out *o, const struct broker *b)
 	     "# HELP myxid_broker_bindings Bindings of the node queue\n"
 	     "# TYPE myxid_broker_bindings gauge\n"
 	     "myxid_broker_bindings %llu\n",
-	     (unsigned long long)st.received, (unsigned long long)st.rejected,
-	     (unsigned long long)st.published, (unsigned long long)st.reconnects,
-	     (unsigned long long)st.duplicates, (unsigned long long)st.bindings);
+	     (unsigned long long)b->received, (unsigned long long)b->rejected,
+	     (unsigned long long)b->published, (unsigned long long)b->reconnects,
+	     (unsigned long long)b->duplicates, (unsigned long long)b->bindings);
 }
 
-char *metrics_render(const struct broker *b, size_t *len_r)
+char *metrics_render(const struct metrics_broker *b, size_t *len_r)
 {
 	struct out o = { xmalloc(8192), 0, 8192 };
 

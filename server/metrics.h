@@ -6,10 +6,9 @@
 #ifndef MYXID_METRICS_H
 #define MYXID_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-struct broker;
 
 enum metric {
 	/* counters */
@@ -50,7 +49,19 @@ void metrics_plugin_answer(const char *label, int verdict, uint64_t micros);
 int metrics_plugin_health(void (*fn)(void *arg, const char *label, int failing),
 			  void *arg);
 
-/* The whole exposition (malloc'd, NUL-terminated); b may be NULL. */
-char *metrics_render(const struct broker *b, size_t *len_r);
+/*
+ * The broker link's numbers as /metrics shows them. A plain copy the caller
+ * takes from the broker: metrics sits below the broker (which counts into
+ * it) and must not include it back.
+ */
+struct metrics_broker {
+	bool connected;
+	uint64_t received, rejected, published, reconnects, duplicates;
+	uint64_t bindings;
+};
+
+/* The whole exposition (malloc'd, NUL-terminated); b is NULL without a
+ * broker. */
+char *metrics_render(const struct metrics_broker *b, size_t *len_r);
 
 #endif

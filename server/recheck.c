@@ -15,13 +15,14 @@
  * take the process down. Timers are jittered per session so the checks of
  * many sessions do not reach the database at the same instant.
  */
+#include "recheck.h"
 #include "session_private.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
 #include "reply.h"
 #include "runconf.h"
-#include "server.h"
+#include "worker.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -38,14 +39,14 @@ static void recheck_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 void recheck_arm(struct session *s)
 {
-	unsigned ms = s->w->cfg->recheck_interval_ms;
+	unsigned ms = worker_config(s->w)->recheck_interval_ms;
 	uint64_t jitter = ms / 10;
 	struct timeval tv;
 
 	if (ms == 0)
 		return;
 	if (s->recheck_timer == NULL)
-		s->recheck_timer = evtimer_new(s->w->base, recheck_timer_cb, s);
+		s->recheck_timer = evtimer_new(worker_base(s->w), recheck_timer_cb, s);
 	ms = ms - (unsigned)jitter + (unsigned)(random_u64() % (2 * jitter + 1));
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
@@ -67,8 +68,8 @@ static void pair_answered(void *arg, enum myxid_verdict v, struct identity *unus
 	if (v == MYXID_DENY && sub != NULL) {
 		log_info("[%s] %s: subscription %s/%s revoked", s->id, s->conn->peer,
 			 ex, rk);
-		send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
-		router_remove(s->w->router, &s->subs, sub);
+		session_send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
+		router_remove(worker_router(s->w), &s->subs, sub);
 	}
 	check_next_pair(s);
 }
@@ -82,21 +83,21 @@ static void check_next_pair(struct session *s)
 		const char *ex = r->pairs[r->next_pair++];
 		const char *rk = ex + strlen(ex) + 1;
 		struct router_sub *sub = router_find(&s->subs, ex, rk);
-		struct exchange_rt *x = runconf_exchange(s->w->rc, ex);
+		struct exchange_rt *x = runconf_exchange(worker_runconf(s->w), ex);
 
 		if (sub == NULL)
 			continue;            /* gone since the snapshot */
 		if (x == NULL) {
 			/* A reload removed the exchange. */
-			send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
-			router_remove(s->w->router, &s->subs, sub);
+			session_send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
+			router_remove(worker_router(s->w), &s->subs, sub);
 			continue;
 		}
 		r->req = authz_policy_start(s->w, x->policy, &s->client, ex, rk,
 					    AUTHZ_FRESH, pair_answered, s);
 		return;
 	}
-	run_finish(s);
+	session_run_finish(s);
 }
 
 static void expire(struct session *s)
@@ -107,7 +108,7 @@ static void expire(struct session *s)
 		 s->ident->user_id);
 	json_object_object_add(p, "error", json_object_new_string("SessionExpired"));
 	reply_send(s->conn, "Error", true, NULL, p);
-	unsubscribe_matching(s, NULL, NULL, true);
+	session_unsubscribe_matching(s, NULL, NULL, true);
 	session_forget_user(s);
 }
 
@@ -126,7 +127,7 @@ static void token_answered(void *arg, enum myxid_verdict v, struct identity *id)
 		/* The token now names nobody, or somebody else. */
 		identity_free(&id);
 		expire(s);
-		run_finish(s);
+		session_run_finish(s);
 		return;
 	}
 	check_next_pair(s);

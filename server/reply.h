@@ -10,12 +10,12 @@
 
 #include <stdbool.h>
 #include <json-c/json.h>
+#include "event_frame.h"
 
 struct conn;
 
-/* Flags for every serialisation: compact, and "/" left unescaped as Ruby's
- * to_json does. */
-#define REPLY_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+/* Events are written exactly as published ones are (event_frame.h). */
+#define REPLY_JSON_FLAGS EVENT_FRAME_JSON_FLAGS
 
 /*
  * Send an event. With with_tag, the "tag" key is written (tag NULL gives

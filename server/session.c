@@ -1,24 +1,25 @@
 /*
- * The Myxi protocol on one WebSocket; see session.h, and
- * shared/reference/myxi-protocol.md section 1 for the behaviour copied
- * here. Where Myxi had a bug we do not copy it, and the comment says so.
+ * The Myxi protocol on one WebSocket; see session.h, and "The protocol in
+ * brief" in README.md for the actions and events (the behaviour is Myxi's,
+ * copied). Where Myxi had a bug we do not copy it, and the comment says so.
  *
  * Every reply produced while handling an action carries that action's tag
  * (Myxi 1.4 always sent "tag":null, a regression from its EM era).
  */
 #include "session.h"
 #include "session_private.h"
+#include "recheck.h"
 #include "authz.h"
 #include "config.h"
 #include "conn.h"
 #include "json_input.h"
 #include "log.h"
 #include "metrics.h"
-#include "publish.h"
+#include "event_frame.h"
 #include "reply.h"
 #include "router.h"
 #include "runconf.h"
-#include "server.h"
+#include "worker.h"
 #include "shared_frame.h"
 #include "util.h"
 
@@ -73,12 +74,12 @@ struct session *session_new(struct conn *c)
 	json_object_object_add(p, "id", json_object_new_string(s->id));
 	reply_send(c, "Welcome", false, NULL, p);
 	recheck_arm(s);
-	s->tokens = 2.0 * (double)s->w->cfg->max_actions_per_second;
+	s->tokens = 2.0 * (double)worker_config(s->w)->max_actions_per_second;
 	s->tokens_ms = monotonic_ms();
-	if (s->w->cfg->auth_deadline_ms > 0) {
-		unsigned ms = s->w->cfg->auth_deadline_ms;
+	if (worker_config(s->w)->auth_deadline_ms > 0) {
+		unsigned ms = worker_config(s->w)->auth_deadline_ms;
 		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-		s->auth_deadline = evtimer_new(s->w->base, auth_deadline_cb, s);
+		s->auth_deadline = evtimer_new(worker_base(s->w), auth_deadline_cb, s);
 		evtimer_add(s->auth_deadline, &tv);
 	}
 	return s;
@@ -93,7 +94,7 @@ static void free_secret(char **p)
 	}
 }
 
-void run_free(struct run *r)
+void session_run_free(struct run *r)
 {
 	if (r == NULL)
 		return;
@@ -123,8 +124,8 @@ void session_free(struct session **sp)
 	if (s == NULL)
 		return;
 	if (s->run != NULL)
-		bind_wait_cancel(s->w->bind_wait, &s->run->bind);
-	run_free(s->run);
+		bind_wait_cancel(worker_bind_wait(s->w), &s->run->bind);
+	session_run_free(s->run);
 	while (s->q_head != NULL) {
 		struct queued *q = s->q_head;
 		s->q_head = q->next;
@@ -132,13 +133,13 @@ void session_free(struct session **sp)
 		free(q);
 	}
 	while (s->subs.head != NULL)
-		router_remove(s->w->router, &s->subs, s->subs.head);
+		router_remove(worker_router(s->w), &s->subs, s->subs.head);
 	session_forget_user(s);
 	if (s->recheck_timer)
 		event_free(s->recheck_timer);
 	if (s->auth_deadline)
 		event_free(s->auth_deadline);
-	s->w->n_sessions--;
+	worker_session_closed(s->w);
 	free(s);
 	*sp = NULL;
 }
@@ -157,7 +158,7 @@ void session_deliver(void *owner, struct shared_frame *f)
 
 /* ------------------------------------------------------------- replies */
 
-void send_unsubscribed(struct session *s, json_object *tag,
+void session_send_unsubscribed(struct session *s, json_object *tag,
 			      const char *exchange, json_object *rk, bool autom)
 {
 	json_object *p = json_object_new_object();
@@ -171,7 +172,7 @@ void send_unsubscribed(struct session *s, json_object *tag,
 
 /* Remove every subscription (of one exchange, or all when exchange is
  * NULL), one Unsubscribed each with the stored string key. */
-void unsubscribe_matching(struct session *s, json_object *tag,
+void session_unsubscribe_matching(struct session *s, json_object *tag,
 				 const char *exchange, bool autom)
 {
 	struct router_sub *sub = s->subs.head, *next;
@@ -180,9 +181,9 @@ void unsubscribe_matching(struct session *s, json_object *tag,
 		next = sub->next;
 		if (exchange != NULL && strcmp(sub->exchange, exchange) != 0)
 			continue;
-		send_unsubscribed(s, tag, sub->exchange,
+		session_send_unsubscribed(s, tag, sub->exchange,
 				  json_object_new_string(sub->routing_key), autom);
-		router_remove(s->w->router, &s->subs, sub);
+		router_remove(worker_router(s->w), &s->subs, sub);
 	}
 }
 
@@ -208,7 +209,7 @@ static void subscribe_bound(struct bind_waiter *wt)
 	send_subscribed(s, r->key_list ?
 			json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys);
 	if (subscribe_continue(s))
-		run_finish(s);
+		session_run_finish(s);
 }
 
 static void subscribe_answered(void *arg, enum myxid_verdict v,
@@ -224,7 +225,7 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 	r->req = NULL;
 	r->rk = NULL;
 	/* The route hook sets it if router_add() starts a broker bind. */
-	s->w->bind_ticket = 0;
+	(void)worker_take_bind_ticket(s->w);
 	if (v == MYXID_ERROR) {
 		reply_error(s->conn, r->tag, "PolicyUnavailable",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
@@ -234,24 +235,26 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 		reply_error(s->conn, r->tag,
 			    s->ident ? "SubscriptionDenied" : "AuthRequired",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
-	} else if (router_add(s->w->router, s, &s->subs, exchange, rk,
+	} else if (router_add(worker_router(s->w), s, &s->subs, exchange, rk,
 			      r->topic && strpbrk(rk, "*#") != NULL) == NULL) {
 		reply_error(s->conn, r->tag, "AlreadySubscribed",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else {
+		uint64_t ticket = worker_take_bind_ticket(s->w);
+
 		log_debug("[%s] subscribed to %s/%s", s->id, exchange, rk);
-		if (s->w->bind_ticket != 0) {
+		if (ticket != 0) {
 			free(rk);
 			r->owner = s;
-			bind_wait_park(s->w->bind_wait, s->w->broker, &r->bind,
-				       s->w->bind_ticket, subscribe_bound);
+			bind_wait_park(worker_bind_wait(s->w), worker_broker(s->w), &r->bind,
+				       ticket, subscribe_bound);
 			return;
 		}
 		send_subscribed(s, key);
 	}
 	free(rk);
 	if (subscribe_continue(s))
-		run_finish(s);
+		session_run_finish(s);
 }
 
 /* Handle keys until one needs a plugin's answer; true when all are done. */
@@ -266,7 +269,7 @@ static bool subscribe_continue(struct session *s)
 		r->next_key++;
 		/* Looked up per key: a reload may come between two keys. */
 		ex = json_input_string(r->exchange) != NULL ?
-			runconf_exchange(s->w->rc, json_input_string(r->exchange)) :
+			runconf_exchange(worker_runconf(s->w), json_input_string(r->exchange)) :
 			NULL;
 		if (ex == NULL) {
 			reply_error(s->conn, r->tag, "InvalidExchange",
@@ -274,7 +277,7 @@ static bool subscribe_continue(struct session *s)
 				    r->exchange, NULL);
 			continue;
 		}
-		r->rk = publish_routing_key_string(key);
+		r->rk = event_frame_routing_key(key);
 		if (r->rk == NULL || strlen(r->rk) > ROUTING_KEY_MAX_LEN) {
 			reply_error(s->conn, r->tag, "InvalidRoutingKey",
 				    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
@@ -282,7 +285,7 @@ static bool subscribe_continue(struct session *s)
 			r->rk = NULL;
 			continue;
 		}
-		if (s->subs.n >= s->w->cfg->max_subscriptions) {
+		if (s->subs.n >= worker_config(s->w)->max_subscriptions) {
 			reply_error(s->conn, r->tag, "TooManySubscriptions",
 				    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 			free(r->rk);
@@ -315,7 +318,7 @@ static bool action_subscribe(struct session *s, json_object *msg,
 		if (r->n_keys > ROUTING_KEYS_MAX) {
 			reply_error(s->conn, tag, "TooManyRoutingKeys",
 				    REPLY_EXCHANGE, ex, NULL);
-			run_free(r);
+			session_run_free(r);
 			return true;
 		}
 	} else {
@@ -326,7 +329,7 @@ static bool action_subscribe(struct session *s, json_object *msg,
 	s->run = r;
 	if (subscribe_continue(s)) {
 		s->run = NULL;
-		run_free(r);
+		session_run_free(r);
 		return true;
 	}
 	return false;
@@ -337,7 +340,7 @@ static bool action_subscribe(struct session *s, json_object *msg,
 static void unsubscribe_one(struct session *s, json_object *tag,
 			    const char *exchange, json_object *key)
 {
-	char *rk = publish_routing_key_string(key);
+	char *rk = event_frame_routing_key(key);
 	struct router_sub *sub;
 
 	if (rk == NULL) {
@@ -349,10 +352,10 @@ static void unsubscribe_one(struct session *s, json_object *tag,
 	}
 	sub = router_find(&s->subs, exchange, rk);
 	if (sub != NULL)
-		router_remove(s->w->router, &s->subs, sub);
+		router_remove(worker_router(s->w), &s->subs, sub);
 	free(rk);
 	/* Like Myxi, confirm even if there was nothing to remove. */
-	send_unsubscribed(s, tag, exchange, json_object_get(key), false);
+	session_send_unsubscribed(s, tag, exchange, json_object_get(key), false);
 }
 
 static bool action_unsubscribe(struct session *s, json_object *msg,
@@ -363,7 +366,7 @@ static bool action_unsubscribe(struct session *s, json_object *msg,
 
 	json_object_object_get_ex(payload, "exchange", &ex);
 	if (ex == NULL || json_object_is_type(ex, json_type_null)) {
-		unsubscribe_matching(s, tag, NULL, false);
+		session_unsubscribe_matching(s, tag, NULL, false);
 		return true;
 	}
 	if (json_input_string(ex) == NULL) {
@@ -383,7 +386,7 @@ static bool action_unsubscribe(struct session *s, json_object *msg,
 		   !json_object_is_type(key, json_type_null)) {
 		unsubscribe_one(s, tag, exchange, key);
 	} else {
-		unsubscribe_matching(s, tag, exchange, false);
+		session_unsubscribe_matching(s, tag, exchange, false);
 	}
 	return true;
 }
@@ -448,7 +451,7 @@ static void auth_answered(void *arg, enum myxid_verdict v, struct identity *id)
 		reply_error(s->conn, r->tag, v == MYXID_ERROR ? "AuthUnavailable" :
 			    "InvalidAuthentication", 0, NULL, NULL);
 	}
-	run_finish(s);
+	session_run_finish(s);
 }
 
 static const char *find_token(json_object *payload)
@@ -500,7 +503,7 @@ static bool action_deauthenticate(struct session *s, json_object *msg,
 {
 	if (s->ident != NULL) {
 		/* What was allowed for the user is not allowed for nobody. */
-		unsubscribe_matching(s, tag, NULL, true);
+		session_unsubscribe_matching(s, tag, NULL, true);
 		log_info("[%s] %s: deauthenticated user %s", s->id, s->conn->peer,
 			 s->ident->user_id);
 		session_forget_user(s);
@@ -576,9 +579,9 @@ static void run_next(struct session *s)
 	}
 }
 
-void run_finish(struct session *s)
+void session_run_finish(struct session *s)
 {
-	run_free(s->run);
+	session_run_free(s->run);
 	s->run = NULL;
 	run_next(s);
 }
@@ -619,7 +622,7 @@ static json_object *parse_action(const uint8_t *data, size_t len)
 /* max_actions_per_second: a token bucket holding two seconds' worth. */
 static bool take_token(struct session *s)
 {
-	double rate = (double)s->w->cfg->max_actions_per_second;
+	double rate = (double)worker_config(s->w)->max_actions_per_second;
 	uint64_t now = monotonic_ms();
 
 	if (rate <= 0)

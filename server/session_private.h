@@ -59,17 +59,17 @@ struct session {
 };
 
 /* Free a finished or abandoned run (cancels its plugin request). */
-void run_free(struct run *r);
+void session_run_free(struct run *r);
 
 /* The current run is over: free it and start what is queued. */
-void run_finish(struct session *s);
+void session_run_finish(struct session *s);
 
 /* One Unsubscribed event; rk is consumed. */
-void send_unsubscribed(struct session *s, json_object *tag,
+void session_send_unsubscribed(struct session *s, json_object *tag,
 		       const char *exchange, json_object *rk, bool autom);
 
 /* Unsubscribe from one exchange (or all, with NULL), one event each. */
-void unsubscribe_matching(struct session *s, json_object *tag,
+void session_unsubscribe_matching(struct session *s, json_object *tag,
 			  const char *exchange, bool autom);
 
 /* Forget the user: identity and token. */
@@ -77,9 +77,5 @@ void session_forget_user(struct session *s);
 
 /* Queue a re-check behind whatever the client already asked for. */
 void session_queue_recheck(struct session *s);
-
-/* recheck.c */
-void recheck_arm(struct session *s);
-void recheck_start(struct session *s);
 
 #endif

@@ -12,9 +12,9 @@
 #include "conn.h"
 #include "log.h"
 #include "plugin_host.h"
-#include "publish.h"
+#include "event_frame.h"
 #include "router.h"
-#include "server.h"
+#include "worker.h"
 #include "runconf.h"
 #include "session.h"
 #include "shared_frame.h"
@@ -292,7 +292,7 @@ static struct exchange_rt ex_rt[2];
 static struct myxid_instance inst_auth_a, inst_auth_b, inst_px, inst_py;
 static struct myxid_instance *auth_chain[2];
 static struct runconf rc;
-static struct worker w;
+static struct worker *w;
 static struct event *guard;
 
 static void noop_cb(evutil_socket_t fd, short what, void *arg)
@@ -347,15 +347,12 @@ static void setup(void)
 	rc.n_auths = 2;
 	rc.exchanges = ex_rt;
 	rc.n_exchanges = 2;
-	w.base = base;
-	w.rc = &rc;
-	w.cfg = &cfg;
-	w.router = router_new(session_deliver, NULL, NULL);
+	w = worker_new_bare(base, &rc);
 }
 
 static void teardown(void)
 {
-	router_free(&w.router);
+	worker_free(&w);
 	for (int i = 0; i < N_PEND; i++)
 		event_free(pends[i].ev);
 	event_free(guard);
@@ -379,13 +376,13 @@ static struct client *client_new_raw(const char *peer, char *origin)
 	/* Reading enabled on our end, so what the session writes moves over
 	 * at once. */
 	bufferevent_enable(cl->pair[1], EV_READ);
-	cl->c.w = &w;
+	cl->c.w = w;
 	cl->c.bev = cl->pair[0];
 	cl->c.state = CONN_WS;
 	cl->c.origin = origin;
 	cl->c.timer = evtimer_new(base, noop_cb, NULL);
 	snprintf(cl->c.peer, sizeof cl->c.peer, "%s", peer);
-	w.n_sessions++;
+	worker_session_opened(w);
 	cl->c.session = session_new(&cl->c);
 	return cl;
 }
@@ -606,12 +603,12 @@ static void test_welcome(void)
 	   "  its id is session_id()");
 	ok(ga && gb && strcmp(ga, gb) != 0, "  two sessions get different ids");
 	expect_none(a, "  nothing else is sent on connect");
-	is_int(w.n_sessions, 2, "  two sessions counted");
+	is_int(worker_session_count(w), 2, "  two sessions counted");
 	free(ga);
 	free(gb);
 	client_free(a);
 	client_free(b);
-	is_int(w.n_sessions, 0, "session_free uncounts them");
+	is_int(worker_session_count(w), 0, "session_free uncounts them");
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -811,7 +808,7 @@ static void test_subscribe(void)
 	       "  and the socket id");
 	is_str(fake_policy_x.last_peer, "10.0.0.1:4242", "  and the peer");
 	is_str(fake_policy_x.last_origin, "(null)", "  and no origin");
-	is_int(router_route_count(w.router), 1, "  one route in the router");
+	is_int(router_route_count(worker_router(w)), 1, "  one route in the router");
 
 	exchange(cl, SUBT("\"s1\"", "{\"exchange\":\"x\",\"routing_key\":\"1\"}"),
 		 ERROR_EX_RK("\"s1\"", "AlreadySubscribed", "\"x\"", "\"1\""),
@@ -989,7 +986,7 @@ static void test_subscribe(void)
 	}
 	expect_none(cl, "no stray replies");
 	client_free(cl);
-	is_int(router_route_count(w.router), 0, "session_free removes every route");
+	is_int(router_route_count(worker_router(w)), 0, "session_free removes every route");
 }
 
 /* Things Myxi does through Ruby that json-c cannot reproduce. */
@@ -1254,7 +1251,7 @@ static void test_unsubscribe(void)
 	subscribe_ok(cl, "x", "4");
 	exchange(cl, list, LIST("null", "{\"x\":[\"1\",\"2\",\"3\",\"4\"],\"y\":[\"a\"]}"),
 		 "ListSubscriptions: exchanges in first-use order, keys as strings");
-	is_int(router_route_count(w.router), 5, "five routes");
+	is_int(router_route_count(worker_router(w)), 5, "five routes");
 
 	/* Myxi unsubscribed the whole exchange here; we take the list. */
 	send_str(cl, "{\"action\":\"Unsubscribe\",\"tag\":\"u\",\"payload\":"
@@ -1267,7 +1264,7 @@ static void test_unsubscribe(void)
 	 * []; JSON key order carries no meaning). */
 	exchange(cl, list, LIST("null", "{\"y\":[\"a\"],\"x\":[\"2\",\"3\"]}"),
 		 "  only those two are gone");
-	is_int(router_route_count(w.router), 3, "  three routes");
+	is_int(router_route_count(worker_router(w)), 3, "  three routes");
 
 	exchange(cl, UNSUB("{\"exchange\":\"x\",\"routing_key\":\"2\"}"),
 		 UNSUBSCRIBED("null", "\"x\"", "\"2\"", "false"), "one key");
@@ -1332,7 +1329,7 @@ static void test_unsubscribe(void)
 	send_str(cl, "{\"action\":\"Ping\",\"tag\":1}");
 	expect_pong(cl, "1", "everything, with nothing subscribed: no reply");
 	exchange(cl, list, LIST("null", "{}"), "nothing left");
-	is_int(router_route_count(w.router), 0, "no routes left");
+	is_int(router_route_count(worker_router(w)), 0, "no routes left");
 
 	/* Unsubscribing a key in the router does not touch other sessions. */
 	{
@@ -1344,11 +1341,11 @@ static void test_unsubscribe(void)
 			 "one of two sessions unsubscribes");
 		exchange(other, list, LIST("null", "{\"x\":[\"shared\"]}"),
 			 "  the other keeps it");
-		is_int(router_route_count(w.router), 1, "  the route stays");
+		is_int(router_route_count(worker_router(w)), 1, "  the route stays");
 		client_free(other);
 	}
 	client_free(cl);
-	is_int(router_route_count(w.router), 0, "routes gone with the sessions");
+	is_int(router_route_count(worker_router(w)), 0, "routes gone with the sessions");
 }
 
 static void test_deauthenticate(void)
@@ -1375,7 +1372,7 @@ static void test_deauthenticate(void)
 	expect(cl, "{\"event\":\"Deauthenticated\",\"tag\":\"d2\",\"payload\":{}}",
 	       "  then Deauthenticated");
 	exchange(cl, list, LIST("\"l\"", "{}"), "no subscriptions left");
-	is_int(router_route_count(w.router), 0, "  nor routes");
+	is_int(router_route_count(worker_router(w)), 0, "  nor routes");
 	exchange(cl, SUB("{\"exchange\":\"y\",\"routing_key\":\"users\"}"),
 		 ERROR_EX_RK("null", "AuthRequired", "\"y\"", "\"users\""),
 		 "anonymous again");
@@ -1392,7 +1389,7 @@ static void test_publish(void)
 	struct client *a = client_new(), *b = client_new(), *c = client_new();
 	json_object *ev;
 	struct shared_frame *f;
-	uint64_t published = w.stats.published, delivered = w.stats.delivered;
+	uint64_t published = worker_stats(w)->published, delivered = worker_stats(w)->delivered;
 	const char *want = "{\"event\":\"E\",\"payload\":{\"q\":5},\"mq\":{\"e\":\"x\",\"rk\":\"1\"}}";
 	const char *why = NULL;
 
@@ -1402,40 +1399,40 @@ static void test_publish(void)
 	subscribe_ok(c, "y", "\"1\"");
 
 	ev = json_tokener_parse("{\"event\":\"E\",\"payload\":{\"q\":5}}");
-	f = publish_encode(ev, "x", "1");
+	f = event_frame_encode(ev, "x", "1");
 	json_object_put(ev);
-	is_int(publish_local(&w, "x", "1", f), 2, "publish x/1 reaches two sessions");
+	is_int(worker_publish_local(w, "x", "1", f), 2, "publish x/1 reaches two sessions");
 	shared_frame_unref(f);
 	expect(a, want, "  the first gets the event with mq appended");
 	expect(b, want, "  so does the second");
 	expect_none(c, "  a session on x/2 and y/1 gets nothing");
-	is_int(w.stats.published - published, 1, "  published counted");
-	is_int(w.stats.delivered - delivered, 2, "  deliveries counted");
+	is_int(worker_stats(w)->published - published, 1, "  published counted");
+	is_int(worker_stats(w)->delivered - delivered, 2, "  deliveries counted");
 
 	{
 		const char *body = "{\"event\":\"F\",\"payload\":{\"s\":\"a/b\"},\"extra\":[1]}";
-		f = publish_encode_body(body, strlen(body), "y", "1", &why);
+		f = event_frame_encode_body(body, strlen(body), "y", "1", &why);
 	}
 	ok(f != NULL, "publish_encode_body accepts an object");
 	if (f != NULL) {
-		is_int(publish_local(&w, "y", "1", f), 1, "  y/1 reaches one");
+		is_int(worker_publish_local(w, "y", "1", f), 1, "  y/1 reaches one");
 		shared_frame_unref(f);
 		expect(c, "{\"event\":\"F\",\"payload\":{\"s\":\"a/b\"},\"extra\":[1],"
 		       "\"mq\":{\"e\":\"y\",\"rk\":\"1\"}}",
 		       "  other keys pass through, mq last");
 	}
-	f = publish_encode_body("{\"event\":\"N\",\"payload\":{\"v\":NaN}}", 33, "y", "1", &why);
+	f = event_frame_encode_body("{\"event\":\"N\",\"payload\":{\"v\":NaN}}", 33, "y", "1", &why);
 	ok(f == NULL && why && strcmp(why, "body is not valid JSON") == 0,
 	   "publish_encode_body refuses NaN (it would reach clients as invalid JSON)");
 	shared_frame_unref(f);
-	f = publish_encode_body("{\"event\":\"\xc0\xaf\"}", 14, "y", "1", &why);
+	f = event_frame_encode_body("{\"event\":\"\xc0\xaf\"}", 14, "y", "1", &why);
 	ok(f == NULL && why && strcmp(why, "body is not valid JSON") == 0,
 	   "publish_encode_body refuses overlong UTF-8 (a text frame must be valid UTF-8)");
 	shared_frame_unref(f);
-	f = publish_encode_body("[1]", 3, "y", "1", &why);
+	f = event_frame_encode_body("[1]", 3, "y", "1", &why);
 	ok(f == NULL && why && strcmp(why, "body is not a JSON object") == 0,
 	   "publish_encode_body refuses an array");
-	f = publish_encode_body("{\"a\":1} x", 9, "y", "1", &why);
+	f = event_frame_encode_body("{\"a\":1} x", 9, "y", "1", &why);
 	ok(f == NULL && why && strcmp(why, "body is not valid JSON") == 0,
 	   "  and trailing garbage");
 
@@ -1448,10 +1445,10 @@ static void test_publish(void)
 		ev = json_object_new_object();
 		json_object_object_add(ev, "event", json_object_new_string("Big"));
 		json_object_object_add(ev, "payload", json_object_new_string(big));
-		f = publish_encode(ev, "x", "1");
+		f = event_frame_encode(ev, "x", "1");
 		json_object_put(ev);
 		exp = xasprintf("{\"event\":\"Big\",\"payload\":\"%s\",\"mq\":{\"e\":\"x\",\"rk\":\"1\"}}", big);
-		is_int(publish_local(&w, "x", "1", f), 2, "a %zu-byte event", sizes[i]);
+		is_int(worker_publish_local(w, "x", "1", f), 2, "a %zu-byte event", sizes[i]);
 		shared_frame_unref(f);      /* the output buffers keep their own */
 		expect(a, exp, "  arrives whole at the first");
 		expect(b, exp, "  and the second");
@@ -1460,26 +1457,26 @@ static void test_publish(void)
 	}
 	is_int(bad_frames, 0, "every server frame is final, unmasked, minimal");
 
-	is_int(publish_local(&w, "x", "3", NULL), 0, "a key nobody wants: 0");
+	is_int(worker_publish_local(w, "x", "3", NULL), 0, "a key nobody wants: 0");
 	exchange(a, UNSUB("{\"exchange\":\"x\",\"routing_key\":1}"),
 		 UNSUBSCRIBED("null", "\"x\"", "1", "false"), "the first unsubscribes");
 	ev = json_tokener_parse("{\"event\":\"G\"}");
-	f = publish_encode(ev, "x", "1");
+	f = event_frame_encode(ev, "x", "1");
 	json_object_put(ev);
-	is_int(publish_local(&w, "x", "1", f), 1, "  now x/1 reaches one");
+	is_int(worker_publish_local(w, "x", "1", f), 1, "  now x/1 reaches one");
 	shared_frame_unref(f);
 	expect(b, "{\"event\":\"G\",\"mq\":{\"e\":\"x\",\"rk\":\"1\"}}", "  the second");
 	expect_none(a, "  not the first");
 
 	client_free(b);
 	ev = json_tokener_parse("{\"event\":\"H\"}");
-	f = publish_encode(ev, "x", "1");
+	f = event_frame_encode(ev, "x", "1");
 	json_object_put(ev);
-	is_int(publish_local(&w, "x", "1", f), 0, "a freed session gets nothing");
+	is_int(worker_publish_local(w, "x", "1", f), 0, "a freed session gets nothing");
 	shared_frame_unref(f);
 	client_free(a);
 	client_free(c);
-	is_int(router_route_count(w.router), 0, "no routes left");
+	is_int(router_route_count(worker_router(w)), 0, "no routes left");
 }
 
 /* ------------------------------------------------------------ teardown */
@@ -1505,7 +1502,7 @@ static void test_free_pending(void)
 	ok(held != NULL && fake_policy_x.last_cancelled == held,
 	   "  for the request it holds");
 	is_int(inst_px.pending, 0, "  nothing pending");
-	is_int(router_route_count(w.router), 0, "  the subscription is gone");
+	is_int(router_route_count(worker_router(w)), 0, "  the subscription is gone");
 	pump();
 	ok(1, "  the loop runs on without the session");
 
@@ -1527,7 +1524,7 @@ static void test_free_pending(void)
 	is_int(fake_policy_x.n_cancel, cancels,
 	       "free with an answer still queued: no cancel");
 	pump();
-	is_int(router_route_count(w.router), 0, "  and no late subscription");
+	is_int(router_route_count(worker_router(w)), 0, "  and no late subscription");
 }
 
 static void test_queue_limit(void)
@@ -1554,7 +1551,7 @@ static void test_queue_limit(void)
 	ok(fire_pending(&fake_policy_x, MYXID_ALLOW, NULL), "the plugin answers anyway");
 	expect_none(cl, "  nothing more is sent");
 	client_free(cl);
-	is_int(router_route_count(w.router), 0, "no routes left");
+	is_int(router_route_count(worker_router(w)), 0, "no routes left");
 }
 
 static void test_origin(void)
@@ -1587,7 +1584,7 @@ int main(void)
 	test_free_pending();
 	test_queue_limit();
 	test_origin();
-	is_int(w.n_sessions, 0, "every session uncounted");
+	is_int(worker_session_count(w), 0, "every session uncounted");
 	is_int(inst_auth_a.pending + inst_auth_b.pending + inst_px.pending +
 	       inst_py.pending, 0, "no request left with a plugin");
 	teardown();

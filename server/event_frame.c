@@ -1,14 +1,8 @@
 /*
- * Event -> frame encoding and local fan-out; see publish.h.
+ * Event -> frame encoding; see event_frame.h.
  */
-#include "publish.h"
+#include "event_frame.h"
 #include "json_input.h"
-#include "metrics.h"
-#include "reply.h"
-#include "config.h"
-#include "router.h"
-#include "runconf.h"
-#include "server.h"
 #include "shared_frame.h"
 #include "utf8.h"
 #include "util.h"
@@ -18,8 +12,8 @@
 /* Deeper nesting than this is refused (json-c recurses while parsing). */
 #define PUBLISH_MAX_DEPTH 64
 
-struct shared_frame *publish_encode(json_object *event, const char *exchange,
-				    const char *routing_key)
+struct shared_frame *event_frame_encode(json_object *event, const char *exchange,
+					const char *routing_key)
 {
 	json_object *mq = json_object_new_object();
 	const char *s;
@@ -28,14 +22,14 @@ struct shared_frame *publish_encode(json_object *event, const char *exchange,
 	json_object_object_add(mq, "e", json_object_new_string(exchange));
 	json_object_object_add(mq, "rk", json_object_new_string(routing_key));
 	json_object_object_add(event, "mq", mq);
-	s = json_object_to_json_string_length(event, REPLY_JSON_FLAGS, &len);
+	s = json_object_to_json_string_length(event, EVENT_FRAME_JSON_FLAGS, &len);
 	return shared_frame_event(s, len, exchange, routing_key);
 }
 
-struct shared_frame *publish_encode_body(const char *body, size_t len,
-					 const char *exchange,
-					 const char *routing_key,
-					 const char **why)
+struct shared_frame *event_frame_encode_body(const char *body, size_t len,
+					     const char *exchange,
+					     const char *routing_key,
+					     const char **why)
 {
 	json_object *o;
 	struct shared_frame *f = NULL;
@@ -54,30 +48,12 @@ struct shared_frame *publish_encode_body(const char *body, size_t len,
 	else if (!json_object_is_type(o, json_type_object))
 		*why = "body is not a JSON object";
 	else
-		f = publish_encode(o, exchange, routing_key);
+		f = event_frame_encode(o, exchange, routing_key);
 	json_object_put(o);
 	return f;
 }
 
-size_t publish_local(struct worker *w, const char *exchange,
-		     const char *routing_key, struct shared_frame *f)
-{
-	const struct exchange_rt *ex = runconf_exchange(w->rc, exchange);
-	enum router_match how = ROUTER_EXACT;
-	size_t n;
-
-	if (ex != NULL && ex->conf->type == EXCHANGE_TOPIC)
-		how = ROUTER_TOPIC;
-	else if (ex != NULL && ex->conf->type == EXCHANGE_FANOUT)
-		how = ROUTER_FANOUT;
-	n = router_publish(w->router, exchange, routing_key, how, f);
-
-	w->stats.published++;
-	w->stats.delivered += n;
-	return n;
-}
-
-char *publish_routing_key_string(json_object *v)
+char *event_frame_routing_key(json_object *v)
 {
 	switch (json_object_get_type(v)) {
 	case json_type_null:
@@ -92,7 +68,7 @@ char *publish_routing_key_string(json_object *v)
 	case json_type_int:
 	case json_type_double:
 		/* As written by the client for numbers, as Ruby prints them. */
-		return xstrdup(json_object_to_json_string_ext(v, REPLY_JSON_FLAGS));
+		return xstrdup(json_object_to_json_string_ext(v, EVENT_FRAME_JSON_FLAGS));
 	default:
 		return NULL;
 	}

@@ -1,23 +1,22 @@
 /*
  * A worker: one event loop, its listening sockets, its plugin instances and
  * its connections. Everything here runs on the worker's thread except the
- * functions documented as thread-safe in server.h.
+ * functions documented as thread-safe in worker.h.
  */
-#include "server.h"
+#include "worker.h"
 #include "bind_wait.h"
 #include "broker.h"
 #include "config.h"
 #include "conn.h"
-#include "daemon.h"
 #include "inbox.h"
 #include "log.h"
-#include "metrics.h"
-#include "publish.h"
 #include "router.h"
 #include "runconf.h"
 #include "session.h"
 #include "shared_frame.h"
 #include "util.h"
+
+#include <pthread.h>
 
 #include <errno.h>
 #include <netdb.h>
@@ -38,6 +37,56 @@
 #define DRAIN_STEPS_MAX 100
 /* After the last close frame: time for clients to answer it. */
 #define DRAIN_LINGER_MS 3000
+
+struct worker {
+	struct worker_hooks hooks;         /* zero: no daemon around */
+	bool bare;                         /* worker_new_bare: borrows base, rc */
+	unsigned index;
+	pthread_t thread;
+	struct event_base *base;
+	struct runconf *rc;                /* current configuration and plugins */
+	const struct myxid_config *cfg;    /* rc->cfg, for brevity */
+	struct runconf *next_rc;           /* a reload being prepared */
+	const char *config_path;
+	const char *plugin_dir_arg;        /* -P, or NULL to follow the config */
+	bool debug;                        /* -d: keep debug logging on reload */
+
+	struct router *router;
+	struct broker *broker;             /* shared; NULL unless in broker mode */
+	struct inbox *inbox;               /* deliveries from the broker */
+	struct bind_wait *bind_wait;       /* Subscribes waiting for a bind */
+	uint64_t bind_ticket;              /* set by the route hook: the bind
+					    * the last router_add started */
+	struct ip_table *ips;              /* shared per-address counts */
+	SSL_CTX *ssl_ctx;                  /* shared; NULL without listen_tls */
+
+	struct evconnlistener **listeners;
+	size_t n_listeners;
+
+	struct conn *conns;                /* every open connection */
+	size_t n_conns;
+	size_t n_sessions;                 /* upgraded to WebSocket */
+	bool draining;                     /* shutting down */
+	struct event *drain_timer;
+	unsigned drain_step, drain_steps;
+	struct worker_stats stats;
+};
+
+struct worker *worker_new(unsigned index, const struct worker_hooks *hooks)
+{
+	struct worker *w = xcalloc(1, sizeof(*w));
+
+	w->index = index;
+	if (hooks != NULL)
+		w->hooks = *hooks;
+	return w;
+}
+
+void worker_share(struct worker *w, struct ip_table *ips, SSL_CTX *ssl_ctx)
+{
+	w->ips = ips;
+	w->ssl_ctx = ssl_ctx;
+}
 
 /* ------------------------------------------------------- configuration */
 
@@ -79,10 +128,29 @@ static void route_changed(void *arg, const char *exchange,
 		broker_unbind(w->broker, w->index, exchange, routing_key);
 }
 
+size_t worker_publish_local(struct worker *w, const char *exchange,
+			    const char *routing_key, struct shared_frame *f)
+{
+	const struct exchange_rt *ex = runconf_exchange(w->rc, exchange);
+	enum router_match how = ROUTER_EXACT;
+	size_t n;
+
+	if (ex != NULL && ex->conf->type == EXCHANGE_TOPIC)
+		how = ROUTER_TOPIC;
+	else if (ex != NULL && ex->conf->type == EXCHANGE_FANOUT)
+		how = ROUTER_FANOUT;
+	n = router_publish(w->router, exchange, routing_key, how, f);
+
+	w->stats.published++;
+	w->stats.delivered += n;
+	return n;
+}
+
+
 /* Loop thread: fan a broker frame out. */
 static void inbox_delivery(void *arg, struct shared_frame *f)
 {
-	publish_local(arg, f->exchange, f->routing_key, f);
+	worker_publish_local(arg, f->exchange, f->routing_key, f);
 }
 
 /*
@@ -127,11 +195,27 @@ int worker_init(struct worker *w, const char *config_path,
 	return 0;
 }
 
-void worker_use_broker(struct worker *w, struct broker *b)
+struct worker *worker_new_bare(struct event_base *base, struct runconf *rc)
 {
-	w->broker = b;
+	struct worker *w = worker_new(0, NULL);
+
+	w->bare = true;
+	w->base = base;
+	w->rc = rc;
+	w->cfg = rc->cfg;
+	w->router = router_new(session_deliver, route_changed, w);
+	return w;
+}
+
+void worker_use_broker(struct worker *w)
+{
 	w->inbox = inbox_new(w->base, inbox_delivery, w);
 	w->bind_wait = bind_wait_new(w->base);
+}
+
+void worker_set_broker(struct worker *w, struct broker *b)
+{
+	w->broker = b;
 }
 
 void worker_binds_done(struct worker *w)
@@ -428,8 +512,8 @@ static void *worker_main(void *arg)
 
 	if (event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0)
 		log_error("worker %u: event loop failed", w->index);
-	if (w->d != NULL)
-		daemon_worker_stopped(w->d, w);
+	if (w->hooks.stopped != NULL)
+		w->hooks.stopped(w->hooks.arg, w);
 	return NULL;
 }
 
@@ -443,8 +527,17 @@ void worker_join(struct worker *w)
 	pthread_join(w->thread, NULL);
 }
 
-void worker_destroy(struct worker *w)
+void worker_free(struct worker **wp)
 {
+	struct worker *w = *wp;
+
+	if (w == NULL)
+		return;
+	if (w->base == NULL) {           /* worker_init failed early */
+		free(w);
+		*wp = NULL;
+		return;
+	}
 	/* Connections still open after the drain go first: their sessions
 	 * hold subscriptions and plugin requests. */
 	w->draining = false;
@@ -455,12 +548,64 @@ void worker_destroy(struct worker *w)
 	inbox_free(&w->inbox);
 	bind_wait_free(&w->bind_wait);
 	runconf_unref(&w->next_rc);
-	runconf_unref(&w->rc);
-	w->cfg = NULL;
+	if (!w->bare)
+		runconf_unref(&w->rc);
 	router_free(&w->router);
 	if (w->drain_timer)
 		event_free(w->drain_timer);
-	if (w->base)
+	if (w->base && !w->bare)
 		event_base_free(w->base);
-	w->base = NULL;
+	free(w);
+	*wp = NULL;
+}
+
+/* ---------------------------------------------- for modules on the loop */
+
+struct event_base *worker_base(const struct worker *w) { return w->base; }
+unsigned worker_index(const struct worker *w) { return w->index; }
+void *worker_hooks_arg(const struct worker *w) { return w->hooks.arg; }
+struct runconf *worker_runconf(const struct worker *w) { return w->rc; }
+const struct myxid_config *worker_config(const struct worker *w) { return w->cfg; }
+struct router *worker_router(const struct worker *w) { return w->router; }
+struct broker *worker_broker(const struct worker *w) { return w->broker; }
+struct bind_wait *worker_bind_wait(const struct worker *w) { return w->bind_wait; }
+struct ip_table *worker_ips(const struct worker *w) { return w->ips; }
+SSL_CTX *worker_ssl_ctx(const struct worker *w) { return w->ssl_ctx; }
+bool worker_draining(const struct worker *w) { return w->draining; }
+const struct worker_stats *worker_stats(const struct worker *w) { return &w->stats; }
+struct conn *worker_conns(const struct worker *w) { return w->conns; }
+
+void worker_session_opened(struct worker *w)
+{
+	w->n_sessions++;
+}
+
+void worker_session_closed(struct worker *w)
+{
+	w->n_sessions--;
+}
+
+size_t worker_session_count(const struct worker *w)
+{
+	return w->n_sessions;
+}
+
+uint64_t worker_take_bind_ticket(struct worker *w)
+{
+	uint64_t t = w->bind_ticket;
+
+	w->bind_ticket = 0;
+	return t;
+}
+
+bool worker_has_fanout(const struct worker *w)
+{
+	return w->hooks.fanout != NULL;
+}
+
+void worker_fanout(struct worker *w, const char *exchange,
+		   const char *routing_key, struct shared_frame *f,
+		   worker_fanout_done_fn *done, void *done_arg)
+{
+	w->hooks.fanout(w->hooks.arg, w, exchange, routing_key, f, done, done_arg);
 }
