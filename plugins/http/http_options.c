@@ -6,12 +6,11 @@
 #include "http_options.h"
 #include "plugin_util.h"
 
-#include <netdb.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #define MAX_POOL 256u
 #define MAX_QUEUE 1000000u
@@ -105,32 +104,33 @@ static int parse_url(struct http_options *o, const char *url, char *err,
 	return 0;
 }
 
-/* Resolve once, at start: a numeric host costs nothing; a name is looked
- * up now (blocking, but not on the loop) and said so in the log. */
-static int resolve(struct http_options *o, const struct myxid_host *host,
-		   struct myxid_instance *inst, char *err, size_t err_size)
+/* The url as libcurl takes it, rebuilt from the checked parts. */
+static int make_url(struct http_options *o, char *err, size_t err_size)
 {
-	struct addrinfo hints, *res = NULL;
-	int rc;
+	size_t len = strlen(o->host_header) + strlen(o->path) + 10;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	rc = getaddrinfo(o->host, o->port, &hints, &res);
-	if (rc != 0) {
-		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-		rc = getaddrinfo(o->host, o->port, &hints, &res);
-		if (rc != 0) {
-			pu_err(err, err_size, "cannot resolve %s: %s", o->host,
-			       gai_strerror(rc));
-			return -1;
-		}
-		host->log(inst, MYXID_LOG_INFO, "%s resolved once at start; a "
-			  "change of address needs a reload (SIGHUP)", o->host);
+	o->url = malloc(len);
+	if (o->url == NULL) {
+		pu_err(err, err_size, "out of memory");
+		return -1;
 	}
-	memcpy(&o->client.addr, res->ai_addr, res->ai_addrlen);
-	o->client.addr_len = res->ai_addrlen;
-	freeaddrinfo(res);
+	snprintf(o->url, len, "%s://%s%s", o->https ? "https" : "http",
+		 o->host_header, o->path);
+	return 0;
+}
+
+/* libcurl reads ca_file only when it connects: find a missing or
+ * unreadable one now, while the configuration is checked. */
+static int check_ca_file(const char *path, char *err, size_t err_size)
+{
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		pu_err(err, err_size, "cannot read ca_file %s: %s", path,
+		       strerror(errno));
+		return -1;
+	}
+	fclose(f);
 	return 0;
 }
 
@@ -386,11 +386,20 @@ int http_options_parse(struct http_options *o, const struct myxid_host *host,
 		host->log(inst, MYXID_LOG_WARNING, "tls_verify no: the "
 			  "application's certificate is not checked; anyone "
 			  "on the path can answer for it");
-	if (resolve(o, host, inst, why, sizeof(why)) < 0)
-		return pu_opt_fail(url_opt, bad_opt_r, err, err_size, "%s", why);
-	o->client.host_header = o->host_header;
-	o->client.path = o->path;
-	o->client.server_name = o->host;
+	if (o->https && o->ca_file != NULL &&
+	    check_ca_file(o->ca_file, why, sizeof(why)) < 0) {
+		for (size_t i = 0; i < n_opts; i++)
+			if (strcmp(opts[i].key, "ca_file") == 0)
+				*bad_opt_r = &opts[i];
+		pu_err(err, err_size, "%s", why);
+		return -1;
+	}
+	if (make_url(o, err, err_size) < 0)
+		return -1;
+	o->client.url = o->url;
+	o->client.upstream = o->host_header;
+	o->client.ca_file = o->https ? o->ca_file : NULL;
+	o->client.tls_verify = o->tls_verify;
 	o->client.extra_headers = o->headers != NULL ? o->headers : "";
 	return 0;
 }
@@ -406,6 +415,7 @@ void http_options_free(struct http_options *o)
 		free(o->headers);
 	}
 	free(o->ca_file);
+	free(o->url);
 	for (size_t i = 0; i < o->n_attrs; i++)
 		free(o->attrs[i]);
 	free(o->attrs);
