@@ -6,7 +6,8 @@
 set -eu
 
 build="build-essential autoconf automake libtool pkg-config
- libevent-dev libjson-c-dev libssl-dev librabbitmq-dev libpq-dev libmariadb-dev"
+ libevent-dev libjson-c-dev libssl-dev librabbitmq-dev libpq-dev libmariadb-dev
+ libcurl4-openssl-dev"
 # The tests' services, clients and tools; nginx with nchan is the peer the
 # benchmarks measure myxid against; clang-14 and libFuzzer build the fuzz
 # targets and the sanitizer build; valgrind checks for leaks.
