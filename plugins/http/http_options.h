@@ -45,6 +45,7 @@ struct http_options {
 	char *headers;               /* "Name: value\r\n"...; holds the secret */
 	char *ca_file;               /* resolved path, or NULL */
 	bool tls_verify;
+	unsigned max_body;            /* client.max_body, as the table parses it */
 	char **attrs;                /* send_attribute names */
 	size_t n_attrs;
 	char **client_headers;       /* send_header names */
