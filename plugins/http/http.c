@@ -16,7 +16,9 @@
  *     }
  *
  * Options: http_options.h. The documents and answers: http_json.h and
- * doc/myxid-http.7 (the stable interface). The client: http_client.h.
+ * doc/myxid-http.7 (the stable interface). The client (libcurl's multi
+ * interface on the loop): http_client.h. What an answer means:
+ * http_answer.h.
  *
  * ANSWERS
  *   auth:   200 + identity -> ALLOW; 401 or 403 -> DENY; 204 -> NEXT (no
@@ -43,10 +45,10 @@
 #include <string.h>
 
 #include <myxid/plugin.h>
+#include "http_answer.h"
 #include "http_client.h"
 #include "http_json.h"
 #include "http_options.h"
-#include "http_transport.h"
 #include "plugin_util.h"
 
 struct hp;
@@ -64,7 +66,6 @@ struct hp {
 	const struct myxid_host *host;
 	struct myxid_instance *inst;
 	struct http_options o;
-	SSL_CTX *tls;
 	struct hc_client *client;
 	struct hp_req *pending;
 };
@@ -80,59 +81,20 @@ static void pending_unlink(struct hp *hp, struct hp_req *r)
 	r->prev = r->next = NULL;
 }
 
-/* The verdict for a status other than 200; reason formatted into buf. */
-static enum myxid_verdict status_verdict(int status, bool is_auth, char *buf,
-					 size_t size, const char **reason)
-{
-	*reason = NULL;
-	if (status == 401 || status == 403)
-		return MYXID_DENY;
-	if (status == 204 && is_auth)
-		return MYXID_NEXT;
-	if (status >= 300 && status < 400)
-		snprintf(buf, size, "the application answered a redirect (%d); "
-			 "redirects are not followed: fix the url", status);
-	else
-		snprintf(buf, size, "the application answered status %d", status);
-	*reason = buf;
-	return MYXID_ERROR;
-}
-
 static void answered(void *arg, const struct hc_result *res)
 {
 	struct hp_req *r = arg;
 	struct hp *hp = r->hp;
 	struct myxid_req *req = r->req;
 	bool is_auth = r->is_auth;
-	char buf[320];
-	const char *reason = NULL, *why;
+	char buf[512];
+	const char *reason;
 	enum myxid_verdict v;
 
 	pending_unlink(hp, r);
 	free(r);
-	if (res->status == 0) {
-		snprintf(buf, sizeof(buf), "no answer from the application: %s",
-			 res->error != NULL ? res->error : "unknown error");
-		hp->host->req_done(req, MYXID_ERROR, buf);
-		return;
-	}
-	if (res->status != 200) {
-		v = status_verdict(res->status, is_auth, buf, sizeof(buf), &reason);
-		hp->host->req_done(req, v, reason);
-		return;
-	}
-	if (!is_auth) {
-		hp->host->req_done(req, MYXID_ALLOW, NULL);
-		return;
-	}
-	why = hj_auth_answer(hp->host, req, res->body, res->body_len);
-	if (why != NULL) {
-		snprintf(buf, sizeof(buf), "bad answer from the application "
-			 "(status 200): %s", why);
-		hp->host->req_done(req, MYXID_ERROR, buf);
-		return;
-	}
-	hp->host->req_done(req, MYXID_ALLOW, NULL);
+	v = ha_verdict(hp->host, req, is_auth, res, buf, sizeof(buf), &reason);
+	hp->host->req_done(req, v, reason);
 }
 
 /* Answer now, through req_done() like every other answer. */
@@ -219,8 +181,6 @@ static void hp_free(struct hp *hp)
 		pending_unlink(hp, r);
 		free(r);
 	}
-	if (hp->tls != NULL)
-		SSL_CTX_free(hp->tls);
 	http_options_free(&hp->o);
 	free(hp);
 }
@@ -236,7 +196,6 @@ static int hp_init(const struct myxid_host *host, struct myxid_instance *inst,
 {
 	unsigned kind = MYXID_KIND_AUTH | MYXID_KIND_POLICY;
 	struct hp *hp;
-	char why[512];
 
 	if (pu_check_host(host, err, err_size) < 0)
 		return -1;
@@ -259,21 +218,12 @@ static int hp_init(const struct myxid_host *host, struct myxid_instance *inst,
 		pu_err(err, err_size, "send_attribute belongs in a policy block");
 		goto fail;
 	}
-	if (hp->o.https) {
-		hp->tls = ht_tls_context(hp->o.ca_file, hp->o.tls_verify, why,
-					 sizeof(why));
-		if (hp->tls == NULL) {
-			pu_err(err, err_size, "%s", why);
-			goto fail;
-		}
-		hp->o.client.tls = hp->tls;
-	}
 	hp->client = hc_new(host, inst, &hp->o.client, err, err_size);
 	if (hp->client == NULL)
 		goto fail;
 	host->log(inst, MYXID_LOG_INFO, "POST %s://%s%.*s, %u connection(s), "
 		  "timeout %u ms%s", hp->o.https ? "https" : "http",
-		  hp->o.host_header, (int)strcspn(hp->o.path, "?"), hp->o.path,
+		  hp->o.client.upstream, (int)strcspn(hp->o.path, "?"), hp->o.path,
 		  hp->o.client.pool_size, hp->o.client.timeout_ms,
 		  hp->o.https ? (hp->o.tls_verify ? ", certificate verified" :
 				 ", certificate NOT verified") : "");

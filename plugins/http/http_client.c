@@ -1,199 +1,241 @@
 /*
- * The http plugin's pooled, non-blocking HTTP/1.1 client: see
- * http_client.h for what it promises. Under it: http_transport (socket and
- * TLS) and http_response (the parser).
+ * The http plugin's client: see http_client.h for what it promises. Under
+ * it: http_multi.c (libcurl on the host's loop) and http_easy.c (one
+ * transfer).
  *
- * Here: the calls, their FIFO and deadlines, and dispatch(), which hands
- * waiting calls to idle connections and opens new ones (never more than
- * pool_size in all) for what is left. One connection's life is in
- * http_conn.c; what each request gets is in its result, for the plugin to
- * report.
+ * Here: the calls, their FIFO and deadlines while they wait, the slots
+ * (at most pool_size transfers in libcurl at once) and what each finished
+ * transfer becomes, for the plugin to report.
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "http_pool.h"
+#include "http_curl.h"
 #include "plugin_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------ the queue */
+/* ------------------------------------------------------------ the lists */
 
-void hc_queue_push(struct hc_client *c, struct hc_call *k, bool front)
+/* The FIFO (q_head/q_tail) and the active list share this: an active
+ * call's list has no tail. */
+static void list_push(struct hc_call **head, struct hc_call **tail,
+		      struct hc_call *k)
 {
-	k->queued = true;
-	if (front) {
-		k->prev = NULL;
-		k->next = c->q_head;
-		if (c->q_head != NULL)
-			c->q_head->prev = k;
-		else
-			c->q_tail = k;
-		c->q_head = k;
-	} else {
-		k->next = NULL;
-		k->prev = c->q_tail;
-		if (c->q_tail != NULL)
-			c->q_tail->next = k;
-		else
-			c->q_head = k;
-		c->q_tail = k;
+	k->next = NULL;
+	k->prev = tail != NULL ? *tail : NULL;
+	if (tail == NULL) {
+		k->next = *head;
+		if (*head != NULL)
+			(*head)->prev = k;
+		*head = k;
+		return;
 	}
-	c->q_len++;
+	if (*tail != NULL)
+		(*tail)->next = k;
+	else
+		*head = k;
+	*tail = k;
 }
 
-void hc_queue_unlink(struct hc_client *c, struct hc_call *k)
+static void list_unlink(struct hc_call **head, struct hc_call **tail,
+			struct hc_call *k)
 {
-	if (!k->queued)
-		return;
 	if (k->prev != NULL)
 		k->prev->next = k->next;
 	else
-		c->q_head = k->next;
+		*head = k->next;
 	if (k->next != NULL)
 		k->next->prev = k->prev;
-	else
-		c->q_tail = k->prev;
+	else if (tail != NULL)
+		*tail = k->prev;
 	k->prev = k->next = NULL;
-	k->queued = false;
-	c->q_len--;
+}
+
+/* Off whichever list holds k; an active call's easy handle leaves the
+ * multi (never from inside a libcurl callback: see http_multi.c). */
+static void detach(struct hc_client *c, struct hc_call *k)
+{
+	if (k->active) {
+		list_unlink(&c->active, NULL, k);
+		c->n_active--;
+		k->active = false;
+		curl_multi_remove_handle(c->multi, k->easy);
+	} else {
+		list_unlink(&c->q_head, &c->q_tail, k);
+		c->q_len--;
+	}
 }
 
 static void call_free(struct hc_client *c, struct hc_call *k)
 {
 	c->host->timer_free(&k->timer);
+	hc_easy_release(k);
 	if (k->body != NULL) {
 		pu_scrub(k->body, k->len);
 		free(k->body);
 	}
+	if (k->answer != NULL) {
+		pu_scrub(k->answer, k->answer_len);
+		free(k->answer);
+	}
 	free(k);
 }
 
-/* Detach k from everything, free it, then tell its owner (last, so that
- * whatever the callback does finds the client consistent). */
-void hc_call_finish(struct hc_client *c, struct hc_call *k, int status,
-			const char *body, size_t body_len, const char *error)
+/* Detach k, tell its owner, then free it (the result borrows k's answer). */
+static void finish(struct hc_client *c, struct hc_call *k, int status,
+		   const char *error)
 {
-	hc_done_fn done = k->done;
-	void *arg = k->arg;
 	struct hc_result res = {
-		.status = status, .body = body != NULL ? body : "",
-		.body_len = body != NULL ? body_len : 0, .error = error,
+		.status = status,
+		.body = k->answer != NULL && status != 0 ? k->answer : "",
+		.body_len = status != 0 ? k->answer_len : 0,
+		.error = error,
 	};
 
-	hc_queue_unlink(c, k);
-	if (k->conn != NULL)
-		k->conn->call = NULL;
+	detach(c, k);
+	if (k->done != NULL)
+		k->done(k->arg, &res);
 	call_free(c, k);
-	if (done != NULL)
-		done(arg, &res);
 }
 
-/* Fail every waiting request with why (taken off the queue first: the
- * callbacks may queue new ones). */
-void hc_fail_queue(struct hc_client *c, const char *why)
+/* ------------------------------------------------------------ slots */
+
+/* Hand k to libcurl with what is left of its deadline. */
+static int start(struct hc_client *c, struct hc_call *k)
 {
-	struct hc_call *list = c->q_head;
+	uint64_t waited = hc_now_ms() - k->arrived_ms;
 
-	c->q_head = c->q_tail = NULL;
-	c->q_len = 0;
-	while (list != NULL) {
-		struct hc_call *k = list;
-
-		list = k->next;
-		k->queued = false;
-		k->prev = k->next = NULL;
-		hc_call_finish(c, k, 0, NULL, 0, why);
+	k->budget_ms = waited < c->cfg.timeout_ms ?
+		c->cfg.timeout_ms - (unsigned)waited : 1;
+	if (hc_easy_setup(c, k) < 0)
+		return -1;
+	if (curl_multi_add_handle(c->multi, k->easy) != CURLM_OK) {
+		hc_easy_release(k);
+		return -1;
 	}
+	c->host->timer_stop(k->timer);
+	list_push(&c->active, NULL, k);
+	k->active = true;
+	c->n_active++;
+	return 0;
 }
 
-/* ------------------------------------------------------------ hc_dispatch */
-
-struct hc_conn *hc_find_state(struct hc_client *c, enum conn_state s)
+/* Waiting calls into the free slots, oldest first. */
+static void dispatch(struct hc_client *c)
 {
-	for (unsigned i = 0; i < c->cfg.pool_size; i++)
-		if (c->conns[i].state == s)
-			return &c->conns[i];
-	return NULL;
-}
-
-/* Waiting requests to idle connections; new connections for the rest, as
- * many as are not already on their way. One immediate connect failure
- * ends the round (attempt_failed has answered the queue if need be). */
-void hc_dispatch(struct hc_client *c)
-{
-	struct hc_conn *n;
-	unsigned coming = 0;
-
-	while (c->q_head != NULL && (n = hc_find_state(c, C_IDLE)) != NULL) {
+	while (c->q_head != NULL && c->n_active < c->cfg.pool_size) {
 		struct hc_call *k = c->q_head;
 
-		hc_queue_unlink(c, k);
-		hc_conn_send(n, k);
-	}
-	for (unsigned i = 0; i < c->cfg.pool_size; i++) {
-		enum conn_state s = c->conns[i].state;
-
-		if (s == C_CONNECTING || s == C_TLS)
-			coming++;
-	}
-	while (c->q_len > coming && (n = hc_find_state(c, C_FREE)) != NULL) {
-		unsigned before = c->opened;
-
-		hc_conn_open(n);
-		if (c->opened == before)
-			break;
-		coming++;
+		list_unlink(&c->q_head, &c->q_tail, k);
+		c->q_len--;
+		if (start(c, k) < 0) {
+			list_push(&c->q_head, &c->q_tail, k);  /* for finish() */
+			c->q_len++;
+			finish(c, k, 0, "out of memory");
+		}
 	}
 }
 
-static void kick_cb(void *arg)
+/* Fail every waiting call with why (taken off the queue one by one: the
+ * callbacks may queue new ones, which stay). */
+static void fail_queue(struct hc_client *c, const char *why)
 {
-	hc_dispatch(arg);
+	unsigned n = c->q_len;
+
+	while (n-- > 0 && c->q_head != NULL)
+		finish(c, c->q_head, 0, why);
 }
 
-static void call_deadline(void *arg)
+static void deadline_while_waiting(void *arg)
 {
 	struct hc_call *k = arg;
-	struct hc_client *c = k->c;
-	bool waited = k->queued;
+	char why[96];
 
-	if (k->conn != NULL) {
-		struct hc_conn *n = k->conn;
+	snprintf(why, sizeof(why), "no answer within %u ms (still waiting for "
+		 "a connection)", k->c->cfg.timeout_ms);
+	finish(k->c, k, 0, why);
+}
 
-		n->call = NULL;
-		k->conn = NULL;
-		hc_conn_close(n);     /* its answer would come too late to use */
+/* ------------------------------------------------------------ outcomes */
+
+/* A timeout is the request's deadline, unless libcurl gave up earlier:
+ * then it was connect_timeout, and the upstream is unreachable. */
+static bool timeout_text(struct hc_client *c, struct hc_call *k, char *out,
+			 size_t size)
+{
+	curl_off_t took_us = 0;
+
+	curl_easy_getinfo(k->easy, CURLINFO_TOTAL_TIME_T, &took_us);
+	if (took_us / 1000 + 5 < (curl_off_t)k->budget_ms) {
+		snprintf(out, size, "no connection within %u ms",
+			 c->cfg.connect_timeout_ms);
+		return true;
 	}
-	snprintf(c->deadline_msg, sizeof(c->deadline_msg), "no answer within "
-		 "%u ms%s", c->cfg.timeout_ms,
-		 waited ? " (still waiting for a connection)" : "");
-	hc_call_finish(c, k, 0, NULL, 0, c->deadline_msg);
-	hc_dispatch(c);
+	snprintf(out, size, "no answer within %u ms", c->cfg.timeout_ms);
+	return false;
+}
+
+/* One log line per change of the upstream's state, not one per request. */
+static void note_upstream(struct hc_client *c, bool unreachable,
+			  const char *why)
+{
+	if (unreachable && !c->down)
+		c->host->log(c->inst, MYXID_LOG_WARNING, "upstream %s "
+			     "unreachable: %s", c->cfg.upstream, why);
+	else if (!unreachable && why == NULL && c->down)
+		c->host->log(c->inst, MYXID_LOG_NOTICE, "upstream %s reachable "
+			     "again", c->cfg.upstream);
+	if (unreachable)
+		c->down = true;
+	else if (why == NULL)
+		c->down = false;
+}
+
+void hc_transfer_done(struct hc_client *c, CURL *easy, CURLcode rc)
+{
+	struct hc_call *k = NULL;
+	char why[HC_REASON_MAX];
+	long status = 0, os_errno = 0;
+	bool unreachable;
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&k);
+	if (rc == CURLE_OK) {
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+		note_upstream(c, false, NULL);
+		finish(c, k, (int)status, NULL);
+		dispatch(c);
+		return;
+	}
+	curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &os_errno);
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		unreachable = timeout_text(c, k, why, sizeof(why));
+	else
+		unreachable = hc_error_text(rc, os_errno, k->errbuf, k->too_big,
+					    why, sizeof(why));
+	note_upstream(c, unreachable, why);
+	finish(c, k, 0, why);
+	if (unreachable && c->n_active == 0)
+		fail_queue(c, why);
+	dispatch(c);
 }
 
 /* ------------------------------------------------------------ the API */
 
-struct hc_call *hc_post(struct hc_client *c, const char *body, size_t len,
-			hc_done_fn done, void *arg, const char **why)
+static struct hc_call *call_new(struct hc_client *c, const char *body,
+				size_t len, hc_done_fn done, void *arg)
 {
-	struct hc_call *k;
+	struct hc_call *k = calloc(1, sizeof(*k));
 
-	if (c->q_len >= c->cfg.queue_max && hc_find_state(c, C_IDLE) == NULL) {
-		*why = "too many requests waiting for a connection (queue_max)";
+	if (k == NULL)
 		return NULL;
-	}
-	k = calloc(1, sizeof(*k));
-	if (k != NULL)
-		k->body = malloc(len > 0 ? len : 1);
-	if (k != NULL && k->body != NULL)
-		k->timer = c->host->timer_new(c->inst, call_deadline, k);
-	if (k == NULL || k->body == NULL || k->timer == NULL) {
-		if (k != NULL)
-			free(k->body);
+	k->body = malloc(len > 0 ? len : 1);
+	k->timer = c->host->timer_new(c->inst, deadline_while_waiting, k);
+	if (k->body == NULL || k->timer == NULL) {
+		c->host->timer_free(&k->timer);
+		free(k->body);
 		free(k);
-		*why = "out of memory";
 		return NULL;
 	}
 	memcpy(k->body, body, len);
@@ -201,28 +243,49 @@ struct hc_call *hc_post(struct hc_client *c, const char *body, size_t len,
 	k->c = c;
 	k->done = done;
 	k->arg = arg;
-	hc_queue_push(c, k, false);
-	c->host->timer_start(k->timer, c->cfg.timeout_ms);
-	c->host->timer_start(c->kick, 0);
+	k->arrived_ms = hc_now_ms();
 	return k;
 }
 
+struct hc_call *hc_post(struct hc_client *c, const char *body, size_t len,
+			hc_done_fn done, void *arg, const char **why)
+{
+	bool slot = c->n_active < c->cfg.pool_size;
+	struct hc_call *k;
+
+	if (!slot && c->q_len >= c->cfg.queue_max) {
+		*why = "too many requests waiting for a connection (queue_max)";
+		return NULL;
+	}
+	k = call_new(c, body, len, done, arg);
+	if (k == NULL || (slot && start(c, k) < 0)) {
+		if (k != NULL)
+			call_free(c, k);
+		*why = "out of memory";
+		return NULL;
+	}
+	if (!slot) {
+		list_push(&c->q_head, &c->q_tail, k);
+		c->q_len++;
+		c->host->timer_start(k->timer, c->cfg.timeout_ms);
+	}
+	return k;
+}
+
+/* Safe at any time but from inside libcurl's callbacks, which never call
+ * the plugin: a transfer in flight is removed from the multi at once. */
 void hc_abandon(struct hc_client *c, struct hc_call *k)
 {
-	if (k->queued) {
-		hc_queue_unlink(c, k);
-		call_free(c, k);
-		return;
-	}
-	/* On a connection: the answer (or the deadline) frees it. */
-	k->done = NULL;
+	detach(c, k);
+	call_free(c, k);
+	dispatch(c);
 }
 
 static void cfg_free(struct hc_config *cfg)
 {
-	free((char *)cfg->host_header);
-	free((char *)cfg->path);
-	free((char *)cfg->server_name);
+	free((char *)cfg->url);
+	free((char *)cfg->upstream);
+	free((char *)cfg->ca_file);
 	if (cfg->extra_headers != NULL) {
 		pu_scrub((char *)cfg->extra_headers, strlen(cfg->extra_headers));
 		free((char *)cfg->extra_headers);
@@ -233,27 +296,30 @@ void hc_free(struct hc_client *c)
 {
 	if (c == NULL)
 		return;
-	for (unsigned i = 0; c->conns != NULL && i < c->cfg.pool_size; i++) {
-		struct hc_conn *n = &c->conns[i];
-		struct hc_call *k = n->call;
+	while (c->active != NULL) {
+		struct hc_call *k = c->active;
 
-		if (n->timer != NULL)
-			hc_conn_close(n);
-		if (k != NULL)
-			call_free(c, k);
-		http_response_clear(&n->resp);
-		c->host->timer_free(&n->timer);
+		detach(c, k);
+		call_free(c, k);
 	}
 	while (c->q_head != NULL) {
 		struct hc_call *k = c->q_head;
 
-		hc_queue_unlink(c, k);
+		detach(c, k);
 		call_free(c, k);
 	}
-	c->host->timer_free(&c->kick);
-	free(c->conns);
+	hc_multi_close(c);
 	cfg_free(&c->cfg);
 	free(c);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+	char *d = s != NULL ? strdup(s) : NULL;
+
+	if (s != NULL && d == NULL)
+		*oom = true;
+	return d;
 }
 
 struct hc_client *hc_new(const struct myxid_host *host,
@@ -261,6 +327,7 @@ struct hc_client *hc_new(const struct myxid_host *host,
 			 char *err, size_t err_size)
 {
 	struct hc_client *c = calloc(1, sizeof(*c));
+	bool oom = false;
 
 	if (c == NULL) {
 		pu_err(err, err_size, "out of memory");
@@ -269,31 +336,17 @@ struct hc_client *hc_new(const struct myxid_host *host,
 	c->host = host;
 	c->inst = inst;
 	c->cfg = *cfg;
-	c->cfg.host_header = strdup(cfg->host_header);
-	c->cfg.path = strdup(cfg->path);
-	c->cfg.server_name = strdup(cfg->server_name);
-	c->cfg.extra_headers = strdup(cfg->extra_headers ? cfg->extra_headers : "");
-	c->conns = calloc(cfg->pool_size, sizeof(*c->conns));
-	c->kick = host->timer_new(inst, kick_cb, c);
-	if (c->cfg.host_header == NULL || c->cfg.path == NULL ||
-	    c->cfg.server_name == NULL || c->cfg.extra_headers == NULL ||
-	    c->conns == NULL || c->kick == NULL) {
+	c->cfg.url = dup_or_null(cfg->url, &oom);
+	c->cfg.upstream = dup_or_null(cfg->upstream, &oom);
+	c->cfg.ca_file = dup_or_null(cfg->ca_file, &oom);
+	c->cfg.extra_headers = dup_or_null(cfg->extra_headers ?
+					   cfg->extra_headers : "", &oom);
+	if (oom) {
 		pu_err(err, err_size, "out of memory");
 		goto fail;
 	}
-	for (unsigned i = 0; i < cfg->pool_size; i++) {
-		struct hc_conn *n = &c->conns[i];
-
-		n->c = c;
-		n->s.fd = -1;
-		n->state = C_FREE;
-		http_response_init(&n->resp, HEAD_MAX, cfg->max_body);
-		n->timer = host->timer_new(inst, hc_conn_timer, n);
-		if (n->timer == NULL) {
-			pu_err(err, err_size, "cannot create a timer");
-			goto fail;
-		}
-	}
+	if (hc_multi_open(c, err, err_size) < 0)
+		goto fail;
 	return c;
 fail:
 	hc_free(c);

@@ -1,29 +1,31 @@
 /*
- * The http plugin's HTTP/1.1 client: POSTs JSON to one upstream (the
- * application) on the instance's event loop, through the host's watches
- * and timers only, never blocking.
+ * The http plugin's client: POSTs JSON to one upstream (the application)
+ * on the instance's event loop, through the host's watches and timers
+ * only, never blocking. The HTTP itself is libcurl's multi interface
+ * (http_multi.c ties it to the host's loop, http_easy.c sets up each
+ * transfer); what is ours:
  *
- *   - a pool of at most pool_size keep-alive connections, opened on demand
- *     and kept while the upstream keeps them (closed after idle_timeout);
- *   - one request at a time per connection (no pipelining); requests that
- *     find every connection busy wait in a FIFO of at most queue_max;
+ *   - at most pool_size requests in flight, hence at most pool_size
+ *     connections (libcurl keeps them alive and reuses them); requests that
+ *     find every slot busy wait in a FIFO of at most queue_max;
  *   - every request has one deadline (timeout) covering its wait, the
  *     connect, TLS, the send and the whole answer; a connection attempt
  *     also has connect_timeout;
  *   - one retry, and only where it is safe: a request written on a reused
  *     keep-alive connection that the upstream closed before answering a
- *     single byte (it timed the idle connection out at the same moment) is
- *     sent again on a new connection. Nothing else is retried;
+ *     single byte is sent again on a new connection (libcurl's own rule;
+ *     we refuse a second rewind of the body, so never more than once);
  *   - redirects are not followed: a 3xx is handed back like any status;
- *   - when a connection attempt fails and no connection is up, every
+ *   - when a connection attempt fails and no request is in flight, every
  *     waiting request is answered with that failure at once (the upstream
  *     is down: no point waiting for the deadline).
  *
- * Callbacks are never called from inside hc_post() or hc_abandon(): a
- * request is started from a zero-delay timer, so the caller may answer it
- * before its own call returns without re-entrancy surprises.
+ * Callbacks are never called from inside hc_post() or hc_abandon():
+ * libcurl only moves a transfer when the loop calls us back, so the caller
+ * may answer a request before its own call returns without re-entrancy
+ * surprises.
  *
- * Ownership: the client copies the request body and scrubs it once sent;
+ * Ownership: the client copies the request body and scrubs it once done;
  * the result handed to the callback is borrowed for the call.
  */
 #ifndef MYXID_HTTP_CLIENT_H
@@ -31,9 +33,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/socket.h>
 
-#include <openssl/ssl.h>
 #include <myxid/plugin.h>
 
 #if defined(__GNUC__)
@@ -41,12 +41,10 @@
 #endif
 
 struct hc_config {
-	struct sockaddr_storage addr;  /* where to connect (resolved) */
-	socklen_t addr_len;
-	const char *host_header;       /* "host:port" for the Host header */
-	const char *path;              /* request target, "/auth" */
-	const char *server_name;       /* TLS: SNI and name check */
-	SSL_CTX *tls;                  /* NULL: plain http; borrowed */
+	const char *url;               /* http[s]://host[:port]/path */
+	const char *upstream;          /* "host:port", for log lines */
+	const char *ca_file;           /* NULL: the system's store */
+	bool tls_verify;
 	const char *extra_headers;     /* "Name: value\r\n"...; may hold a secret */
 	unsigned pool_size;
 	unsigned queue_max;

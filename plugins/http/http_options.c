@@ -4,32 +4,21 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "http_options.h"
+#include "plugin_options.h"
 #include "plugin_util.h"
 
-#include <netdb.h>
+#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #define MAX_POOL 256u
 #define MAX_QUEUE 1000000u
 #define MAX_TIME_MS 3600000ull
 #define MAX_BODY (16ull << 20)
 #define HEADERS_MAX 8192u
-
-static int parse_bool(const char *s, bool *b)
-{
-	if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "on") == 0)
-		*b = true;
-	else if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 ||
-		 strcmp(s, "off") == 0)
-		*b = false;
-	else
-		return -1;
-	return 0;
-}
 
 /* http[s]://host[:port][/path]: no user info, no fragment. */
 static int parse_url(struct http_options *o, const char *url, char *err,
@@ -105,32 +94,33 @@ static int parse_url(struct http_options *o, const char *url, char *err,
 	return 0;
 }
 
-/* Resolve once, at start: a numeric host costs nothing; a name is looked
- * up now (blocking, but not on the loop) and said so in the log. */
-static int resolve(struct http_options *o, const struct myxid_host *host,
-		   struct myxid_instance *inst, char *err, size_t err_size)
+/* The url as libcurl takes it, rebuilt from the checked parts. */
+static int make_url(struct http_options *o, char *err, size_t err_size)
 {
-	struct addrinfo hints, *res = NULL;
-	int rc;
+	size_t len = strlen(o->host_header) + strlen(o->path) + 10;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	rc = getaddrinfo(o->host, o->port, &hints, &res);
-	if (rc != 0) {
-		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-		rc = getaddrinfo(o->host, o->port, &hints, &res);
-		if (rc != 0) {
-			pu_err(err, err_size, "cannot resolve %s: %s", o->host,
-			       gai_strerror(rc));
-			return -1;
-		}
-		host->log(inst, MYXID_LOG_INFO, "%s resolved once at start; a "
-			  "change of address needs a reload (SIGHUP)", o->host);
+	o->url = malloc(len);
+	if (o->url == NULL) {
+		pu_err(err, err_size, "out of memory");
+		return -1;
 	}
-	memcpy(&o->client.addr, res->ai_addr, res->ai_addrlen);
-	o->client.addr_len = res->ai_addrlen;
-	freeaddrinfo(res);
+	snprintf(o->url, len, "%s://%s%s", o->https ? "https" : "http",
+		 o->host_header, o->path);
+	return 0;
+}
+
+/* libcurl reads ca_file only when it connects: find a missing or
+ * unreadable one now, while the configuration is checked. */
+static int check_ca_file(const char *path, char *err, size_t err_size)
+{
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL) {
+		pu_err(err, err_size, "cannot read ca_file %s: %s", path,
+		       strerror(errno));
+		return -1;
+	}
+	fclose(f);
 	return 0;
 }
 
@@ -214,136 +204,98 @@ static int add_name(char ***list, size_t *n, const char *name)
 	return 0;
 }
 
-static int one_option(struct http_options *o, const struct myxid_opt *opt,
-		      char *err, size_t err_size)
+/* ------------------------------------------------------------ the table */
+
+static int opt_url(void *base, const struct myxid_opt *opt, char *err,
+		   size_t err_size)
 {
-	const char *k = opt->key, *v = opt->value;
-	unsigned long long n;
-
-	if (strcmp(k, "url") == 0)
-		return parse_url(o, v, err, err_size);
-	if (strcmp(k, "bearer_token") == 0) {
-		if (v[0] == '\0' || strpbrk(v, "\r\n \t") != NULL) {
-			pu_err(err, err_size, "bearer_token wants one word");
-			return -1;
-		}
-		return add_secret_header(o, v, err, err_size);
-	}
-	if (strcmp(k, "header") == 0) {
-		if (!header_ok(v)) {
-			pu_err(err, err_size, "header wants \"Name: value\" (not "
-			       "Host, Content-Length, Connection, "
-			       "Transfer-Encoding)");
-			return -1;
-		}
-		if (add_header(o, NULL, NULL, v) < 0) {
-			pu_err(err, err_size, "headers too long");
-			return -1;
-		}
-		return 0;
-	}
-	if (strcmp(k, "pool_size") == 0 || strcmp(k, "queue_max") == 0) {
-		bool pool = k[0] == 'p';
-
-		if (pu_parse_number(v, false, pool ? MAX_POOL : MAX_QUEUE, &n) < 0 ||
-		    (pool && n == 0)) {
-			pu_err(err, err_size, "%s wants a number from %u to %u", k,
-			       pool ? 1u : 0u, pool ? MAX_POOL : MAX_QUEUE);
-			return -1;
-		}
-		*(pool ? &o->client.pool_size : &o->client.queue_max) = (unsigned)n;
-		return 0;
-	}
-	if (strcmp(k, "timeout") == 0 || strcmp(k, "connect_timeout") == 0 ||
-	    strcmp(k, "idle_timeout") == 0) {
-		unsigned *dst = k[0] == 't' ? &o->client.timeout_ms :
-			k[0] == 'c' ? &o->client.connect_timeout_ms :
-			&o->client.idle_timeout_ms;
-
-		if (pu_parse_duration_ms(v, MAX_TIME_MS, &n) < 0 || n == 0) {
-			pu_err(err, err_size, "%s wants a time from 1ms to 1h "
-			       "(e.g. 500ms, 3s; a bare number is seconds)", k);
-			return -1;
-		}
-		*dst = (unsigned)n;
-		return 0;
-	}
-	if (strcmp(k, "max_body") == 0) {
-		if (pu_parse_number(v, true, MAX_BODY, &n) < 0 || n == 0) {
-			pu_err(err, err_size, "max_body wants a size from 1 to 16m");
-			return -1;
-		}
-		o->client.max_body = (size_t)n;
-		return 0;
-	}
-	if (strcmp(k, "ca_file") == 0) {
-		return 0;    /* resolved by the caller, who has the option */
-	}
-	if (strcmp(k, "tls_verify") == 0) {
-		if (parse_bool(v, &o->tls_verify) < 0) {
-			pu_err(err, err_size, "tls_verify wants yes or no");
-			return -1;
-		}
-		return 0;
-	}
-	if (strcmp(k, "send_attribute") == 0 || strcmp(k, "send_header") == 0) {
-		bool attr = k[5] == 'a';
-
-		if (!pu_valid_name(v, strlen(v))) {
-			pu_err(err, err_size, "%s wants a name (letters, digits, '_', "
-			       "'-', '.')", k);
-			return -1;
-		}
-		if (attr ? add_name(&o->attrs, &o->n_attrs, v) :
-		    add_name(&o->client_headers, &o->n_client_headers, v)) {
-			pu_err(err, err_size, "out of memory");
-			return -1;
-		}
-		return 0;
-	}
-	pu_err(err, err_size, "unknown option \"%s\"", k);
-	return -1;
+	return parse_url(base, opt->value, err, err_size);
 }
 
-/* Options that may be given once only. */
-static bool single(const char *key)
+static int opt_bearer(void *base, const struct myxid_opt *opt, char *err,
+		      size_t err_size)
 {
-	static const char *const once[] = {
-		"url", "bearer_token", "pool_size", "queue_max", "timeout",
-		"connect_timeout", "idle_timeout", "max_body", "ca_file",
-		"tls_verify", NULL
-	};
-
-	for (size_t i = 0; once[i] != NULL; i++)
-		if (strcmp(key, once[i]) == 0)
-			return true;
-	return false;
-}
-
-static int set_ca_file(struct http_options *o, const struct myxid_host *host,
-		       const struct myxid_opt *opt, char *err, size_t err_size)
-{
-	char path[4096];
-
-	if (opt->value[0] == '\0' ||
-	    host->resolve_path(opt, opt->value, path, sizeof(path)) < 0) {
-		pu_err(err, err_size, "ca_file wants a path");
+	if (opt->value[0] == '\0' || strpbrk(opt->value, "\r\n \t") != NULL) {
+		pu_err(err, err_size, "bearer_token wants one word");
 		return -1;
 	}
-	o->ca_file = strdup(path);
-	if (o->ca_file == NULL) {
+	return add_secret_header(base, opt->value, err, err_size);
+}
+
+static int opt_header(void *base, const struct myxid_opt *opt, char *err,
+		      size_t err_size)
+{
+	if (!header_ok(opt->value)) {
+		pu_err(err, err_size, "header wants \"Name: value\" (not Host, "
+		       "Content-Length, Connection, Transfer-Encoding)");
+		return -1;
+	}
+	if (add_header(base, NULL, NULL, opt->value) < 0) {
+		pu_err(err, err_size, "headers too long");
+		return -1;
+	}
+	return 0;
+}
+
+/* send_attribute and send_header: a list of names each. */
+static int opt_name(void *base, const struct myxid_opt *opt, char *err,
+		    size_t err_size)
+{
+	struct http_options *o = base;
+	bool attr = strcmp(opt->key, "send_attribute") == 0;
+
+	if (!pu_valid_name(opt->value, strlen(opt->value))) {
+		pu_err(err, err_size, "%s wants a name (letters, digits, '_', "
+		       "'-', '.')", opt->key);
+		return -1;
+	}
+	if (attr ? add_name(&o->attrs, &o->n_attrs, opt->value) :
+	    add_name(&o->client_headers, &o->n_client_headers, opt->value)) {
 		pu_err(err, err_size, "out of memory");
 		return -1;
 	}
 	return 0;
 }
 
+#define TIME_BAD(k) k " wants a time from 1ms to 1h (e.g. 500ms, 3s; a " \
+	"bare number is seconds)"
+#define AT(field) offsetof(struct http_options, field)
+
+static const struct po_option rows[] = {
+	{ "url", PO_CUSTOM, 0, 0, 0, NULL, NULL, opt_url, PO_REQUIRED },
+	{ "bearer_token", PO_CUSTOM, 0, 0, 0, NULL, NULL, opt_bearer, 0 },
+	{ "header", PO_CUSTOM, 0, 0, 0, NULL, NULL, opt_header, PO_MULTI },
+	{ "pool_size", PO_COUNT, AT(client.pool_size), 1, MAX_POOL,
+	  "pool_size wants a number from 1 to 256", NULL, NULL, 0 },
+	{ "queue_max", PO_COUNT, AT(client.queue_max), 0, MAX_QUEUE,
+	  "queue_max wants a number from 0 to 1000000", NULL, NULL, 0 },
+	{ "timeout", PO_DURATION_MS, AT(client.timeout_ms), 1, MAX_TIME_MS,
+	  TIME_BAD("timeout"), NULL, NULL, 0 },
+	{ "connect_timeout", PO_DURATION_MS, AT(client.connect_timeout_ms), 1,
+	  MAX_TIME_MS, TIME_BAD("connect_timeout"), NULL, NULL, 0 },
+	{ "idle_timeout", PO_DURATION_MS, AT(client.idle_timeout_ms), 1,
+	  MAX_TIME_MS, TIME_BAD("idle_timeout"), NULL, NULL, 0 },
+	{ "max_body", PO_SIZE, AT(max_body), 1, MAX_BODY,
+	  "max_body wants a size from 1 to 16m", NULL, NULL, 0 },
+	{ "ca_file", PO_PATH, AT(ca_file), 0, 0, "ca_file wants a path", NULL,
+	  NULL, 0 },
+	{ "tls_verify", PO_BOOL, AT(tls_verify), 0, 0,
+	  "tls_verify wants yes or no", NULL, NULL, 0 },
+	{ "send_attribute", PO_CUSTOM, 0, 0, 0, NULL, NULL, opt_name, PO_MULTI },
+	{ "send_header", PO_CUSTOM, 0, 0, 0, NULL, NULL, opt_name, PO_MULTI },
+	PO_END
+};
+
+static const struct po_table table = { rows, NULL, NULL, true };
+
+/* ------------------------------------------------------------ the API */
+
 int http_options_parse(struct http_options *o, const struct myxid_host *host,
 		       struct myxid_instance *inst, const struct myxid_opt *opts,
 		       size_t n_opts, char *err, size_t err_size,
 		       const struct myxid_opt **bad_opt_r)
 {
-	const struct myxid_opt *url_opt = NULL;
+	const struct myxid_opt *seen[PO_MAX_ROWS];
 	char why[512];
 
 	memset(o, 0, sizeof(*o));
@@ -352,31 +304,11 @@ int http_options_parse(struct http_options *o, const struct myxid_host *host,
 	o->client.timeout_ms = 3000;
 	o->client.connect_timeout_ms = 1000;
 	o->client.idle_timeout_ms = 15000;
-	o->client.max_body = 64 * 1024;
+	o->max_body = 64 * 1024;
 	o->tls_verify = true;
-	for (size_t i = 0; i < n_opts; i++) {
-		const struct myxid_opt *opt = &opts[i];
-
-		if (single(opt->key)) {
-			for (size_t j = 0; j < i; j++)
-				if (strcmp(opts[j].key, opt->key) == 0)
-					return pu_opt_fail(opt, bad_opt_r, err, err_size,
-							   "%s given twice (first on "
-							   "line %u)", opt->key,
-							   opts[j].line);
-		}
-		if (strcmp(opt->key, "url") == 0)
-			url_opt = opt;
-		if ((strcmp(opt->key, "ca_file") == 0 ?
-		     set_ca_file(o, host, opt, why, sizeof(why)) :
-		     one_option(o, opt, why, sizeof(why))) < 0)
-			return pu_opt_fail(opt, bad_opt_r, err, err_size, "%s", why);
-	}
-	if (url_opt == NULL) {
-		pu_err(err, err_size, "url is required, e.g. url "
-		       "http://127.0.0.1:3000/myxid/auth");
+	if (po_parse(&table, o, seen, host, opts, n_opts, err, err_size,
+		     bad_opt_r) < 0)
 		return -1;
-	}
 	if (o->client.connect_timeout_ms > o->client.timeout_ms)
 		o->client.connect_timeout_ms = o->client.timeout_ms;
 	if (!o->https && (o->ca_file != NULL || !o->tls_verify))
@@ -386,17 +318,24 @@ int http_options_parse(struct http_options *o, const struct myxid_host *host,
 		host->log(inst, MYXID_LOG_WARNING, "tls_verify no: the "
 			  "application's certificate is not checked; anyone "
 			  "on the path can answer for it");
-	if (resolve(o, host, inst, why, sizeof(why)) < 0)
-		return pu_opt_fail(url_opt, bad_opt_r, err, err_size, "%s", why);
-	o->client.host_header = o->host_header;
-	o->client.path = o->path;
-	o->client.server_name = o->host;
+	if (o->https && o->ca_file != NULL &&
+	    check_ca_file(o->ca_file, why, sizeof(why)) < 0)
+		return pu_opt_fail(po_seen(&table, seen, "ca_file"), bad_opt_r,
+				   err, err_size, "%s", why);
+	if (make_url(o, err, err_size) < 0)
+		return -1;
+	o->client.url = o->url;
+	o->client.upstream = o->host_header;
+	o->client.ca_file = o->https ? o->ca_file : NULL;
+	o->client.tls_verify = o->tls_verify;
+	o->client.max_body = o->max_body;
 	o->client.extra_headers = o->headers != NULL ? o->headers : "";
 	return 0;
 }
 
 void http_options_free(struct http_options *o)
 {
+	po_free(&table, o);
 	free(o->host);
 	free(o->port);
 	free(o->host_header);
@@ -405,7 +344,7 @@ void http_options_free(struct http_options *o)
 		pu_scrub(o->headers, strlen(o->headers));
 		free(o->headers);
 	}
-	free(o->ca_file);
+	free(o->url);
 	for (size_t i = 0; i < o->n_attrs; i++)
 		free(o->attrs[i]);
 	free(o->attrs);

@@ -17,8 +17,9 @@
  *   send_header NAME            pass the client's upgrade header NAME (kept by
  *                               the daemon's plugin_header NAME); repeatable
  *
- * The host name in url is resolved once, here, while the daemon starts or
- * reloads (never on the event loop at request time).
+ * The host name in url is left to libcurl, which looks it up when it
+ * opens a connection (its threaded resolver: never blocking the loop) and
+ * tries every address it gets.
  */
 #ifndef MYXID_HTTP_OPTIONS_H
 #define MYXID_HTTP_OPTIONS_H
@@ -40,16 +41,18 @@ struct http_options {
 	char *port;
 	char *host_header;
 	char *path;
+	char *url;                   /* scheme://host_header path */
 	char *headers;               /* "Name: value\r\n"...; holds the secret */
 	char *ca_file;               /* resolved path, or NULL */
 	bool tls_verify;
+	unsigned max_body;            /* client.max_body, as the table parses it */
 	char **attrs;                /* send_attribute names */
 	size_t n_attrs;
 	char **client_headers;       /* send_header names */
 	size_t n_client_headers;
 };
 
-/* Parse and check opts, resolve the url's host. 0, or -1 with a message
+/* Parse and check opts. 0, or -1 with a message
  * (and *bad_opt_r when one option is to blame). */
 int http_options_parse(struct http_options *o, const struct myxid_host *host,
 		       struct myxid_instance *inst, const struct myxid_opt *opts,
