@@ -15,6 +15,7 @@
 #include "http_curl.h"
 #include "plugin_util.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -34,7 +35,15 @@ static CURLcode global_rc = CURLE_FAILED_INIT;
  * may still hold another instance's handles. */
 static void global_init(void)
 {
+	Dl_info self;
+
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* Pin this plugin, and libcurl with it, in memory for good: a reload
+	 * unloads plugins, and a name lookup that libcurl's resolver thread
+	 * still runs for a dropped request (CURLOPT_QUICK_EXIT leaves it
+	 * behind) must not find its code unmapped. */
+	if (dladdr((void *)global_init, &self) != 0 && self.dli_fname != NULL)
+		(void)dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
 /* Every finished transfer, handed to the client. The message is copied
