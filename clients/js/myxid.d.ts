@@ -14,8 +14,9 @@ export interface MyxiEvent<P = any> {
   event: string;
   tag?: unknown;
   payload: P;
-  /** Present on events published to an exchange: its name and routing key. */
-  mq?: { e: string; rk: string };
+  /** Present on events published to an exchange: its name, routing key and,
+   * on an exchange with history, the event's position. */
+  mq?: { e: string; rk: string; o?: number };
 }
 
 /** A refused or failed request; `code` is the Error's payload.error. */
@@ -69,6 +70,12 @@ export type SubscriptionCallback = (this: Subscription, payload: any, tag?: unkn
 /** Myxi's message handler: `this` is the param given with it. */
 export type MessageHandler<T = any> = (this: T, subscription: Subscription, event: string, payload: any, tag?: unknown) => void;
 
+/** myxid: what a new subscription asks for first. */
+export interface SubscribeOptions {
+  /** On an exchange with history: the last N events first (a late joiner). */
+  history?: number;
+}
+
 export interface Subscription {
   connection: Connection;
   exchange: string;
@@ -82,6 +89,12 @@ export interface Subscription {
   lastError: MyxiEvent | null;
   /** The final refusal, if any (myxid). */
   denied: MyxiError | null;
+  /** History: the last position received (resumed from after a reconnect). */
+  position: number | null;
+  /** History: the epoch of the positions. */
+  epoch: string | null;
+  /** History: whether the last resume was complete (null: none yet). */
+  recovered: boolean | null;
 
   key(): string;
   /** Sends Subscribe; what sendAction() returned. */
@@ -92,7 +105,8 @@ export interface Subscription {
   addMessageHandler<T>(name: string, handler: MessageHandler<T>, param?: T): { handler: MessageHandler<T>; param: T | undefined };
   removeMessageHandler(name: string): boolean;
   /** Callbacks for the messages named `event`, and myxid's
-   * SubscriptionConfirmed / SubscriptionEnded / SubscriptionRefused.
+   * SubscriptionConfirmed / SubscriptionEnded / SubscriptionRefused /
+   * SubscriptionGap (a resume that could not be recovered: refetch).
    * Returns the number of callbacks for that event, as Myxi's does. */
   on(event: string, callback: SubscriptionCallback): number;
   off(event: string, callback: SubscriptionCallback): boolean;
@@ -101,8 +115,8 @@ export interface Subscription {
 }
 
 export interface SubscriptionConstructor {
-  new (connection: Connection, exchange: string, routingKey?: string | number | null): Subscription;
-  (connection: Connection, exchange: string, routingKey?: string | number | null): Subscription;
+  new (connection: Connection, exchange: string, routingKey?: string | number | null, options?: SubscribeOptions): Subscription;
+  (connection: Connection, exchange: string, routingKey?: string | number | null, options?: SubscribeOptions): Subscription;
   keyFor(exchange: string, routingKey?: string | number | null): string;
   readonly prototype: Subscription;
 }
@@ -143,7 +157,7 @@ export interface Connection {
   on(event: 'SocketMessageReceived', callback: (this: Connection, data: MyxiEvent) => void): number;
   on(event: string, callback: ConnectionCallback): number;
   off(event: string, callback: (...args: any[]) => void): boolean;
-  subscribe(exchange: string, routingKey?: string | number | null): Subscription;
+  subscribe(exchange: string, routingKey?: string | number | null, options?: SubscribeOptions): Subscription;
 }
 
 export interface ConnectionConstructor {

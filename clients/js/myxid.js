@@ -70,8 +70,8 @@ export class MyxiError extends Error {
 // bugs) are listed in clients/js/README.md, and
 // tests/integration/myxi_compat.mjs runs the same page against both clients.
 
-export function Subscription(connection, exchange, routingKey) {
-  if (!(this instanceof Subscription)) return new Subscription(connection, exchange, routingKey);
+export function Subscription(connection, exchange, routingKey, options) {
+  if (!(this instanceof Subscription)) return new Subscription(connection, exchange, routingKey, options);
   this.connection = connection;
   this.exchange = exchange;
   this.routingKey = routingKey;
@@ -86,6 +86,13 @@ export function Subscription(connection, exchange, routingKey) {
   this._retryTimer = null;
   this._retries = 0;
   this._resubscribing = false; // subscribe() again before Unsubscribed came back
+  // History (an exchange that keeps it): where this subscription is, to
+  // resume there after a reconnect, and what the page asked for at first.
+  this.position = null;        // the last position ("mq.o") received
+  this.epoch = null;           // the server's epoch of those positions
+  this.recovered = null;       // the last resume: true, false, or null (none)
+  this._history = options && options.history > 0 ? Math.floor(options.history) : null;
+  this._asked = null;          // what the Subscribe in flight asked: 'since', 'history' or null
   if (connection._canSubscribe()) this.subscribe();
 }
 
@@ -114,10 +121,21 @@ Object.assign(Subscription.prototype, {
   key() { return Subscription.keyFor(this.exchange, this.routingKey); },
 
   // Sends Subscribe (no tag, as Myxi: replies are matched by exchange and
-  // routing key); returns sendAction()'s answer.
+  // routing key); returns sendAction()'s answer. On an exchange with
+  // history it resumes after the last position received, or asks for the
+  // last N events the first time when subscribe() was given {history: N}.
   subscribe() {
+    const payload = { exchange: this.exchange, routing_key: this.routingKey };
     this.denied = null;
-    return this.connection.sendAction('Subscribe', { exchange: this.exchange, routing_key: this.routingKey });
+    this._asked = null;
+    if (this.epoch !== null && this.position !== null) {
+      payload.since = { offset: this.position, epoch: this.epoch };
+      this._asked = 'since';
+    } else if (this._history !== null) {
+      payload.history = this._history;
+      this._asked = 'history';
+    }
+    return this.connection.sendAction('Subscribe', payload);
   },
 
   // Myxi: true once Unsubscribe is sent; the subscription leaves
@@ -170,9 +188,33 @@ Object.assign(Subscription.prototype, {
     this.lastError = null;
     this.denied = null;
     this._retries = 0;
+    const gap = this._positionAt(payload || {});
     const waiters = this._waiters.splice(0);
     waiters.forEach((w) => w.resolve(this));
     this._emit('SubscriptionConfirmed', payload);
+    if (gap) this._emit('SubscriptionGap', payload);
+  },
+
+  // Subscribed on an exchange with history: {epoch, offset, recovered}.
+  // Replayed events (older than offset) follow it, so the position moves
+  // with the events themselves; only where none older will come does it
+  // jump to offset. Returns true when a resume could not be recovered.
+  _positionAt(payload) {
+    if (payload.epoch === undefined || typeof payload.offset !== 'number') return false;
+    const asked = this._asked;
+    this._asked = null;
+    this.epoch = payload.epoch;
+    if (asked === 'since') this.recovered = payload.recovered === true;
+    if (asked === null || (asked === 'since' && payload.recovered !== true)) {
+      this.position = Math.max(this.position === null ? 0 : this.position, payload.offset);
+    }
+    return asked === 'since' && payload.recovered !== true;
+  },
+
+  _moved(mq) {
+    if (mq && typeof mq.o === 'number' && (this.position === null || mq.o > this.position)) {
+      this.position = mq.o;
+    }
   },
 
   _isUnsubscribed() { this.subscribed = false; },
@@ -195,7 +237,8 @@ Object.assign(Subscription.prototype, {
   },
 
   // Myxi's order: the callbacks of that event, then every message handler.
-  _receiveMessage(event, payload, tag) {
+  _receiveMessage(event, payload, tag, mq) {
+    this._moved(mq);
     this._emit(event, payload, tag);
     for (const name in this.messageHandlers) {
       const opts = this.messageHandlers[name];
@@ -363,7 +406,9 @@ Connection.prototype = {
   // Myxi: the existing Subscription of that exchange and key, or a new one.
   // Myxi's existing subscription after unsubscribe() stayed unsubscribed
   // until Unsubscribed came back; myxid subscribes it again.
-  subscribe(exchange, routingKey) {
+  // myxid: options {history: N} asks an exchange with history for the last
+  // N events first (a late joiner).
+  subscribe(exchange, routingKey, options) {
     const existing = this.subscriptions[Subscription.keyFor(exchange, routingKey)];
     if (existing) {
       if (!existing.reconnect) {
@@ -373,7 +418,7 @@ Connection.prototype = {
       }
       return existing;
     }
-    const sub = new Subscription(this, exchange, routingKey);
+    const sub = new Subscription(this, exchange, routingKey, options);
     this.subscriptions[sub.key()] = sub;
     return sub;
   },
@@ -536,7 +581,7 @@ Connection.prototype = {
       else if (event === 'Error') this._error(data, payload);
       if (mq) {
         const sub = this._subscriptionFor(mq.e, mq.rk);
-        if (sub) sub._receiveMessage(event, payload, tag);
+        if (sub) sub._receiveMessage(event, payload, tag, mq);
       }
       this._runCallbacks(event, payload, tag, mq);
     }

@@ -19,7 +19,11 @@ const count: number = conn.on('Authenticated', function onAuthenticated(payload)
   void subscribed;
   void payload;
 });
-const sub: Subscription = conn.subscribe('deployment', 'd1');
+const sub: Subscription = conn.subscribe('deployment', 'd1', { history: 50 });
+sub.on('SubscriptionGap', function onGap() {
+  const at: number | null = this.position;
+  void at;
+});
 const key: string = Subscription.keyFor('deployment', 42);
 sub.on('LogLine', function onLine(payload, tag) {
   const s: Subscription = this;
