@@ -75,6 +75,7 @@
 #include <mysqld_error.h>
 
 #include <myxid/plugin.h>
+#include "plugin_options.h"
 #include "plugin_util.h"
 #include "sql_common.h"
 
@@ -1291,80 +1292,42 @@ static void mysql_cancel(void *ctx, struct myxid_req *req)
 
 /* ------------------------------------------------------------ init */
 
+/* The connection options; sql_common reads the others. */
+static const struct po_option my_rows[] = {
+	{ "host", PO_STRING, offsetof(struct mysql_plugin, hostname), 0, 0,
+	  NULL, NULL, NULL, 0 },
+	{ "port", PO_COUNT, offsetof(struct mysql_plugin, port), 1, 65535,
+	  "port must be 1 to 65535", NULL, NULL, 0 },
+	{ "user", PO_STRING, offsetof(struct mysql_plugin, user), 0, 0, NULL,
+	  NULL, NULL, 0 },
+	/* may be empty; given twice is still a mistake */
+	{ "password", PO_STRING, offsetof(struct mysql_plugin, password), 0, 0,
+	  NULL, NULL, NULL, PO_EMPTY_OK },
+	{ "database", PO_STRING, offsetof(struct mysql_plugin, database), 0, 0,
+	  NULL, NULL, NULL, 0 },
+	{ "unix_socket", PO_PATH, offsetof(struct mysql_plugin, unix_socket),
+	  0, 0, NULL, NULL, NULL, 0 },
+	PO_END
+};
+static const struct po_table my_table = { my_rows, NULL, sql_option_keys,
+					  false };
 static const char *const driver_keys[] = {
 	"host", "port", "user", "password", "database", "unix_socket", NULL
 };
-
-static int set_string(char **dst, const struct myxid_opt *o,
-		      char *err, size_t err_size, const struct myxid_opt **bad)
-{
-	if (*dst != NULL)
-		return pu_opt_fail(o, bad, err, err_size, "%s given twice", o->key);
-	if (o->value[0] == '\0')
-		return pu_opt_fail(o, bad, err, err_size, "%s needs a value", o->key);
-	*dst = strdup(o->value);
-	if (*dst == NULL)
-		return pu_opt_fail(o, bad, err, err_size, "out of memory");
-	return 0;
-}
 
 static int read_driver_opts(struct mysql_plugin *pl, const struct myxid_opt *opts,
 			    size_t n_opts, char *err, size_t err_size,
 			    const struct myxid_opt **bad)
 {
-	const struct myxid_opt *host_opt = NULL, *port_opt = NULL, *sock_opt = NULL;
-	size_t i;
+	const struct myxid_opt *seen[PO_MAX_ROWS];
+	const struct myxid_opt *host_opt, *port_opt, *sock_opt;
 
-	for (i = 0; i < n_opts; i++) {
-		const struct myxid_opt *o = &opts[i];
-		int r = 0;
-
-		if (strcmp(o->key, "host") == 0) {
-			host_opt = o;
-			r = set_string(&pl->hostname, o, err, err_size, bad);
-		} else if (strcmp(o->key, "user") == 0) {
-			r = set_string(&pl->user, o, err, err_size, bad);
-		} else if (strcmp(o->key, "password") == 0) {
-			/* may be empty; given twice is still a mistake */
-			if (pl->password != NULL)
-				return pu_opt_fail(o, bad, err, err_size,
-						   "password given twice");
-			pl->password = strdup(o->value);
-			if (pl->password == NULL)
-				return pu_opt_fail(o, bad, err, err_size, "out of memory");
-		} else if (strcmp(o->key, "database") == 0) {
-			r = set_string(&pl->database, o, err, err_size, bad);
-		} else if (strcmp(o->key, "unix_socket") == 0) {
-			char path[4096];
-
-			sock_opt = o;
-			if (pl->unix_socket != NULL)
-				return pu_opt_fail(o, bad, err, err_size,
-						   "unix_socket given twice");
-			if (o->value[0] == '\0' ||
-			    pl->host->resolve_path(o, o->value, path, sizeof(path)) != 0)
-				return pu_opt_fail(o, bad, err, err_size,
-						   "unix_socket needs a path");
-			pl->unix_socket = strdup(path);
-			if (pl->unix_socket == NULL)
-				return pu_opt_fail(o, bad, err, err_size, "out of memory");
-		} else if (strcmp(o->key, "port") == 0) {
-			char *end;
-			unsigned long p;
-
-			if (port_opt != NULL)
-				return pu_opt_fail(o, bad, err, err_size, "port given twice");
-			port_opt = o;
-			p = strtoul(o->value, &end, 10);
-			if (o->value[0] < '0' || o->value[0] > '9' || *end != '\0' ||
-			    p < 1 || p > 65535)
-				return pu_opt_fail(o, bad, err, err_size,
-						   "port must be 1 to 65535");
-			pl->port = (unsigned)p;
-		}
-		if (r != 0)
-			return -1;
-	}
+	if (po_parse(&my_table, pl, seen, pl->host, opts, n_opts, err, err_size,
+		     bad) < 0)
+		return -1;
+	host_opt = po_seen(&my_table, seen, "host");
+	port_opt = po_seen(&my_table, seen, "port");
+	sock_opt = po_seen(&my_table, seen, "unix_socket");
 	if (sock_opt != NULL && host_opt != NULL)
 		return pu_opt_fail(sock_opt, bad, err, err_size,
 				   "give host or unix_socket, not both");
@@ -1430,14 +1393,7 @@ static void plugin_free(struct mysql_plugin *pl)
 	}
 	free(pl->conns);
 	sql_options_free(&pl->o);
-	if (pl->password != NULL) {
-		pu_scrub(pl->password, strlen(pl->password));
-		free(pl->password);
-	}
-	free(pl->hostname);
-	free(pl->user);
-	free(pl->database);
-	free(pl->unix_socket);
+	po_free(&my_table, pl);    /* scrubs the password */
 	free(pl);
 	lib_release();
 }
@@ -1465,9 +1421,6 @@ static int mysql_plugin_init(const struct myxid_host *host,
 	}
 	pl->host = host;
 	pl->inst = inst;
-	for (i = 0; i < n_opts; i++)
-		if (strcmp(opts[i].key, "query") == 0)
-			pl->query_given = true;
 	/* An auth query defaults to Authie's; a policy needs its own. A
 	 * host older than ABI 1.1 cannot say which block this is. */
 	if (sql_options_parse(&pl->o, SQL_MYSQL, host->abi_minor >= 1 ?
@@ -1478,6 +1431,7 @@ static int mysql_plugin_init(const struct myxid_host *host,
 		lib_release();
 		return -1;
 	}
+	pl->query_given = pl->o.has_query;
 	if (read_driver_opts(pl, opts, n_opts, err, err_size, bad_opt_r) != 0 ||
 	    pl->o.pool_size == 0) {
 		if (pl->o.pool_size == 0)

@@ -93,6 +93,7 @@
 #include <libpq-fe.h>
 
 #include <myxid/plugin.h>
+#include "plugin_options.h"
 #include "plugin_util.h"
 #include "sql_common.h"
 
@@ -143,6 +144,7 @@ struct pg {
 	struct sql_options o;
 	bool has_query;               /* a query option (else Authie's) */
 	char *conninfo;               /* may hold a password: scrubbed */
+	const struct myxid_opt *conninfo_opt; /* during init() only */
 	const char *kw[4];            /* PQconnectStartParams arguments */
 	const char *kw_values[4];
 	struct pg_conn *conns;
@@ -1070,12 +1072,22 @@ static int check_conninfo(struct pg *pg, const char *conninfo, char *err,
 	return 0;
 }
 
+/* conninfo is checked whole by libpq (check_conninfo), so the table only
+ * finds it; the common options are sql_common's. */
+static const struct po_option pg_rows[] = {
+	{ "conninfo", PO_OPT, offsetof(struct pg, conninfo_opt), 0, 0, NULL,
+	  NULL, NULL, 0 },
+	PO_END
+};
+static const struct po_table pg_table = { pg_rows, NULL, sql_option_keys,
+					  true };
+
 static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
 		   const struct myxid_opt *opts, size_t n_opts, void **ctx_r,
 		   char *err, size_t err_size, const struct myxid_opt **bad_opt_r)
 {
 	static const char *const driver_keys[] = { "conninfo", NULL };
-	const struct myxid_opt *conninfo_opt = NULL;
+	const struct myxid_opt *conninfo_opt;
 	struct pg *pg;
 
 	if (pu_check_host(host, err, err_size) < 0)
@@ -1087,19 +1099,9 @@ static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
 	}
 	pg->host = host;
 	pg->inst = inst;
-	for (size_t i = 0; i < n_opts; i++) {
-		if (strcmp(opts[i].key, "query") == 0)
-			pg->has_query = true;
-		if (strcmp(opts[i].key, "conninfo") != 0)
-			continue;
-		if (conninfo_opt != NULL) {
-			pu_opt_fail(&opts[i], bad_opt_r, err, err_size,
-				    "conninfo given twice (first on line %u)",
-				    conninfo_opt->line);
-			goto fail;
-		}
-		conninfo_opt = &opts[i];
-	}
+	if (po_parse(&pg_table, pg, NULL, host, opts, n_opts, err, err_size,
+		     bad_opt_r) < 0)
+		goto fail;
 	/* An auth query defaults to Authie's; a policy needs its own. A
 	 * host older than ABI 1.1 cannot say which block this is. */
 	if (sql_options_parse(&pg->o, SQL_PGSQL, host->abi_minor >= 1 ?
@@ -1107,6 +1109,8 @@ static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
 			      MYXID_KIND_AUTH | MYXID_KIND_POLICY, opts, n_opts,
 			      driver_keys, err, err_size, bad_opt_r) < 0)
 		goto fail;
+	pg->has_query = pg->o.has_query;
+	conninfo_opt = pg->conninfo_opt;
 	if (conninfo_opt == NULL) {
 		pu_err(err, err_size, "conninfo is required, e.g. conninfo "
 		       "\"hostaddr=127.0.0.1 port=5432 dbname=app user=myxid "
