@@ -1,6 +1,7 @@
 /*
- * Small helpers shared by the in-tree plugins (auth_static, policy_static):
- * error formatting, word splitting and a line reader for their data files.
+ * Small helpers shared by the in-tree plugins: error formatting, word
+ * splitting, a line reader for data files, number and time parsing, a
+ * monotonic clock and a UTF-8 check.
  *
  * Plugins may not use daemon symbols, so this file is compiled into each
  * plugin that needs it. Everything here has hidden visibility: the only
@@ -13,12 +14,20 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <myxid/plugin.h>
 
 #if defined(__GNUC__)
 #define PU_HIDDEN __attribute__((visibility("hidden")))
 #else
 #define PU_HIDDEN
+/* CLOCK_MONOTONIC in milliseconds: for deadlines and rate limits. */
+PU_HIDDEN uint64_t pu_now_ms(void);
+
+/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
+ * identities end up in JSON text frames. */
+PU_HIDDEN bool pu_utf8_valid(const unsigned char *s, size_t len);
+
 #endif
 
 /* Format a message into err (err_size bytes, always NUL-terminated when
@@ -97,5 +106,12 @@ PU_HIDDEN int pu_parse_duration_ms(const char *s, unsigned long long max_ms,
  * (1024-based), at most max. 0, or -1 if malformed or too large. */
 PU_HIDDEN int pu_parse_number(const char *s, bool size, unsigned long long max,
 			      unsigned long long *v_r);
+
+/* CLOCK_MONOTONIC in milliseconds: for deadlines and rate limits. */
+PU_HIDDEN uint64_t pu_now_ms(void);
+
+/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
+ * identities end up in JSON text frames. */
+PU_HIDDEN bool pu_utf8_valid(const unsigned char *s, size_t len);
 
 #endif

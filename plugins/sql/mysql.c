@@ -21,9 +21,11 @@
  *         }
  *     }
  *
- * The ABI does not tell init() which kind of block it serves: without a
- * query an instance runs Authie's session query as an auth plugin, and
- * refuses (MYXID_ERROR, logged once) to act as a policy, which needs one.
+ * init() learns from the host (instance_kind, ABI 1.1) which kind of block
+ * it serves: an auth block without a query runs Authie's session query, a
+ * policy block without one is refused at load. A host older than 1.1
+ * cannot say; then a query-less instance refuses (MYXID_ERROR, logged
+ * once) to act as a policy.
  *
  * VALUES NEVER MEET SQL TEXT. The query is prepared once per connection
  * (the binary protocol: mysql_stmt_prepare) and every request executes it
@@ -40,16 +42,14 @@
  * name lookup inside mysql_real_connect when host is a name rather than an
  * address: init() warns about it.
  *
- * POOL. pool_size connections, each running one request at a time; a
- * request that finds none idle waits in a FIFO of at most queue_max
- * entries (beyond that: MYXID_ERROR at once). A connection that fails is
- * retried with exponential backoff and jitter. While no connection is up
- * and the last attempt failed (an outage), requests are answered
- * MYXID_ERROR at once instead of waiting for the daemon's auth_timeout. A
- * query that outlives query_timeout is answered MYXID_ERROR and its
- * connection is dropped and reopened (the only way to stop waiting for
- * it). Idle connections are watched too, so a server that goes away is
- * noticed before the next request needs it.
+ * POOL. plugins/lib/pool.c (see pool.h): pool_size connections, all
+ * opened at start, each running one request at a time; a FIFO of at most
+ * queue_max waiting requests; backoff with jitter; fail-fast during an
+ * outage; query_timeout drops the connection (the only way to stop
+ * waiting). A connection the server drops within a second of accepting it
+ * counts as a failed attempt. This file is the MariaDB side of it: the
+ * connect-prepare-execute-store steps, and idle connections watched so that
+ * a server that goes away is noticed before the next request needs it.
  *
  * SECRETS. A request's values (the token, its hash) are copied out of it
  * only while it waits or runs, and scrubbed after; they are never logged,
@@ -68,36 +68,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <mysql.h>
 #include <errmsg.h>
 #include <mysqld_error.h>
 
 #include <myxid/plugin.h>
+#include "plugin_options.h"
 #include "plugin_util.h"
+#include "pool.h"
 #include "sql_common.h"
 
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT 3306
 #define CHARSET "utf8mb4"
-#define BACKOFF_MIN_MS 100u      /* first retry after a failed attempt */
-#define BACKOFF_MAX_MS 5000u
 #define FETCH_CAP 255            /* column bytes fetched before asking again */
 #define REASON_MAX 400
 #define LOG_REPEAT_MS 30000      /* the same problem is logged again after */
 #define SHORT_LIVED_MS 1000      /* a connection lost sooner counts as failed */
 
 struct mysql_plugin;
-struct conn;
 
 /* One request: the values to bind are copied here (the request's own are
- * only lent during auth()/policy()) and scrubbed when it is finished. */
+ * only lent during auth()/policy()); the pool scrubs it when finished. */
 struct job {
-	struct myxid_req *req;          /* NULL once cancelled */
-	bool is_auth;
-	struct conn *conn;              /* running on; NULL while queued */
-	struct job *prev, *next;        /* the wait queue */
+	struct pool_req pr;             /* first: the pool's part */
 	char *values[SQL_MAX_PARAMS];   /* NULL binds SQL NULL */
 	unsigned long lens[SQL_MAX_PARAMS];
 	my_bool nulls[SQL_MAX_PARAMS];
@@ -105,30 +100,21 @@ struct job {
 	size_t blob_size;
 };
 
-enum conn_state {
-	CS_DOWN,        /* no connection; c->timer brings the next attempt */
-	CS_CONNECTING,  /* mysql_real_connect_start/_cont */
-	CS_PREPARING,   /* mysql_stmt_prepare_start/_cont */
-	CS_IDLE,        /* ready; the socket is watched for a close */
-	CS_EXECUTING,   /* mysql_stmt_execute_start/_cont */
-	CS_STORING      /* mysql_stmt_store_result_start/_cont */
+/* Where a connection is in its non-blocking call sequence. */
+enum conn_step {
+	STEP_NONE,
+	STEP_CONNECTING,  /* mysql_real_connect_start/_cont */
+	STEP_PREPARING,   /* mysql_stmt_prepare_start/_cont */
+	STEP_EXECUTING,   /* mysql_stmt_execute_start/_cont */
+	STEP_STORING      /* mysql_stmt_store_result_start/_cont */
 };
 
 struct conn {
-	struct mysql_plugin *pl;
-	unsigned index;
-	enum conn_state state;
+	struct pool_conn pc;            /* first: the pool's slot */
+	enum conn_step step;
 	MYSQL *my;
 	MYSQL_STMT *stmt;
-	int fd;                         /* the socket c->watch is on */
-	struct myxid_watch *watch;
-	unsigned watch_events;
-	struct myxid_timer *timer;      /* deadline when busy, backoff when down */
 	struct myxid_timer *lib_timer;  /* the library's MYSQL_WAIT_TIMEOUT */
-	unsigned failures;              /* attempts failed in a row */
-	uint64_t up_since;              /* now_ms() when it became ready */
-	bool in_next;                   /* inside conn_next(): no nesting */
-	struct job *job;
 	MYSQL *ret_my;                  /* results of the _start/_cont calls */
 	int ret_int;
 	MYSQL_BIND binds[SQL_MAX_PARAMS];
@@ -150,18 +136,9 @@ struct mysql_plugin {
 	char *database;
 	char *unix_socket;
 	char where[300];                /* "127.0.0.1:3306/db" for messages */
-
-	struct conn *conns;
-	unsigned n_conns;
-	unsigned n_up;                  /* connections idle or busy */
-	bool outage;                    /* none up and the last attempt failed */
+	struct pool *pool;
 	bool ever_up;
 	bool kind_warned;
-
-	struct job *q_head, *q_tail;
-	unsigned q_len;
-
-	uint64_t rng;
 	char last_problem[REASON_MAX];
 	uint64_t last_problem_ms;
 };
@@ -197,26 +174,6 @@ static void lib_release(void)
 	pthread_mutex_unlock(&lib_lock);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t rng_next(struct mysql_plugin *pl)
-{
-	/* xorshift64: jitter only, nothing secret depends on it */
-	uint64_t x = pl->rng;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	pl->rng = x;
-	return x;
-}
-
 /*
  * Log a problem at level, unless it is the one logged last and that was
  * less than LOG_REPEAT_MS ago: then at debug level, so a pool retrying
@@ -227,7 +184,7 @@ static void log_problem(struct mysql_plugin *pl, int level, const char *fmt, ...
 static void log_problem(struct mysql_plugin *pl, int level, const char *fmt, ...)
 {
 	char msg[REASON_MAX];
-	uint64_t t = now_ms();
+	uint64_t t = pu_now_ms();
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -242,48 +199,6 @@ static void log_problem(struct mysql_plugin *pl, int level, const char *fmt, ...
 		pl->last_problem_ms = t;
 	}
 	pl->host->log(pl->inst, level, "%s", msg);
-}
-
-/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
- * identities end up in JSON text frames. */
-static bool utf8_valid(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = s[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			n = 1;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			n = 2;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (len - i <= n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3F);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		i += n + 1;
-	}
-	return true;
 }
 
 /* Does the quoted part q[0..n) of a server message possibly show one of
@@ -368,35 +283,31 @@ static bool error_breaks_connection(unsigned e)
 
 /* ------------------------------------------------------------ jobs */
 
-static void job_free(struct job *j)
+/* The pool's req_deinit: the blob held the token's hash. */
+static void job_deinit(struct pool_req *r)
 {
-	if (j == NULL)
-		return;
+	struct job *j = (struct job *)r;
+
 	if (j->blob != NULL) {
 		pu_scrub(j->blob, j->blob_size);
 		free(j->blob);
+		j->blob = NULL;
 	}
-	pu_scrub(j, sizeof(*j));
-	free(j);
 }
 
-/* Copy the request's values for the query's parameters. NULL on failure
- * (out of memory, or a value the query cannot do without). */
-static struct job *job_new(struct mysql_plugin *pl, struct myxid_req *req,
-			   bool is_auth)
+/* The pool's req_init: copy the request's values for the query's
+ * parameters. -1 when out of memory. */
+static int job_init(struct pool_req *r, void *driver)
 {
+	struct mysql_plugin *pl = driver;
+	struct job *j = (struct job *)r;
 	const struct sql_template *t = &pl->o.query;
 	char bufs[SQL_MAX_PARAMS][96];
 	const char *vals[SQL_MAX_PARAMS];
 	size_t total = 0, off = 0, i;
-	struct job *j = calloc(1, sizeof(*j));
 
-	if (j == NULL)
-		return NULL;
-	j->req = req;
-	j->is_auth = is_auth;
 	for (i = 0; i < t->n_params; i++) {
-		vals[i] = sql_param_value(pl->host, req, &pl->o, t->params[i],
+		vals[i] = sql_param_value(pl->host, r->req, &pl->o, t->params[i],
 					  bufs[i], sizeof(bufs[i]));
 		if (vals[i] != NULL)
 			total += strlen(vals[i]) + 1;
@@ -405,8 +316,7 @@ static struct job *job_new(struct mysql_plugin *pl, struct myxid_req *req,
 	j->blob = malloc(j->blob_size);
 	if (j->blob == NULL) {
 		pu_scrub(bufs, sizeof(bufs));
-		free(j);
-		return NULL;
+		return -1;
 	}
 	for (i = 0; i < t->n_params; i++) {
 		size_t len;
@@ -423,60 +333,12 @@ static struct job *job_new(struct mysql_plugin *pl, struct myxid_req *req,
 	}
 	/* bufs held the token's hash */
 	pu_scrub(bufs, sizeof(bufs));
-	return j;
-}
-
-static void queue_push(struct mysql_plugin *pl, struct job *j)
-{
-	j->next = NULL;
-	j->prev = pl->q_tail;
-	if (pl->q_tail != NULL)
-		pl->q_tail->next = j;
-	else
-		pl->q_head = j;
-	pl->q_tail = j;
-	pl->q_len++;
-}
-
-static void queue_unlink(struct mysql_plugin *pl, struct job *j)
-{
-	if (j->prev != NULL)
-		j->prev->next = j->next;
-	else
-		pl->q_head = j->next;
-	if (j->next != NULL)
-		j->next->prev = j->prev;
-	else
-		pl->q_tail = j->prev;
-	j->prev = j->next = NULL;
-	pl->q_len--;
-}
-
-/* Answer every queued request ERROR: no connection is coming soon. */
-static void queue_fail_all(struct mysql_plugin *pl, const char *why)
-{
-	unsigned n = pl->q_len;
-
-	if (n == 0)
-		return;
-	pl->host->log(pl->inst, MYXID_LOG_WARNING,
-		      "answering %u waiting request(s) with an error: %s", n, why);
-	while (pl->q_head != NULL) {
-		struct job *j = pl->q_head;
-		struct myxid_req *req = j->req;
-
-		queue_unlink(pl, j);
-		job_free(j);
-		if (req != NULL)
-			pl->host->req_done(req, MYXID_ERROR, NULL);
-	}
+	return 0;
 }
 
 /* ------------------------------------------------------------ connections */
 
 static void conn_drive(struct conn *c, int status);
-static void conn_next(struct conn *c);
-static void conn_lost(struct conn *c, const char *why);
 
 static void conn_free_columns(struct conn *c)
 {
@@ -488,26 +350,17 @@ static void conn_free_columns(struct conn *c)
 	c->user_type_col = -1;
 }
 
-/* Close whatever is open; the connection ends up CS_DOWN with no timer
- * running. gentle: say goodbye (COM_QUIT) to a healthy idle server;
- * otherwise shut the socket first so nothing can block. */
-static void conn_close(struct conn *c, bool gentle)
+/* The pool's close. gentle: say goodbye (COM_QUIT) to a healthy idle
+ * server; otherwise shut the socket first so nothing can block. */
+static void conn_close(struct pool_conn *pc, bool gentle)
 {
-	struct mysql_plugin *pl = c->pl;
-	const struct myxid_host *host = pl->host;
+	struct conn *c = (struct conn *)pc;
+	struct mysql_plugin *pl = pc->driver;
 
-	if (c->state == CS_IDLE || c->state == CS_EXECUTING ||
-	    c->state == CS_STORING)
-		pl->n_up--;
-	host->watch_free(&c->watch);
-	c->watch_events = 0;
-	c->fd = -1;
 	if (c->lib_timer != NULL)
-		host->timer_stop(c->lib_timer);
-	if (c->timer != NULL)
-		host->timer_stop(c->timer);
+		pl->host->timer_stop(c->lib_timer);
 	if (c->my != NULL) {
-		if (!(gentle && c->state == CS_IDLE))
+		if (!gentle)
 			mariadb_cancel(c->my);
 		/* mysql_close() detaches the statement (stmt->mysql = NULL),
 		 * after which mysql_stmt_close() only frees memory. */
@@ -519,190 +372,128 @@ static void conn_close(struct conn *c, bool gentle)
 		c->stmt = NULL;
 	}
 	conn_free_columns(c);
-	c->state = CS_DOWN;
+	c->step = STEP_NONE;
 }
 
-static void conn_schedule(struct conn *c, unsigned delay_ms)
+static int conn_socket(struct pool_conn *pc)
 {
-	c->pl->host->timer_start(c->timer, delay_ms);
+	struct conn *c = (struct conn *)pc;
+
+	return c->my != NULL ? (int)mysql_get_socket(c->my) : -1;
 }
 
-static unsigned backoff_ms(struct conn *c)
-{
-	unsigned d = BACKOFF_MIN_MS;
-	unsigned k;
-
-	for (k = 1; k < c->failures && d < BACKOFF_MAX_MS; k++)
-		d *= 2;
-	if (d > BACKOFF_MAX_MS)
-		d = BACKOFF_MAX_MS;
-	/* between half and all of it, so the pool does not retry in step */
-	return d / 2 + (unsigned)(rng_next(c->pl) % (d / 2 + 1));
-}
-
-/*
- * An attempt to open the connection failed (connect, handshake, prepare,
- * or the connect deadline). Retry later; if nothing is up, this is an
- * outage: waiting requests are answered at once, and so are new ones
- * until a connection comes back.
- */
+/* An attempt to open the connection failed (connect, handshake, prepare). */
 static void conn_fail(struct conn *c, const char *fmt, ...) MYXID_PRINTF(2, 3);
 static void conn_fail(struct conn *c, const char *fmt, ...)
 {
-	struct mysql_plugin *pl = c->pl;
 	char why[REASON_MAX];
 	va_list ap;
-	unsigned delay;
 
 	va_start(ap, fmt);
 	if (vsnprintf(why, sizeof(why), fmt, ap) < 0)
 		why[0] = '\0';
 	va_end(ap);
-	conn_close(c, false);
-	c->failures++;
-	delay = backoff_ms(c);
-	if (pl->n_up == 0) {
-		if (!pl->outage)
-			log_problem(pl, MYXID_LOG_WARNING, "database %s unavailable: %s",
-				    pl->where, why);
-		else
-			log_problem(pl, MYXID_LOG_DEBUG, "connection %u: %s; retry in %u ms",
-				    c->index, why, delay);
-		pl->outage = true;
-		queue_fail_all(pl, "database unavailable");
-	} else {
-		log_problem(pl, MYXID_LOG_WARNING, "connection %u: %s", c->index, why);
-	}
-	conn_schedule(c, delay);
+	pool_attempt_failed(&c->pc, why);
 }
 
-static void on_io(int fd, unsigned ready, void *arg);
-
-/* (Re)arm the socket watch for MYXID_WATCH_* events; -1 on failure. The
- * library may change sockets while it connects, so the fd is checked. */
-static int conn_watch_fd(struct conn *c, unsigned events)
-{
-	const struct myxid_host *host = c->pl->host;
-	int fd = (int)mysql_get_socket(c->my);
-
-	if (fd < 0)
-		return -1;
-	if (c->watch != NULL && c->fd != fd)
-		host->watch_free(&c->watch);
-	if (c->watch == NULL) {
-		c->watch = host->watch_new(c->pl->inst, fd, events, on_io, c);
-		if (c->watch == NULL)
-			return -1;
-		c->fd = fd;
-		c->watch_events = events;
-		return 0;
-	}
-	if (c->watch_events != events) {
-		if (host->watch_set(c->watch, events) != 0)
-			return -1;
-		c->watch_events = events;
-	}
-	return 0;
-}
-
-/* Finish the running job: forget it, then answer (if not cancelled). */
-static void conn_finish_job(struct conn *c, enum myxid_verdict v,
-			    const char *reason)
-{
-	struct job *j = c->job;
-	struct myxid_req *req;
-
-	if (j == NULL)
-		return;
-	req = j->req;
-	c->job = NULL;
-	c->pl->host->timer_stop(c->timer);
-	job_free(j);
-	if (req != NULL)
-		c->pl->host->req_done(req, v, reason);
-}
-
-/*
- * A working connection broke (or must be recycled). Its request, if any,
- * is answered ERROR; a new connection is tried at once. Only if that
- * attempt fails does an outage begin.
- */
+/* A working connection broke (or must be recycled): its request, if any,
+ * is answered ERROR in this plugin's words, and the pool reconnects. */
 static void conn_lost(struct conn *c, const char *why)
 {
-	struct mysql_plugin *pl = c->pl;
-	bool brief = c->state != CS_DOWN && now_ms() - c->up_since < SHORT_LIVED_MS;
-
-	if (c->job != NULL) {
+	if (c->pc.cur != NULL) {
 		char reason[REASON_MAX + 64];
 
 		snprintf(reason, sizeof(reason), "connection lost: %s", why);
-		conn_finish_job(c, MYXID_ERROR, reason);
+		pool_conn_answer(&c->pc, MYXID_ERROR, reason);
 	}
-	pl->host->log(pl->inst, MYXID_LOG_INFO, "connection %u closed: %s",
-		      c->index, why);
-	conn_close(c, false);
-	/* A server that drops every connection right after accepting it
-	 * would otherwise be hammered: count that as a failed attempt. */
-	if (brief) {
-		c->failures++;
-		conn_schedule(c, backoff_ms(c));
-	} else {
-		c->failures = 0;
-		conn_schedule(c, 0);
-	}
+	pool_conn_lost(&c->pc, why, MYXID_LOG_INFO);
 }
 
-/* c has just become idle: watch its socket for a close, and give it the
- * requests that wait. */
-static void conn_idle(struct conn *c)
+/* The pool's query_timeout: the server may still be working on it; the
+ * only way to stop waiting is a new connection. */
+static void conn_timed_out(struct pool_conn *pc, unsigned ms)
 {
-	if (c->state != CS_IDLE)
-		return;
-	if (conn_watch_fd(c, MYXID_WATCH_READ) != 0) {
-		conn_lost(c, "cannot watch the socket");
-		return;
-	}
-	conn_next(c);
+	char reason[REASON_MAX];
+
+	snprintf(reason, sizeof(reason), "query timed out after %u ms", ms);
+	pool_conn_answer(pc, MYXID_ERROR, reason);
+	conn_lost((struct conn *)pc, "query timed out");
 }
 
-/* The connection is ready: count it up and give it work. */
-static void conn_up(struct conn *c)
+static void on_lib_timer(void *arg);
+
+static int conn_init(struct pool_conn *pc)
 {
-	struct mysql_plugin *pl = c->pl;
-	bool was_outage = pl->outage;
+	struct conn *c = (struct conn *)pc;
+	struct mysql_plugin *pl = pc->driver;
 
-	c->pl->host->timer_stop(c->timer);
-	c->state = CS_IDLE;
-	c->up_since = now_ms();
-	pl->n_up++;
-	pl->outage = false;
-	if (!pl->ever_up) {
-		pl->ever_up = true;
-		pl->host->log(pl->inst, MYXID_LOG_INFO,
-			      "connected to %s (server %s)", pl->where,
-			      mysql_get_server_info(c->my));
-	} else if (was_outage) {
-		pl->host->log(pl->inst, MYXID_LOG_NOTICE,
-			      "database %s reachable again", pl->where);
-		pl->last_problem[0] = '\0';
-		/* The others may be deep in their backoff: try them now. */
-		for (unsigned i = 0; i < pl->n_conns; i++) {
-			struct conn *o = &pl->conns[i];
+	c->user_type_col = -1;
+	c->lib_timer = pl->host->timer_new(pl->inst, on_lib_timer, c);
+	return c->lib_timer != NULL ? 0 : -1;
+}
 
-			if (o->state == CS_DOWN) {
-				o->failures = 0;
-				conn_schedule(o, 0);
-			}
+static void conn_deinit(struct pool_conn *pc)
+{
+	struct conn *c = (struct conn *)pc;
+
+	((struct mysql_plugin *)pc->driver)->host->timer_free(&c->lib_timer);
+}
+
+/* The pool's events, in this plugin's words (and with its repeat
+ * filter, so a pool retrying against a dead server does not fill the
+ * log). */
+static void report(void *driver, struct pool_conn *c,
+		   const struct pool_event *ev)
+{
+	struct mysql_plugin *pl = driver;
+
+	switch (ev->type) {
+	case POOL_EV_ATTEMPT_FAILED:
+		if (pool_n_up(pl->pool) > 0)
+			log_problem(pl, MYXID_LOG_WARNING, "connection %u: %s",
+				    c->index, ev->why);
+		else if (ev->outage_began)
+			log_problem(pl, MYXID_LOG_WARNING, "database %s "
+				    "unavailable: %s", pl->where, ev->why);
+		else
+			log_problem(pl, MYXID_LOG_DEBUG, "connection %u: %s; "
+				    "retry in %u ms", c->index, ev->why,
+				    ev->delay_ms);
+		return;
+	case POOL_EV_LOST:
+		pl->host->log(pl->inst, MYXID_LOG_INFO, "connection %u closed: "
+			      "%s", c->index, ev->why);
+		return;
+	case POOL_EV_UP:
+		if (ev->first) {
+			pl->host->log(pl->inst, MYXID_LOG_INFO, "connected to %s "
+				      "(server %s)", pl->where,
+				      mysql_get_server_info(((struct conn *)c)->my));
+		} else if (ev->was_down) {
+			pl->host->log(pl->inst, MYXID_LOG_NOTICE, "database %s "
+				      "reachable again", pl->where);
+			pl->last_problem[0] = '\0';
 		}
+		pl->ever_up = true;
+		return;
+	case POOL_EV_QUEUE_FAILED:
+		pl->host->log(pl->inst, MYXID_LOG_WARNING, "answering %u waiting "
+			      "request(s) with an error: database unavailable",
+			      ev->count);
+		return;
+	case POOL_EV_QUEUE_FULL:
+		log_problem(pl, MYXID_LOG_WARNING, "%u requests already wait for "
+			    "a connection (queue_max): answering with an error",
+			    ev->count);
+		return;
 	}
-	conn_idle(c);
 }
 
 /* Remember the auth query's columns: the first is the user id, one named
  * user_type the type, the others attributes named after them. */
 static int conn_read_columns(struct conn *c)
 {
-	struct mysql_plugin *pl = c->pl;
+	struct mysql_plugin *pl = c->pc.driver;
 	MYSQL_RES *meta = mysql_stmt_result_metadata(c->stmt);
 	MYSQL_FIELD *f;
 	unsigned i, n;
@@ -745,7 +536,7 @@ static int conn_read_columns(struct conn *c)
 
 static void conn_prepared(struct conn *c)
 {
-	struct mysql_plugin *pl = c->pl;
+	struct mysql_plugin *pl = c->pc.driver;
 	unsigned long n_params;
 
 	if (c->ret_int != 0) {
@@ -770,12 +561,13 @@ static void conn_prepared(struct conn *c)
 		conn_fail(c, "cannot read the query's columns (out of memory?)");
 		return;
 	}
-	conn_up(c);
+	c->step = STEP_NONE;
+	pool_conn_up(&c->pc);
 }
 
 static void conn_connected(struct conn *c)
 {
-	struct mysql_plugin *pl = c->pl;
+	struct mysql_plugin *pl = c->pc.driver;
 	const char *cs;
 	int status;
 
@@ -796,15 +588,17 @@ static void conn_connected(struct conn *c)
 		conn_fail(c, "mysql_stmt_init failed (out of memory)");
 		return;
 	}
-	c->state = CS_PREPARING;
+	c->step = STEP_PREPARING;
 	status = mysql_stmt_prepare_start(&c->ret_int, c->stmt, pl->o.query.sql,
 					  (unsigned long)strlen(pl->o.query.sql));
 	conn_drive(c, status);
 }
 
-static void conn_connect(struct conn *c)
+/* The pool's connect: the connect deadline runs already. */
+static void conn_connect(struct pool_conn *pc)
 {
-	struct mysql_plugin *pl = c->pl;
+	struct conn *c = (struct conn *)pc;
+	struct mysql_plugin *pl = pc->driver;
 	unsigned int proto = pl->unix_socket ? MYSQL_PROTOCOL_SOCKET :
 		MYSQL_PROTOCOL_TCP;
 	unsigned int no = 0;
@@ -825,8 +619,7 @@ static void conn_connect(struct conn *c)
 			  mysql_error(c->my));
 		return;
 	}
-	c->state = CS_CONNECTING;
-	conn_schedule(c, pl->o.connect_timeout_ms);
+	c->step = STEP_CONNECTING;
 	/* No CLIENT_MULTI_STATEMENTS: one statement per query, always. */
 	status = mysql_real_connect_start(&c->ret_my, c->my, pl->hostname,
 					  pl->user, pl->password, pl->database,
@@ -870,7 +663,7 @@ static int fetch_column(struct conn *c, unsigned col, const MYSQL_BIND *b,
 		}
 	}
 	s[len] = '\0';
-	if (memchr(s, '\0', len) != NULL || !utf8_valid((unsigned char *)s, len)) {
+	if (memchr(s, '\0', len) != NULL || !pu_utf8_valid((unsigned char *)s, len)) {
 		free(s);
 		return 1;       /* binary, not text */
 	}
@@ -882,7 +675,7 @@ static int fetch_column(struct conn *c, unsigned col, const MYSQL_BIND *b,
 static enum myxid_verdict auth_row(struct conn *c, struct myxid_req *req,
 				   char *reason, size_t reason_size)
 {
-	struct mysql_plugin *pl = c->pl;
+	struct mysql_plugin *pl = c->pc.driver;
 	const struct myxid_host *host = pl->host;
 	unsigned n = c->n_cols, i;
 	MYSQL_BIND *b = calloc(n, sizeof(*b));
@@ -966,11 +759,12 @@ out:
 /* store_result finished: answer the job, and get ready for the next. */
 static void conn_stored(struct conn *c)
 {
-	struct job *j = c->job;
+	struct job *j = (struct job *)c->pc.cur;
 	char reason[REASON_MAX + 64] = "";
 	enum myxid_verdict v;
 	bool more;
 
+	c->step = STEP_NONE;
 	if (c->ret_int != 0) {
 		unsigned e = mysql_stmt_errno(c->stmt);
 		char masked[REASON_MAX];
@@ -982,34 +776,31 @@ static void conn_stored(struct conn *c)
 		}
 		snprintf(reason, sizeof(reason), "query failed: [%u] %s", e, masked);
 		mysql_stmt_free_result(c->stmt);
-		c->state = CS_IDLE;
-		conn_finish_job(c, MYXID_ERROR, reason);
-		conn_idle(c);
+		pool_conn_done(&c->pc, MYXID_ERROR, reason);
 		return;
 	}
-	if (j == NULL || j->req == NULL) {
+	if (j == NULL || j->pr.req == NULL) {
 		v = MYXID_ERROR;                 /* cancelled: nobody to tell */
 	} else if (mysql_stmt_num_rows(c->stmt) == 0) {
-		v = j->is_auth ? MYXID_NEXT : MYXID_DENY;
-	} else if (!j->is_auth) {
+		v = j->pr.is_auth ? MYXID_NEXT : MYXID_DENY;
+	} else if (!j->pr.is_auth) {
 		v = MYXID_ALLOW;
 	} else {
-		v = auth_row(c, j->req, reason, sizeof(reason));
+		v = auth_row(c, j->pr.req, reason, sizeof(reason));
 	}
 	more = mysql_stmt_more_results(c->stmt);
 	if (!more)
 		mysql_stmt_free_result(c->stmt);   /* buffered: no I/O */
-	c->state = CS_IDLE;
-	conn_finish_job(c, v, reason[0] ? reason : NULL);
+	pool_conn_answer(&c->pc, v, reason[0] ? reason : NULL);
 	if (more) {
 		/* A CALL or the like: the rest would have to be read before
 		 * the next execute. Start afresh instead. */
-		log_problem(c->pl, MYXID_LOG_WARNING, "the query returned more "
-			    "than one result; use a single SELECT");
+		log_problem(c->pc.driver, MYXID_LOG_WARNING, "the query returned "
+			    "more than one result; use a single SELECT");
 		conn_lost(c, "more than one result");
 		return;
 	}
-	conn_idle(c);
+	pool_conn_idle(&c->pc);
 }
 
 static void conn_executed(struct conn *c)
@@ -1021,20 +812,21 @@ static void conn_executed(struct conn *c)
 		conn_stored(c);
 		return;
 	}
-	c->state = CS_STORING;
+	c->step = STEP_STORING;
 	status = mysql_stmt_store_result_start(&c->ret_int, c->stmt);
 	conn_drive(c, status);
 }
 
-/* Start job j on idle connection c. */
-static void conn_run(struct conn *c, struct job *j)
+/* The pool's send: run the request on idle connection c (its deadline
+ * runs already). */
+static void conn_run(struct pool_conn *pc)
 {
-	struct mysql_plugin *pl = c->pl;
+	struct conn *c = (struct conn *)pc;
+	struct mysql_plugin *pl = pc->driver;
+	struct job *j = (struct job *)pc->cur;
 	size_t i, n = pl->o.query.n_params;
 	int status;
 
-	c->job = j;
-	j->conn = c;
 	memset(c->binds, 0, sizeof(c->binds));
 	for (i = 0; i < n; i++) {
 		c->binds[i].buffer_type = MYSQL_TYPE_STRING;
@@ -1048,30 +840,12 @@ static void conn_run(struct conn *c, struct job *j)
 
 		snprintf(reason, sizeof(reason), "cannot bind the parameters: %s",
 			 mysql_stmt_error(c->stmt));
-		conn_finish_job(c, MYXID_ERROR, reason);
+		pool_conn_done(pc, MYXID_ERROR, reason);
 		return;
 	}
-	c->state = CS_EXECUTING;
-	conn_schedule(c, pl->o.query_timeout_ms);
+	c->step = STEP_EXECUTING;
 	status = mysql_stmt_execute_start(&c->ret_int, c->stmt);
 	conn_drive(c, status);
-}
-
-/* Give idle connection c the requests that wait, oldest first. */
-static void conn_next(struct conn *c)
-{
-	struct mysql_plugin *pl = c->pl;
-
-	if (c->in_next)
-		return;          /* the loop below goes on */
-	c->in_next = true;
-	while (c->state == CS_IDLE && pl->q_head != NULL) {
-		struct job *j = pl->q_head;
-
-		queue_unlink(pl, j);
-		conn_run(c, j);
-	}
-	c->in_next = false;
 }
 
 /* ------------------------------------------------------------ the engine */
@@ -1079,6 +853,7 @@ static void conn_next(struct conn *c)
 /* An operation finished (status 0) or must wait for the socket/timer. */
 static void conn_drive(struct conn *c, int status)
 {
+	const struct myxid_host *host = ((struct mysql_plugin *)c->pc.driver)->host;
 	unsigned events = 0;
 
 	if (status != 0) {
@@ -1087,39 +862,37 @@ static void conn_drive(struct conn *c, int status)
 		if (status & MYSQL_WAIT_WRITE)
 			events |= MYXID_WATCH_WRITE;
 		if (status & MYSQL_WAIT_TIMEOUT)
-			c->pl->host->timer_start(c->lib_timer,
-						 mysql_get_timeout_value_ms(c->my));
+			host->timer_start(c->lib_timer,
+					  mysql_get_timeout_value_ms(c->my));
 		else
-			c->pl->host->timer_stop(c->lib_timer);
+			host->timer_stop(c->lib_timer);
 		/* While connecting the library may close its socket and open
 		 * another (the next address), possibly under the same number:
 		 * a fresh watch each time, so none is left on a dead socket. */
-		if (c->state == CS_CONNECTING)
-			c->pl->host->watch_free(&c->watch);
-		if (conn_watch_fd(c, events) != 0) {
-			if (c->state == CS_CONNECTING || c->state == CS_PREPARING)
+		if (pool_conn_watch(&c->pc, events,
+				    c->step == STEP_CONNECTING) != 0) {
+			if (c->pc.state == POOL_CONNECTING)
 				conn_fail(c, "cannot watch the socket");
 			else
 				conn_lost(c, "cannot watch the socket");
 		}
 		return;
 	}
-	c->pl->host->timer_stop(c->lib_timer);
-	switch (c->state) {
-	case CS_CONNECTING:
+	host->timer_stop(c->lib_timer);
+	switch (c->step) {
+	case STEP_CONNECTING:
 		conn_connected(c);
 		break;
-	case CS_PREPARING:
+	case STEP_PREPARING:
 		conn_prepared(c);
 		break;
-	case CS_EXECUTING:
+	case STEP_EXECUTING:
 		conn_executed(c);
 		break;
-	case CS_STORING:
+	case STEP_STORING:
 		conn_stored(c);
 		break;
-	case CS_DOWN:
-	case CS_IDLE:
+	case STEP_NONE:
 		break;
 	}
 }
@@ -1129,17 +902,17 @@ static void conn_resume(struct conn *c, int ready)
 {
 	int status;
 
-	switch (c->state) {
-	case CS_CONNECTING:
+	switch (c->step) {
+	case STEP_CONNECTING:
 		status = mysql_real_connect_cont(&c->ret_my, c->my, ready);
 		break;
-	case CS_PREPARING:
+	case STEP_PREPARING:
 		status = mysql_stmt_prepare_cont(&c->ret_int, c->stmt, ready);
 		break;
-	case CS_EXECUTING:
+	case STEP_EXECUTING:
 		status = mysql_stmt_execute_cont(&c->ret_int, c->stmt, ready);
 		break;
-	case CS_STORING:
+	case STEP_STORING:
 		status = mysql_stmt_store_result_cont(&c->ret_int, c->stmt, ready);
 		break;
 	default:
@@ -1148,13 +921,13 @@ static void conn_resume(struct conn *c, int ready)
 	conn_drive(c, status);
 }
 
-static void on_io(int fd, unsigned ready, void *arg)
+/* The pool's io: the socket is ready. */
+static void on_io(struct pool_conn *pc, unsigned ready)
 {
-	struct conn *c = arg;
+	struct conn *c = (struct conn *)pc;
 	int st = 0;
 
-	(void)fd;
-	if (c->state == CS_IDLE) {
+	if (pc->state == POOL_IDLE) {
 		/* Nothing was asked: the server closed the connection or
 		 * sent its last words (wait_timeout, shutdown, KILL). */
 		conn_lost(c, "closed by the server");
@@ -1172,74 +945,27 @@ static void on_lib_timer(void *arg)
 	conn_resume(arg, MYSQL_WAIT_TIMEOUT);
 }
 
-/* c->timer: the next attempt when down, the deadline when busy. */
-static void on_timer(void *arg)
-{
-	struct conn *c = arg;
-	struct mysql_plugin *pl = c->pl;
-	char reason[REASON_MAX];
-
-	switch (c->state) {
-	case CS_DOWN:
-		conn_connect(c);
-		break;
-	case CS_CONNECTING:
-	case CS_PREPARING:
-		conn_fail(c, "no connection within %u ms", pl->o.connect_timeout_ms);
-		break;
-	case CS_EXECUTING:
-	case CS_STORING:
-		snprintf(reason, sizeof(reason), "query timed out after %u ms",
-			 pl->o.query_timeout_ms);
-		conn_finish_job(c, MYXID_ERROR, reason);
-		/* The server may still be working on it; the only way to stop
-		 * waiting is a new connection. */
-		conn_lost(c, "query timed out");
-		break;
-	case CS_IDLE:
-		break;
-	}
-}
-
 /* ------------------------------------------------------------ requests */
 
-static struct conn *idle_conn(struct mysql_plugin *pl)
-{
-	for (unsigned i = 0; i < pl->n_conns; i++)
-		if (pl->conns[i].state == CS_IDLE)
-			return &pl->conns[i];
-	return NULL;
-}
+static void conn_connect(struct pool_conn *pc);
+static void conn_run(struct pool_conn *pc);
+static void on_io(struct pool_conn *pc, unsigned ready);
 
-static enum myxid_verdict submit(struct mysql_plugin *pl, struct myxid_req *req,
-				 bool is_auth)
-{
-	struct job *j;
-	struct conn *c;
-
-	if (pl->n_up == 0 && pl->outage)
-		return MYXID_ERROR;     /* at once: the database is down */
-	if (pl->q_len >= pl->o.queue_max && idle_conn(pl) == NULL) {
-		log_problem(pl, MYXID_LOG_WARNING, "%u requests already wait for "
-			    "a connection (queue_max): answering with an error",
-			    pl->q_len);
-		return MYXID_ERROR;
-	}
-	j = job_new(pl, req, is_auth);
-	if (j == NULL) {
-		pl->host->log(pl->inst, MYXID_LOG_ERROR, "out of memory");
-		return MYXID_ERROR;
-	}
-	c = idle_conn(pl);
-	if (c != NULL && pl->q_head == NULL) {
-		conn_run(c, j);          /* may even answer at once: allowed */
-		return MYXID_PENDING;
-	}
-	queue_push(pl, j);
-	if (c != NULL)
-		conn_next(c);
-	return MYXID_PENDING;
-}
+static const struct pool_vfuncs vfuncs = {
+	.conn_size = sizeof(struct conn),
+	.req_size = sizeof(struct job),
+	.conn_init = conn_init,
+	.conn_deinit = conn_deinit,
+	.connect = conn_connect,
+	.socket = conn_socket,
+	.io = on_io,
+	.send = conn_run,
+	.close = conn_close,
+	.req_init = job_init,
+	.req_deinit = job_deinit,
+	.query_timeout = conn_timed_out,
+	.report = report,
+};
 
 static enum myxid_verdict mysql_auth(void *ctx, struct myxid_req *req)
 {
@@ -1248,7 +974,7 @@ static enum myxid_verdict mysql_auth(void *ctx, struct myxid_req *req)
 
 	if (token == NULL || token[0] == '\0')
 		return MYXID_NEXT;
-	return submit(pl, req, true);
+	return pool_submit(pl->pool, req, true);
 }
 
 static enum myxid_verdict mysql_policy(void *ctx, struct myxid_req *req)
@@ -1261,110 +987,54 @@ static enum myxid_verdict mysql_policy(void *ctx, struct myxid_req *req)
 				      "query option (a row means allowed); "
 				      "every subscription is refused");
 		pl->kind_warned = true;
-		return MYXID_ERROR;
+		return pool_answer_now(pl->pool, req, MYXID_ERROR, NULL);
 	}
-	return submit(pl, req, false);
+	return pool_submit(pl->pool, req, false);
 }
 
 static void mysql_cancel(void *ctx, struct myxid_req *req)
 {
-	struct mysql_plugin *pl = ctx;
-	struct job *j;
-
-	for (j = pl->q_head; j != NULL; j = j->next) {
-		if (j->req == req) {
-			queue_unlink(pl, j);
-			job_free(j);
-			return;
-		}
-	}
-	/* Running: the query goes on, its answer is dropped. */
-	for (unsigned i = 0; i < pl->n_conns; i++) {
-		struct conn *c = &pl->conns[i];
-
-		if (c->job != NULL && c->job->req == req) {
-			c->job->req = NULL;
-			return;
-		}
-	}
+	pool_cancel(((struct mysql_plugin *)ctx)->pool, req);
 }
 
 /* ------------------------------------------------------------ init */
 
+/* The connection options; sql_common reads the others. */
+static const struct po_option my_rows[] = {
+	{ "host", PO_STRING, offsetof(struct mysql_plugin, hostname), 0, 0,
+	  NULL, NULL, NULL, 0 },
+	{ "port", PO_COUNT, offsetof(struct mysql_plugin, port), 1, 65535,
+	  "port must be 1 to 65535", NULL, NULL, 0 },
+	{ "user", PO_STRING, offsetof(struct mysql_plugin, user), 0, 0, NULL,
+	  NULL, NULL, 0 },
+	/* may be empty; given twice is still a mistake */
+	{ "password", PO_STRING, offsetof(struct mysql_plugin, password), 0, 0,
+	  NULL, NULL, NULL, PO_EMPTY_OK },
+	{ "database", PO_STRING, offsetof(struct mysql_plugin, database), 0, 0,
+	  NULL, NULL, NULL, 0 },
+	{ "unix_socket", PO_PATH, offsetof(struct mysql_plugin, unix_socket),
+	  0, 0, NULL, NULL, NULL, 0 },
+	PO_END
+};
+static const struct po_table my_table = { my_rows, NULL, sql_option_keys,
+					  false };
 static const char *const driver_keys[] = {
 	"host", "port", "user", "password", "database", "unix_socket", NULL
 };
-
-static int set_string(char **dst, const struct myxid_opt *o,
-		      char *err, size_t err_size, const struct myxid_opt **bad)
-{
-	if (*dst != NULL)
-		return pu_opt_fail(o, bad, err, err_size, "%s given twice", o->key);
-	if (o->value[0] == '\0')
-		return pu_opt_fail(o, bad, err, err_size, "%s needs a value", o->key);
-	*dst = strdup(o->value);
-	if (*dst == NULL)
-		return pu_opt_fail(o, bad, err, err_size, "out of memory");
-	return 0;
-}
 
 static int read_driver_opts(struct mysql_plugin *pl, const struct myxid_opt *opts,
 			    size_t n_opts, char *err, size_t err_size,
 			    const struct myxid_opt **bad)
 {
-	const struct myxid_opt *host_opt = NULL, *port_opt = NULL, *sock_opt = NULL;
-	size_t i;
+	const struct myxid_opt *seen[PO_MAX_ROWS];
+	const struct myxid_opt *host_opt, *port_opt, *sock_opt;
 
-	for (i = 0; i < n_opts; i++) {
-		const struct myxid_opt *o = &opts[i];
-		int r = 0;
-
-		if (strcmp(o->key, "host") == 0) {
-			host_opt = o;
-			r = set_string(&pl->hostname, o, err, err_size, bad);
-		} else if (strcmp(o->key, "user") == 0) {
-			r = set_string(&pl->user, o, err, err_size, bad);
-		} else if (strcmp(o->key, "password") == 0) {
-			/* may be empty; given twice is still a mistake */
-			if (pl->password != NULL)
-				return pu_opt_fail(o, bad, err, err_size,
-						   "password given twice");
-			pl->password = strdup(o->value);
-			if (pl->password == NULL)
-				return pu_opt_fail(o, bad, err, err_size, "out of memory");
-		} else if (strcmp(o->key, "database") == 0) {
-			r = set_string(&pl->database, o, err, err_size, bad);
-		} else if (strcmp(o->key, "unix_socket") == 0) {
-			char path[4096];
-
-			sock_opt = o;
-			if (pl->unix_socket != NULL)
-				return pu_opt_fail(o, bad, err, err_size,
-						   "unix_socket given twice");
-			if (o->value[0] == '\0' ||
-			    pl->host->resolve_path(o, o->value, path, sizeof(path)) != 0)
-				return pu_opt_fail(o, bad, err, err_size,
-						   "unix_socket needs a path");
-			pl->unix_socket = strdup(path);
-			if (pl->unix_socket == NULL)
-				return pu_opt_fail(o, bad, err, err_size, "out of memory");
-		} else if (strcmp(o->key, "port") == 0) {
-			char *end;
-			unsigned long p;
-
-			if (port_opt != NULL)
-				return pu_opt_fail(o, bad, err, err_size, "port given twice");
-			port_opt = o;
-			p = strtoul(o->value, &end, 10);
-			if (o->value[0] < '0' || o->value[0] > '9' || *end != '\0' ||
-			    p < 1 || p > 65535)
-				return pu_opt_fail(o, bad, err, err_size,
-						   "port must be 1 to 65535");
-			pl->port = (unsigned)p;
-		}
-		if (r != 0)
-			return -1;
-	}
+	if (po_parse(&my_table, pl, seen, pl->host, opts, n_opts, err, err_size,
+		     bad) < 0)
+		return -1;
+	host_opt = po_seen(&my_table, seen, "host");
+	port_opt = po_seen(&my_table, seen, "port");
+	sock_opt = po_seen(&my_table, seen, "unix_socket");
 	if (sock_opt != NULL && host_opt != NULL)
 		return pu_opt_fail(sock_opt, bad, err, err_size,
 				   "give host or unix_socket, not both");
@@ -1407,37 +1077,12 @@ static int read_driver_opts(struct mysql_plugin *pl, const struct myxid_opt *opt
 
 static void plugin_free(struct mysql_plugin *pl)
 {
-	unsigned i;
-
 	if (pl == NULL)
 		return;
-	for (i = 0; i < pl->n_conns; i++) {
-		struct conn *c = &pl->conns[i];
-
-		/* No request is pending by now (the host cancels them
-		 * first); drop anything left without answering. */
-		job_free(c->job);
-		c->job = NULL;
-		conn_close(c, true);
-		pl->host->timer_free(&c->timer);
-		pl->host->timer_free(&c->lib_timer);
-	}
-	while (pl->q_head != NULL) {
-		struct job *j = pl->q_head;
-
-		queue_unlink(pl, j);
-		job_free(j);
-	}
-	free(pl->conns);
+	/* No request is pending by now (the host cancels them first). */
+	pool_free(pl->pool);
 	sql_options_free(&pl->o);
-	if (pl->password != NULL) {
-		pu_scrub(pl->password, strlen(pl->password));
-		free(pl->password);
-	}
-	free(pl->hostname);
-	free(pl->user);
-	free(pl->database);
-	free(pl->unix_socket);
+	po_free(&my_table, pl);    /* scrubs the password */
 	free(pl);
 	lib_release();
 }
@@ -1448,8 +1093,8 @@ static int mysql_plugin_init(const struct myxid_host *host,
 			     void **ctx_r, char *err, size_t err_size,
 			     const struct myxid_opt **bad_opt_r)
 {
+	struct pool_settings settings = { .short_lived_ms = SHORT_LIVED_MS };
 	struct mysql_plugin *pl;
-	unsigned i;
 
 	if (pu_check_host(host, err, err_size) < 0)
 		return -1;
@@ -1465,9 +1110,6 @@ static int mysql_plugin_init(const struct myxid_host *host,
 	}
 	pl->host = host;
 	pl->inst = inst;
-	for (i = 0; i < n_opts; i++)
-		if (strcmp(opts[i].key, "query") == 0)
-			pl->query_given = true;
 	/* An auth query defaults to Authie's; a policy needs its own. A
 	 * host older than ABI 1.1 cannot say which block this is. */
 	if (sql_options_parse(&pl->o, SQL_MYSQL, host->abi_minor >= 1 ?
@@ -1478,6 +1120,7 @@ static int mysql_plugin_init(const struct myxid_host *host,
 		lib_release();
 		return -1;
 	}
+	pl->query_given = pl->o.has_query;
 	if (read_driver_opts(pl, opts, n_opts, err, err_size, bad_opt_r) != 0 ||
 	    pl->o.pool_size == 0) {
 		if (pl->o.pool_size == 0)
@@ -1485,36 +1128,18 @@ static int mysql_plugin_init(const struct myxid_host *host,
 		plugin_free(pl);
 		return -1;
 	}
-	pl->rng = (uint64_t)now_ms() ^ ((uint64_t)(uintptr_t)pl << 16) ^
-		0x9E3779B97F4A7C15ull;
-	pl->conns = calloc(pl->o.pool_size, sizeof(*pl->conns));
-	if (pl->conns == NULL) {
-		pu_err(err, err_size, "out of memory");
+	settings.size = pl->o.pool_size;
+	settings.queue_max = pl->o.queue_max;
+	settings.connect_timeout_ms = pl->o.connect_timeout_ms;
+	settings.query_timeout_ms = pl->o.query_timeout_ms;
+	/* All connections open from the loop, not from here: "myxid -t" and
+	 * a reload that is refused never touch the database. */
+	pl->pool = pool_new(host, inst, &vfuncs, pl, &settings, err, err_size);
+	if (pl->pool == NULL) {
 		plugin_free(pl);
 		return -1;
 	}
-	pl->n_conns = pl->o.pool_size;
-	for (i = 0; i < pl->n_conns; i++) {
-		struct conn *c = &pl->conns[i];
-
-		c->pl = pl;
-		c->index = i + 1;
-		c->fd = -1;
-		c->user_type_col = -1;
-		c->state = CS_DOWN;
-		c->timer = host->timer_new(inst, on_timer, c);
-		c->lib_timer = host->timer_new(inst, on_lib_timer, c);
-		if (c->timer == NULL || c->lib_timer == NULL) {
-			pu_err(err, err_size, "cannot create timers");
-			plugin_free(pl);
-			return -1;
-		}
-	}
-	/* Connect from the loop, not from here: "myxid -t" and a reload
-	 * that is refused never touch the database. */
-	for (i = 0; i < pl->n_conns; i++)
-		conn_schedule(&pl->conns[i], 0);
-	host->log(inst, MYXID_LOG_INFO, "%u connection(s) to %s%s", pl->n_conns,
+	host->log(inst, MYXID_LOG_INFO, "%u connection(s) to %s%s", pl->o.pool_size,
 		  pl->where, pl->query_given ? "" : " (Authie sessions)");
 	*ctx_r = pl;
 	return 0;

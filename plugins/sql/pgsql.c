@@ -84,57 +84,30 @@
 
 #include <arpa/inet.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <libpq-fe.h>
 
 #include <myxid/plugin.h>
+#include "plugin_options.h"
 #include "plugin_util.h"
+#include "pool.h"
 #include "sql_common.h"
 
-#define BACKOFF_MIN_MS 100u
-#define BACKOFF_MAX_MS 5000u
-#define PROBE_INTERVAL_MS 1000u
-#define MSG_MAX 512
+#define MSG_MAX POOL_MSG_MAX
 
 struct pg;
-struct pg_conn;
 
-/* A request we answered MYXID_PENDING and still owe an answer. */
-struct pg_req {
-	struct myxid_req *req;        /* the host's; NULL once cancelled */
-	bool is_auth;
-	struct pg_req *prev;          /* the queue, while queued */
-	struct pg_req *next;
-};
-
-enum conn_state {
-	C_WAIT,         /* no connection; the timer starts the next attempt */
-	C_CONNECTING,   /* PQconnectPoll under way; the timer: connect timeout */
-	C_IDLE,         /* connected, no query */
-	C_BUSY,         /* one query in flight; the timer: query timeout */
-};
-
+/* One connection: the pool's slot, and libpq's state of it. */
 struct pg_conn {
-	struct pg *pg;
-	unsigned index;               /* for log lines: 1..pool_size */
-	enum conn_state state;
+	struct pool_conn pc;          /* first: the pool hands us this */
 	PGconn *conn;
-	int fd;                       /* the watched socket, or -1 */
-	struct myxid_watch *watch;
-	unsigned events;              /* what the watch waits for */
-	struct myxid_timer *timer;
-	struct pg_req *cur;           /* C_BUSY: the request being answered */
-	PGresult *res;                /* C_BUSY: the result so far */
-	bool flushing;                /* C_BUSY: PQflush has more to send */
+	PGresult *res;                /* POOL_BUSY: the result so far */
+	bool flushing;                /* POOL_BUSY: PQflush has more to send */
 	bool prepared;                /* the query is prepared on this conn */
-	bool preparing;               /* C_BUSY: the Prepare is in flight */
-	unsigned backoff_ms;          /* last reconnect delay; 0 once up */
-	bool started;                 /* opened at least once (see wake_more) */
+	bool preparing;               /* POOL_BUSY: the Prepare is in flight */
 };
 
 struct pg {
@@ -143,26 +116,13 @@ struct pg {
 	struct sql_options o;
 	bool has_query;               /* a query option (else Authie's) */
 	char *conninfo;               /* may hold a password: scrubbed */
+	const struct myxid_opt *conninfo_opt; /* during init() only */
 	const char *kw[4];            /* PQconnectStartParams arguments */
 	const char *kw_values[4];
-	struct pg_conn *conns;
-	unsigned n_conns;
-	unsigned n_up;                /* connections C_IDLE or C_BUSY */
-	bool down;                    /* see "the database counts as down" */
-	bool ever_up;
-	struct pg_req *q_head;        /* waiting for a free connection */
-	struct pg_req *q_tail;
-	unsigned q_len;
-	unsigned seed;                /* rand_r() state for the jitter */
-	unsigned long long last_probe_ms; /* see probe() */
+	struct pool *pool;
 	bool warned_policy;
 	bool warned_columns;
-	char down_why[MSG_MAX];       /* why the last attempt failed */
 };
-
-static void conn_io(int fd, unsigned ready, void *arg);
-static void dispatch(struct pg *pg);
-static void conn_send(struct pg_conn *c, struct pg_req *r);
 
 /* ------------------------------------------------------------ messages */
 
@@ -218,71 +178,11 @@ static void notice_cb(void *arg, const char *message)
 	pg->host->log(pg->inst, MYXID_LOG_DEBUG, "server notice: %s", line);
 }
 
-/* ------------------------------------------------------------ requests */
-
-static void queue_push(struct pg *pg, struct pg_req *r, bool front)
-{
-	if (front) {
-		r->prev = NULL;
-		r->next = pg->q_head;
-		if (pg->q_head != NULL)
-			pg->q_head->prev = r;
-		else
-			pg->q_tail = r;
-		pg->q_head = r;
-	} else {
-		r->next = NULL;
-		r->prev = pg->q_tail;
-		if (pg->q_tail != NULL)
-			pg->q_tail->next = r;
-		else
-			pg->q_head = r;
-		pg->q_tail = r;
-	}
-	pg->q_len++;
-}
-
-static void queue_unlink(struct pg *pg, struct pg_req *r)
-{
-	if (r->prev != NULL)
-		r->prev->next = r->next;
-	else
-		pg->q_head = r->next;
-	if (r->next != NULL)
-		r->next->prev = r->prev;
-	else
-		pg->q_tail = r->prev;
-	r->prev = r->next = NULL;
-	pg->q_len--;
-}
-
-/* Answer r (unless it was cancelled) and free it. */
-static void finish(struct pg *pg, struct pg_req *r, enum myxid_verdict v,
-		   const char *reason)
-{
-	struct myxid_req *req = r->req;
-
-	free(r);
-	if (req != NULL)
-		pg->host->req_done(req, v, reason);
-}
-
-/* Answer every waiting request with an error. */
-static void fail_queue(struct pg *pg, const char *reason)
-{
-	while (pg->q_head != NULL) {
-		struct pg_req *r = pg->q_head;
-
-		queue_unlink(pg, r);
-		finish(pg, r, MYXID_ERROR, reason);
-	}
-}
-
 /* ------------------------------------------------------------ results */
 
 /* The reason logged for a failed query: SQLSTATE and the server's
  * message, with the request's token (and its hash) cut out. */
-static void error_reason(struct pg *pg, const struct pg_req *r,
+static void error_reason(struct pg *pg, const struct pool_req *r,
 			 const PGresult *res, char *out, size_t size)
 {
 	const char *token = r->req ? pg->host->req_get(r->req, "token") : NULL;
@@ -345,54 +245,55 @@ static const char *set_identity(struct pg *pg, struct myxid_req *req,
 	return NULL;
 }
 
-/* The query of r ended with res (may be NULL): answer r. */
-static void answer_result(struct pg *pg, struct pg_req *r, const PGresult *res)
+/* The query of c's request ended with res (may be NULL): answer it. */
+static void answer_result(struct pg_conn *c, const PGresult *res)
 {
+	struct pg *pg = c->pc.driver;
+	struct pool_req *r = c->pc.cur;
 	char reason[MSG_MAX];
 	const char *why;
 
-	if (r->req == NULL) {           /* cancelled meanwhile */
-		free(r);
+	if (r == NULL || r->req == NULL) {      /* cancelled meanwhile */
+		pool_conn_answer(&c->pc, MYXID_ERROR, NULL);
 		return;
 	}
 	if (res == NULL) {
-		finish(pg, r, MYXID_ERROR, "the query returned no result");
+		pool_conn_answer(&c->pc, MYXID_ERROR, "the query returned no result");
 		return;
 	}
 	switch (PQresultStatus(res)) {
 	case PGRES_TUPLES_OK:
 		break;
 	case PGRES_COMMAND_OK:
-		finish(pg, r, MYXID_ERROR, "the query returned no result set "
-		       "(not a SELECT?)");
+		pool_conn_answer(&c->pc, MYXID_ERROR, "the query returned no "
+				 "result set (not a SELECT?)");
 		return;
 	default:
 		error_reason(pg, r, res, reason, sizeof(reason));
-		finish(pg, r, MYXID_ERROR, reason);
+		pool_conn_answer(&c->pc, MYXID_ERROR, reason);
 		return;
 	}
 	if (!r->is_auth) {
-		finish(pg, r, PQntuples(res) > 0 ? MYXID_ALLOW : MYXID_DENY, NULL);
+		pool_conn_answer(&c->pc, PQntuples(res) > 0 ? MYXID_ALLOW :
+				 MYXID_DENY, NULL);
 		return;
 	}
 	if (PQntuples(res) == 0) {
-		finish(pg, r, MYXID_NEXT, NULL);
+		pool_conn_answer(&c->pc, MYXID_NEXT, NULL);
 		return;
 	}
 	why = set_identity(pg, r->req, res);
-	finish(pg, r, why == NULL ? MYXID_ALLOW : MYXID_ERROR, why);
+	pool_conn_answer(&c->pc, why == NULL ? MYXID_ALLOW : MYXID_ERROR, why);
 }
 
 /* ------------------------------------------------------------ connections */
 
-static void conn_clear(struct pg_conn *c)
+/* The pool's close: free libpq's side of the connection. */
+static void pg_close(struct pool_conn *pc, bool gentle)
 {
-	const struct myxid_host *host = c->pg->host;
+	struct pg_conn *c = (struct pg_conn *)pc;
 
-	host->watch_free(&c->watch);
-	c->events = 0;
-	c->fd = -1;
-	host->timer_stop(c->timer);
+	(void)gentle;           /* PQfinish says goodbye without waiting */
 	if (c->res != NULL) {
 		PQclear(c->res);
 		c->res = NULL;
@@ -406,133 +307,32 @@ static void conn_clear(struct pg_conn *c)
 	c->preparing = false;
 }
 
-/*
- * Watch the connection's current socket for events. force re-creates the
- * watch even if nothing seems to change: while connecting, libpq may close
- * its socket and open another that gets the same number. 0, or -1 (then
- * the caller treats the connection as failed).
- */
-static int conn_watch(struct pg_conn *c, unsigned events, bool force)
+static int pg_socket(struct pool_conn *pc)
 {
-	const struct myxid_host *host = c->pg->host;
-	int fd = PQsocket(c->conn);
-
-	if (fd < 0)
-		return -1;
-	if (c->watch != NULL && fd == c->fd && !force) {
-		if (events == c->events)
-			return 0;
-		if (host->watch_set(c->watch, events) < 0)
-			return -1;
-		c->events = events;
-		return 0;
-	}
-	host->watch_free(&c->watch);
-	c->fd = fd;
-	c->events = events;
-	c->watch = host->watch_new(c->pg->inst, fd, events, conn_io, c);
-	return c->watch != NULL ? 0 : -1;
+	return PQsocket(((struct pg_conn *)pc)->conn);
 }
 
-/* Wake connections waiting to reconnect: the server is back. */
-static void kick_waiting(struct pg *pg)
-{
-	for (unsigned i = 0; i < pg->n_conns; i++) {
-		struct pg_conn *c = &pg->conns[i];
-
-		if (c->state == C_WAIT && c->backoff_ms > 0)
-			pg->host->timer_start(c->timer, 0);
-	}
-}
-
-/* A connection attempt failed (at start, while polling, or timed out). */
+/* libpq's messages end in a newline and may span lines. */
 static void attempt_failed(struct pg_conn *c, const char *msg)
 {
-	struct pg *pg = c->pg;
-	const struct myxid_host *host = pg->host;
 	char why[MSG_MAX];
-	unsigned delay;
 
 	clean_msg(why, sizeof(why), msg, NULL);
-	conn_clear(c);
-	c->state = C_WAIT;
-	c->backoff_ms = c->backoff_ms == 0 ? BACKOFF_MIN_MS :
-		c->backoff_ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS :
-		c->backoff_ms * 2;
-	delay = c->backoff_ms / 2 +
-		(unsigned)rand_r(&pg->seed) % (c->backoff_ms / 2 + 1);
-	host->timer_start(c->timer, delay);
-	host->log(pg->inst, MYXID_LOG_DEBUG, "connection %u: %s; next attempt "
-		  "in %u ms", c->index, why, delay);
-	if (pg->n_up > 0)
-		return;
-	snprintf(pg->down_why, sizeof(pg->down_why), "%s", why);
-	if (!pg->down) {
-		pg->down = true;
-		host->log(pg->inst, MYXID_LOG_WARNING, "database unavailable: %s "
-			  "(requests fail until it is back)", why);
-	}
-	if (pg->q_head != NULL) {
-		char reason[MSG_MAX + 32];
-
-		snprintf(reason, sizeof(reason), "database unavailable: %s", why);
-		fail_queue(pg, reason);
-	}
+	pool_attempt_failed(&c->pc, why);
 }
 
-/*
- * An established connection is gone (server closed it, I/O error, query
- * timeout): answer its request, if any, and reconnect at once; the attempt
- * tells whether the server is still there.
- */
 static void conn_lost(struct pg_conn *c, const char *msg, int level)
 {
-	struct pg *pg = c->pg;
-	struct pg_req *r = c->cur;
 	char why[MSG_MAX];
 
 	clean_msg(why, sizeof(why), msg, NULL);
-	c->cur = NULL;
-	conn_clear(c);
-	c->state = C_WAIT;
-	c->backoff_ms = 0;
-	pg->n_up--;
-	pg->host->timer_start(c->timer, 0);
-	pg->host->log(pg->inst, level, "connection %u: %s; reconnecting",
-		      c->index, why);
-	if (r != NULL)
-		finish(pg, r, MYXID_ERROR, why);
+	pool_conn_lost(&c->pc, why, level);
 }
 
-static void conn_up(struct pg_conn *c)
+static void pg_connect(struct pool_conn *pc)
 {
-	struct pg *pg = c->pg;
-	const struct myxid_host *host = pg->host;
-	bool was_down = pg->down;
-
-	host->timer_stop(c->timer);
-	if (conn_watch(c, MYXID_WATCH_READ, true) < 0) {
-		attempt_failed(c, "cannot watch the socket");
-		return;
-	}
-	c->state = C_IDLE;
-	c->backoff_ms = 0;
-	pg->n_up++;
-	pg->down = false;
-	if (was_down) {
-		host->log(pg->inst, MYXID_LOG_NOTICE, "database reachable again");
-		kick_waiting(pg);
-	} else if (!pg->ever_up) {
-		host->log(pg->inst, MYXID_LOG_INFO, "connected (PostgreSQL "
-			  "server version %d)", PQserverVersion(c->conn));
-	}
-	pg->ever_up = true;
-	dispatch(pg);
-}
-
-static void conn_start(struct pg_conn *c)
-{
-	struct pg *pg = c->pg;
+	struct pg_conn *c = (struct pg_conn *)pc;
+	struct pg *pg = pc->driver;
 
 	c->conn = PQconnectStartParams(pg->kw, pg->kw_values, 1);
 	if (c->conn == NULL) {
@@ -548,11 +348,9 @@ static void conn_start(struct pg_conn *c)
 		attempt_failed(c, PQerrorMessage(c->conn));
 		return;
 	}
-	c->state = C_CONNECTING;
-	pg->host->timer_start(c->timer, pg->o.connect_timeout_ms);
 	/* libpq's docs: before the first PQconnectPoll, act as if it had
 	 * answered PGRES_POLLING_WRITING. */
-	if (conn_watch(c, MYXID_WATCH_WRITE, true) < 0)
+	if (pool_conn_watch(pc, MYXID_WATCH_WRITE, true) < 0)
 		attempt_failed(c, "cannot watch the socket");
 }
 
@@ -560,15 +358,15 @@ static void conn_poll(struct pg_conn *c)
 {
 	switch (PQconnectPoll(c->conn)) {
 	case PGRES_POLLING_OK:
-		conn_up(c);
+		pool_conn_up(&c->pc);
 		return;
 	case PGRES_POLLING_READING:
-		if (conn_watch(c, MYXID_WATCH_READ, true) < 0)
+		if (pool_conn_watch(&c->pc, MYXID_WATCH_READ, true) < 0)
 			attempt_failed(c, "cannot watch the socket");
 		return;
 	case PGRES_POLLING_WRITING:
 	case PGRES_POLLING_ACTIVE:
-		if (conn_watch(c, MYXID_WATCH_WRITE, true) < 0)
+		if (pool_conn_watch(&c->pc, MYXID_WATCH_WRITE, true) < 0)
 			attempt_failed(c, "cannot watch the socket");
 		return;
 	case PGRES_POLLING_FAILED:
@@ -579,42 +377,37 @@ static void conn_poll(struct pg_conn *c)
 }
 
 /* The query on c is complete (PQgetResult said NULL). */
+/* The query on c is complete (PQgetResult said NULL). */
 static void query_done(struct pg_conn *c)
 {
-	struct pg *pg = c->pg;
-	struct pg_req *r = c->cur;
 	PGresult *res = c->res;
 
-	c->cur = NULL;
 	c->res = NULL;
-	pg->host->timer_stop(c->timer);
 	if (PQstatus(c->conn) != CONNECTION_OK) {
 		char why[MSG_MAX];
 
 		clean_msg(why, sizeof(why), PQerrorMessage(c->conn), NULL);
-		answer_result(pg, r, res);
+		answer_result(c, res);
 		PQclear(res);
-		conn_lost(c, why, MYXID_LOG_NOTICE);
+		pool_conn_lost(&c->pc, why, MYXID_LOG_NOTICE);
 		return;
 	}
-	c->state = C_IDLE;
 	if (c->preparing) {
 		c->preparing = false;
 		if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
-			/* Prepared: now run r's query, on this connection. */
+			/* Prepared: now run the request, on this connection. */
 			PQclear(res);
 			c->prepared = true;
-			conn_send(c, r);
+			pool_conn_rerun(&c->pc);
 			return;
 		}
 		/* A query that cannot be prepared cannot run: answer its error. */
 	}
-	answer_result(pg, r, res);
+	answer_result(c, res);
 	PQclear(res);
-	dispatch(pg);
+	pool_conn_idle(&c->pc);
 }
 
-/* Read what the server sent; collect results until the query is done. */
 static void conn_read(struct pg_conn *c)
 {
 	if (!PQconsumeInput(c->conn)) {
@@ -663,7 +456,7 @@ static void conn_busy_io(struct pg_conn *c, unsigned ready)
 		if (f > 0)
 			return;
 		c->flushing = false;
-		if (conn_watch(c, MYXID_WATCH_READ, false) < 0) {
+		if (pool_conn_watch(&c->pc, MYXID_WATCH_READ, false) < 0) {
 			conn_lost(c, "cannot watch the socket", MYXID_LOG_ERROR);
 			return;
 		}
@@ -685,58 +478,34 @@ static void conn_idle_input(struct pg_conn *c)
 		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
 }
 
-static void conn_io(int fd, unsigned ready, void *arg)
+static void pg_io(struct pool_conn *pc, unsigned ready)
 {
-	struct pg_conn *c = arg;
+	struct pg_conn *c = (struct pg_conn *)pc;
 
-	switch (c->state) {
-	case C_CONNECTING:
+	switch (pc->state) {
+	case POOL_CONNECTING:
 		conn_poll(c);
 		return;
-	case C_IDLE:
+	case POOL_IDLE:
 		conn_idle_input(c);
 		return;
-	case C_BUSY:
+	case POOL_BUSY:
 		conn_busy_io(c, ready);
 		return;
-	case C_WAIT:
-		return;
-	}
-}
-
-static void conn_timer(void *arg)
-{
-	struct pg_conn *c = arg;
-	struct pg *pg = c->pg;
-	char why[96];
-
-	switch (c->state) {
-	case C_WAIT:
-		conn_start(c);
-		return;
-	case C_CONNECTING:
-		snprintf(why, sizeof(why), "no connection within %u ms",
-			 pg->o.connect_timeout_ms);
-		attempt_failed(c, why);
-		return;
-	case C_BUSY:
-		snprintf(why, sizeof(why), "query took longer than %u ms",
-			 pg->o.query_timeout_ms);
-		conn_lost(c, why, MYXID_LOG_WARNING);
-		return;
-	case C_IDLE:
+	case POOL_WAIT:
 		return;
 	}
 }
 
 /*
- * Send r's query on the idle connection c. If it cannot even be handed to
- * libpq the connection is broken and r was never sent: it goes back to the
- * head of the queue for another connection.
+ * Send the request on c. If it cannot even be handed to libpq the
+ * connection is broken and the request was never sent: the pool gives it
+ * to another connection.
  */
-static void conn_send(struct pg_conn *c, struct pg_req *r)
+static void pg_send(struct pool_conn *pc)
 {
-	struct pg *pg = c->pg;
+	struct pg_conn *c = (struct pg_conn *)pc;
+	struct pg *pg = pc->driver;
 	const struct sql_template *t = &pg->o.query;
 	const char *values[SQL_MAX_PARAMS];
 	char bufs[SQL_MAX_PARAMS][72];
@@ -753,151 +522,92 @@ static void conn_send(struct pg_conn *c, struct pg_req *r)
 		c->preparing = ok != 0;
 	} else {
 		for (size_t i = 0; i < t->n_params; i++)
-			values[i] = sql_param_value(pg->host, r->req, &pg->o, t->params[i],
-						    bufs[i], sizeof(bufs[i]));
+			values[i] = sql_param_value(pg->host, pc->cur->req, &pg->o,
+						    t->params[i], bufs[i],
+						    sizeof(bufs[i]));
 		ok = PQsendQueryPrepared(c->conn, "myxid", (int)t->n_params, values,
 					 NULL, NULL, 0);
+		/* the token's hash; libpq has its own copy now */
 		pu_scrub(bufs, sizeof(bufs));
 	}
 	if (!ok) {
-		queue_push(pg, r, true);
-		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
+		char why[MSG_MAX];
+
+		clean_msg(why, sizeof(why), PQerrorMessage(c->conn), NULL);
+		pool_conn_bounce(pc, why, MYXID_LOG_NOTICE);
 		return;
 	}
-	c->cur = r;
-	c->state = C_BUSY;
-	pg->host->timer_start(c->timer, pg->o.query_timeout_ms);
 	f = PQflush(c->conn);
 	if (f < 0) {
 		conn_lost(c, PQerrorMessage(c->conn), MYXID_LOG_NOTICE);
 		return;
 	}
 	c->flushing = f > 0;
-	if (conn_watch(c, MYXID_WATCH_READ | (c->flushing ? MYXID_WATCH_WRITE : 0),
-		       false) < 0)
+	if (pool_conn_watch(pc, MYXID_WATCH_READ |
+			    (c->flushing ? MYXID_WATCH_WRITE : 0), false) < 0)
 		conn_lost(c, "cannot watch the socket", MYXID_LOG_ERROR);
 }
 
-/* Requests are waiting: open connections never opened yet, as many as
- * the requests not already covered by connections on their way up. */
-static void wake_more(struct pg *pg)
+static int pg_conn_init(struct pool_conn *pc)
 {
-	unsigned coming = 0, want;
+	(void)pc;
+	return 0;
+}
 
-	for (unsigned i = 0; i < pg->n_conns; i++) {
-		const struct pg_conn *c = &pg->conns[i];
+static void pg_conn_deinit(struct pool_conn *pc)
+{
+	(void)pc;
+}
 
-		if (c->started && (c->state == C_WAIT || c->state == C_CONNECTING))
-			coming++;
-	}
-	want = pg->q_len > coming ? pg->q_len - coming : 0;
-	for (unsigned i = 0; i < pg->n_conns && want > 0; i++) {
-		struct pg_conn *c = &pg->conns[i];
+/* The pool's events, in this plugin's words. */
+static void pg_report(void *driver, struct pool_conn *c,
+		      const struct pool_event *ev)
+{
+	struct pg *pg = driver;
+	const struct myxid_host *host = pg->host;
 
-		if (!c->started) {
-			c->started = true;
-			pg->host->timer_start(c->timer, 0);
-			want--;
-		}
+	switch (ev->type) {
+	case POOL_EV_ATTEMPT_FAILED:
+		host->log(pg->inst, MYXID_LOG_DEBUG, "connection %u: %s; next "
+			  "attempt in %u ms", c->index, ev->why, ev->delay_ms);
+		if (ev->outage_began)
+			host->log(pg->inst, MYXID_LOG_WARNING, "database "
+				  "unavailable: %s (requests fail until it is "
+				  "back)", ev->why);
+		return;
+	case POOL_EV_LOST:
+		host->log(pg->inst, ev->level, "connection %u: %s; reconnecting",
+			  c->index, ev->why);
+		return;
+	case POOL_EV_UP:
+		if (ev->was_down)
+			host->log(pg->inst, MYXID_LOG_NOTICE, "database reachable "
+				  "again");
+		else if (ev->first)
+			host->log(pg->inst, MYXID_LOG_INFO, "connected (PostgreSQL "
+				  "server version %d)",
+				  PQserverVersion(((struct pg_conn *)c)->conn));
+		return;
+	case POOL_EV_QUEUE_FAILED:
+	case POOL_EV_QUEUE_FULL:
+		return;         /* the answers' reasons say it */
 	}
 }
 
-static struct pg_conn *find_idle(struct pg *pg)
-{
-	for (unsigned i = 0; i < pg->n_conns; i++)
-		if (pg->conns[i].state == C_IDLE)
-			return &pg->conns[i];
-	return NULL;
-}
-
-/* Give waiting requests to idle connections, in order. */
-static void dispatch(struct pg *pg)
-{
-	struct pg_conn *c;
-
-	while (pg->q_head != NULL && (c = find_idle(pg)) != NULL) {
-		struct pg_req *r = pg->q_head;
-
-		queue_unlink(pg, r);
-		conn_send(c, r);
-	}
-	if (pg->q_head != NULL)
-		wake_more(pg);
-}
+static const struct pool_vfuncs pg_vfuncs = {
+	.conn_size = sizeof(struct pg_conn),
+	.req_size = sizeof(struct pool_req),
+	.conn_init = pg_conn_init,
+	.conn_deinit = pg_conn_deinit,
+	.connect = pg_connect,
+	.socket = pg_socket,
+	.io = pg_io,
+	.send = pg_send,
+	.close = pg_close,
+	.report = pg_report,
+};
 
 /* ------------------------------------------------------------ the ABI */
-
-/* Answer now, through req_done() like every other answer (the host acts on
- * it once auth()/policy() has returned). */
-static enum myxid_verdict answer_now(struct pg *pg, struct myxid_req *req,
-				     enum myxid_verdict v, const char *reason)
-{
-	pg->host->req_done(req, v, reason);
-	return MYXID_PENDING;
-}
-
-static unsigned long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000u +
-		(unsigned long long)ts.tv_nsec / 1000000u;
-}
-
-/*
- * The database is down and a request wants it: try again now rather than
- * after the backoff, unless an attempt is under way or the last probe is
- * less than PROBE_INTERVAL_MS old. The request itself is answered at once.
- */
-static void probe(struct pg *pg)
-{
-	unsigned long long now = now_ms();
-	struct pg_conn *waiting = NULL;
-
-	if (now - pg->last_probe_ms < PROBE_INTERVAL_MS)
-		return;
-	for (unsigned i = 0; i < pg->n_conns; i++) {
-		struct pg_conn *c = &pg->conns[i];
-
-		if (c->state == C_CONNECTING)
-			return;
-		if (c->started && c->state == C_WAIT && waiting == NULL)
-			waiting = c;
-	}
-	if (waiting == NULL)
-		return;
-	pg->last_probe_ms = now;
-	pg->host->timer_start(waiting->timer, 0);
-}
-
-static enum myxid_verdict submit(struct pg *pg, struct myxid_req *req,
-				 bool is_auth)
-{
-	struct pg_req *r;
-	char reason[MSG_MAX + 32];
-
-	if (pg->n_up == 0 && pg->down) {
-		probe(pg);
-		snprintf(reason, sizeof(reason), "database unavailable: %s",
-			 pg->down_why);
-		return answer_now(pg, req, MYXID_ERROR, reason);
-	}
-	if (pg->q_len >= pg->o.queue_max && (pg->q_head != NULL ||
-					     find_idle(pg) == NULL)) {
-		snprintf(reason, sizeof(reason), "%u requests already wait for "
-			 "a connection (queue_max)", pg->q_len);
-		return answer_now(pg, req, MYXID_ERROR, reason);
-	}
-	r = calloc(1, sizeof(*r));
-	if (r == NULL)
-		return answer_now(pg, req, MYXID_ERROR, "out of memory");
-	r->req = req;
-	r->is_auth = is_auth;
-	queue_push(pg, r, false);
-	dispatch(pg);
-	return MYXID_PENDING;
-}
 
 static enum myxid_verdict pg_auth(void *ctx, struct myxid_req *req)
 {
@@ -907,7 +617,7 @@ static enum myxid_verdict pg_auth(void *ctx, struct myxid_req *req)
 	/* Not ours to refuse: another plugin in the chain may know it. */
 	if (token == NULL || token[0] == '\0')
 		return MYXID_NEXT;
-	return submit(pg, req, true);
+	return pool_submit(pg->pool, req, true);
 }
 
 static enum myxid_verdict pg_policy(void *ctx, struct myxid_req *req)
@@ -920,54 +630,22 @@ static enum myxid_verdict pg_policy(void *ctx, struct myxid_req *req)
 				      "a query option; every subscription "
 				      "fails until it has one");
 		pg->warned_policy = true;
-		return answer_now(pg, req, MYXID_ERROR, "no policy query");
+		return pool_answer_now(pg->pool, req, MYXID_ERROR,
+				       "no policy query");
 	}
-	return submit(pg, req, false);
+	return pool_submit(pg->pool, req, false);
 }
 
 static void pg_cancel(void *ctx, struct myxid_req *req)
 {
-	struct pg *pg = ctx;
-
-	for (struct pg_req *r = pg->q_head; r != NULL; r = r->next) {
-		if (r->req == req) {
-			queue_unlink(pg, r);
-			free(r);
-			return;
-		}
-	}
-	/* In flight: the query cannot be recalled without blocking; its
-	 * result will be thrown away. */
-	for (unsigned i = 0; i < pg->n_conns; i++) {
-		struct pg_req *r = pg->conns[i].cur;
-
-		if (r != NULL && r->req == req) {
-			r->req = NULL;
-			return;
-		}
-	}
+	pool_cancel(((struct pg *)ctx)->pool, req);
 }
 
 static void pg_free(struct pg *pg)
 {
 	if (pg == NULL)
 		return;
-	for (unsigned i = 0; pg->conns != NULL && i < pg->n_conns; i++) {
-		struct pg_conn *c = &pg->conns[i];
-
-		free(c->cur);           /* never answered: the host is done */
-		c->cur = NULL;
-		if (c->timer != NULL)
-			conn_clear(c);
-		pg->host->timer_free(&c->timer);
-	}
-	free(pg->conns);
-	while (pg->q_head != NULL) {
-		struct pg_req *r = pg->q_head;
-
-		queue_unlink(pg, r);
-		free(r);
-	}
+	pool_free(pg->pool);
 	sql_options_free(&pg->o);
 	if (pg->conninfo != NULL) {
 		pu_scrub(pg->conninfo, strlen(pg->conninfo));
@@ -1070,12 +748,23 @@ static int check_conninfo(struct pg *pg, const char *conninfo, char *err,
 	return 0;
 }
 
+/* conninfo is checked whole by libpq (check_conninfo), so the table only
+ * finds it; the common options are sql_common's. */
+static const struct po_option pg_rows[] = {
+	{ "conninfo", PO_OPT, offsetof(struct pg, conninfo_opt), 0, 0, NULL,
+	  NULL, NULL, 0 },
+	PO_END
+};
+static const struct po_table pg_table = { pg_rows, NULL, sql_option_keys,
+					  true };
+
 static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
 		   const struct myxid_opt *opts, size_t n_opts, void **ctx_r,
 		   char *err, size_t err_size, const struct myxid_opt **bad_opt_r)
 {
 	static const char *const driver_keys[] = { "conninfo", NULL };
-	const struct myxid_opt *conninfo_opt = NULL;
+	struct pool_settings settings = { .lazy = true, .probe = true };
+	const struct myxid_opt *conninfo_opt;
 	struct pg *pg;
 
 	if (pu_check_host(host, err, err_size) < 0)
@@ -1087,19 +776,9 @@ static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
 	}
 	pg->host = host;
 	pg->inst = inst;
-	for (size_t i = 0; i < n_opts; i++) {
-		if (strcmp(opts[i].key, "query") == 0)
-			pg->has_query = true;
-		if (strcmp(opts[i].key, "conninfo") != 0)
-			continue;
-		if (conninfo_opt != NULL) {
-			pu_opt_fail(&opts[i], bad_opt_r, err, err_size,
-				    "conninfo given twice (first on line %u)",
-				    conninfo_opt->line);
-			goto fail;
-		}
-		conninfo_opt = &opts[i];
-	}
+	if (po_parse(&pg_table, pg, NULL, host, opts, n_opts, err, err_size,
+		     bad_opt_r) < 0)
+		goto fail;
 	/* An auth query defaults to Authie's; a policy needs its own. A
 	 * host older than ABI 1.1 cannot say which block this is. */
 	if (sql_options_parse(&pg->o, SQL_PGSQL, host->abi_minor >= 1 ?
@@ -1107,6 +786,8 @@ static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
 			      MYXID_KIND_AUTH | MYXID_KIND_POLICY, opts, n_opts,
 			      driver_keys, err, err_size, bad_opt_r) < 0)
 		goto fail;
+	pg->has_query = pg->o.has_query;
+	conninfo_opt = pg->conninfo_opt;
 	if (conninfo_opt == NULL) {
 		pu_err(err, err_size, "conninfo is required, e.g. conninfo "
 		       "\"hostaddr=127.0.0.1 port=5432 dbname=app user=myxid "
@@ -1118,8 +799,7 @@ static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
 		goto fail;
 	}
 	pg->conninfo = strdup(conninfo_opt->value);
-	pg->conns = calloc(pg->o.pool_size, sizeof(*pg->conns));
-	if (pg->conninfo == NULL || pg->conns == NULL) {
+	if (pg->conninfo == NULL) {
 		pu_err(err, err_size, "out of memory");
 		goto fail;
 	}
@@ -1132,25 +812,17 @@ static int pg_init(const struct myxid_host *host, struct myxid_instance *inst,
 	pg->kw_values[2] = pg->conninfo;
 	pg->kw[3] = NULL;
 	pg->kw_values[3] = NULL;
-	pg->seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)pg;
-	pg->n_conns = pg->o.pool_size;
-	for (unsigned i = 0; i < pg->n_conns; i++) {
-		struct pg_conn *c = &pg->conns[i];
-
-		c->pg = pg;
-		c->index = i + 1;
-		c->fd = -1;
-		c->state = C_WAIT;
-		c->timer = host->timer_new(inst, conn_timer, c);
-		if (c->timer == NULL) {
-			pu_err(err, err_size, "cannot create a timer");
-			goto fail;
-		}
-	}
-	/* Connect once the loop runs (not under "myxid -t"); the others
-	 * follow the demand. */
-	pg->conns[0].started = true;
-	host->timer_start(pg->conns[0].timer, 0);
+	/* Lazy: a daemon with many SQL policies holds few idle connections,
+	 * and the CPU of opening them (SCRAM: a few ms each, on the loop) is
+	 * not spent all at once at startup. */
+	settings.size = pg->o.pool_size;
+	settings.queue_max = pg->o.queue_max;
+	settings.connect_timeout_ms = pg->o.connect_timeout_ms;
+	settings.query_timeout_ms = pg->o.query_timeout_ms;
+	pg->pool = pool_new(host, inst, &pg_vfuncs, pg, &settings, err,
+			    err_size);
+	if (pg->pool == NULL)
+		goto fail;
 	*ctx_r = pg;
 	return 0;
 fail:
@@ -1171,3 +843,4 @@ MYXID_PLUGIN_EXPORT const struct myxid_plugin myxid_plugin_entry = {
 	.policy = pg_policy,
 	.cancel = pg_cancel,
 };
+

@@ -15,8 +15,10 @@
 #pragma GCC visibility pop
 #endif
 
+#include "plugin_options.h"
 #include "plugin_util.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,97 +294,47 @@ const char *sql_authie_query(enum sql_dialect d, bool legacy_tokens)
 
 /* ------------------------------------------------------------ options */
 
-static bool is_driver_key(const char *key, const char *const *driver_keys)
-{
-	for (; driver_keys != NULL && *driver_keys != NULL; driver_keys++)
-		if (strcmp(key, *driver_keys) == 0)
-			return true;
-	return false;
-}
-
-enum common_opt {
-	O_POOL_SIZE, O_CONNECT_TIMEOUT, O_QUERY_TIMEOUT, O_QUEUE_MAX,
-	O_INACTIVITY, O_LEGACY, O_QUERY, O_COUNT
+/* Every message says what the option wants, as the daemon's own config
+ * errors do. */
+static const struct po_option common_rows[] = {
+	{ "pool_size", PO_COUNT, offsetof(struct sql_options, pool_size), 1,
+	  MAX_POOL_SIZE, "pool_size wants a number of connections from 1 to 64",
+	  NULL, NULL, 0 },
+	{ "connect_timeout", PO_DURATION_MS,
+	  offsetof(struct sql_options, connect_timeout_ms), 1, MAX_TIMEOUT_MS,
+	  "connect_timeout wants a time from 1ms to 1h (e.g. 500ms, 5s, 2m; "
+	  "a bare number is seconds)", NULL, NULL, 0 },
+	{ "query_timeout", PO_DURATION_MS,
+	  offsetof(struct sql_options, query_timeout_ms), 1, MAX_TIMEOUT_MS,
+	  "query_timeout wants a time from 1ms to 1h (e.g. 500ms, 5s, 2m; "
+	  "a bare number is seconds)", NULL, NULL, 0 },
+	{ "queue_max", PO_COUNT, offsetof(struct sql_options, queue_max), 0,
+	  MAX_QUEUE_MAX, "queue_max wants a number of requests from 0 to "
+	  "1000000", NULL, NULL, 0 },
+	{ "inactivity_timeout", PO_SECONDS,
+	  offsetof(struct sql_options, inactivity_s), 1, MAX_INACTIVITY_S,
+	  "inactivity_timeout wants a whole number of seconds from 1s to 3650 "
+	  "days (e.g. 12h, 30m, 3600)", NULL, NULL, 0 },
+	{ "legacy_tokens", PO_BOOL, offsetof(struct sql_options, legacy_tokens),
+	  0, 0, "legacy_tokens wants yes or no", NULL, NULL, 0 },
+	{ "query", PO_OPT, offsetof(struct sql_options, query_opt), 0, 0, NULL,
+	  NULL, NULL, 0 },
+	PO_END
 };
 
-static const char *const opt_names[O_COUNT] = {
+const char *const sql_option_keys[] = {
 	"pool_size", "connect_timeout", "query_timeout", "queue_max",
-	"inactivity_timeout", "legacy_tokens", "query",
+	"inactivity_timeout", "legacy_tokens", "query", NULL
 };
-
-/* One common option into o: 0, or -1 with a message. */
-static int parse_one(struct sql_options *o, enum common_opt which,
-		     const struct myxid_opt *opt, char *err, size_t err_size)
-{
-	const char *v = opt->value;
-	unsigned long long n;
-
-	switch (which) {
-	case O_POOL_SIZE:
-		if (pu_parse_number(v, false, MAX_POOL_SIZE, &n) < 0 || n == 0) {
-			pu_err(err, err_size, "pool_size wants a number of "
-			       "connections from 1 to %u", MAX_POOL_SIZE);
-			return -1;
-		}
-		o->pool_size = (unsigned)n;
-		return 0;
-	case O_QUEUE_MAX:
-		if (pu_parse_number(v, false, MAX_QUEUE_MAX, &n) < 0) {
-			pu_err(err, err_size, "queue_max wants a number of "
-			       "requests from 0 to %u", MAX_QUEUE_MAX);
-			return -1;
-		}
-		o->queue_max = (unsigned)n;
-		return 0;
-	case O_CONNECT_TIMEOUT:
-	case O_QUERY_TIMEOUT:
-		if (pu_parse_duration_ms(v, MAX_TIMEOUT_MS, &n) < 0 || n == 0) {
-			pu_err(err, err_size, "%s wants a time from 1ms to 1h "
-			       "(e.g. 500ms, 5s, 2m; a bare number is seconds)",
-			       opt->key);
-			return -1;
-		}
-		if (which == O_CONNECT_TIMEOUT)
-			o->connect_timeout_ms = (unsigned)n;
-		else
-			o->query_timeout_ms = (unsigned)n;
-		return 0;
-	case O_INACTIVITY:
-		if (pu_parse_duration_ms(v, 1000ull * MAX_INACTIVITY_S, &n) < 0 || n < 1000 ||
-		    n / 1000 > MAX_INACTIVITY_S || n % 1000 != 0) {
-			pu_err(err, err_size, "inactivity_timeout wants a whole "
-			       "number of seconds from 1s to 3650 days "
-			       "(e.g. 12h, 30m, 3600)");
-			return -1;
-		}
-		o->inactivity_s = (unsigned)(n / 1000);
-		return 0;
-	case O_LEGACY:
-		if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
-		    strcmp(v, "on") == 0) {
-			o->legacy_tokens = true;
-		} else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 ||
-			   strcmp(v, "off") == 0) {
-			o->legacy_tokens = false;
-		} else {
-			pu_err(err, err_size, "legacy_tokens wants yes or no");
-			return -1;
-		}
-		return 0;
-	case O_QUERY:
-	case O_COUNT:
-		break;
-	}
-	return 0;
-}
 
 int sql_options_parse(struct sql_options *o, enum sql_dialect d, unsigned kind,
 		      const struct myxid_opt *opts, size_t n_opts,
 		      const char *const *driver_keys, char *err, size_t err_size,
 		      const struct myxid_opt **bad_opt_r)
 {
-	const struct myxid_opt *seen[O_COUNT] = { NULL };
-	const struct myxid_opt *query_opt;
+	const struct po_table table = { common_rows, NULL, driver_keys, true };
+	const struct myxid_opt *seen[PO_MAX_ROWS];
+	const struct myxid_opt *query_opt, *legacy_opt;
 	char why[512];
 
 	memset(o, 0, sizeof(*o));
@@ -391,36 +343,18 @@ int sql_options_parse(struct sql_options *o, enum sql_dialect d, unsigned kind,
 	o->query_timeout_ms = DEFAULT_TIMEOUT_MS;
 	o->queue_max = DEFAULT_QUEUE_MAX;
 	o->inactivity_s = DEFAULT_INACTIVITY_S;
+	if (po_parse(&table, o, seen, NULL, opts, n_opts, err, err_size,
+		     bad_opt_r) < 0)
+		return -1;
 
-	for (size_t i = 0; i < n_opts; i++) {
-		const struct myxid_opt *opt = &opts[i];
-		int which;
-
-		if (is_driver_key(opt->key, driver_keys))
-			continue;
-		for (which = 0; which < O_COUNT; which++)
-			if (strcmp(opt->key, opt_names[which]) == 0)
-				break;
-		if (which == O_COUNT)
-			return pu_opt_fail(opt, bad_opt_r, err, err_size,
-					   "unknown option \"%s\"", opt->key);
-		if (seen[which] != NULL)
-			return pu_opt_fail(opt, bad_opt_r, err, err_size,
-					   "%s given twice (first on line %u)",
-					   opt->key, seen[which]->line);
-		seen[which] = opt;
-		if (parse_one(o, (enum common_opt)which, opt, why,
-			      sizeof(why)) < 0)
-			return pu_opt_fail(opt, bad_opt_r, err, err_size,
-					   "%s", why);
-	}
-
-	query_opt = seen[O_QUERY];
+	query_opt = o->query_opt;
+	o->has_query = query_opt != NULL;
+	legacy_opt = po_seen(&table, seen, "legacy_tokens");
 	if (query_opt != NULL) {
 		/* The flag only shapes the default query; a query of one's own
 		 * says {token} itself. Better told than ignored. */
-		if (seen[O_LEGACY] != NULL && o->legacy_tokens)
-			return pu_opt_fail(seen[O_LEGACY], bad_opt_r, err,
+		if (legacy_opt != NULL && o->legacy_tokens)
+			return pu_opt_fail(legacy_opt, bad_opt_r, err,
 					   err_size, "legacy_tokens applies only "
 					   "to the default Authie query; with "
 					   "your own query, match {token} in it");

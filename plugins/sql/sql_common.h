@@ -69,8 +69,15 @@ struct sql_options {
 	unsigned queue_max;
 	unsigned inactivity_s;
 	bool legacy_tokens;
+	bool has_query;                     /* a query option (else Authie's) */
+	const struct myxid_opt *query_opt;  /* that option: borrowed, so
+					     * valid during init() only */
 	struct sql_template query;
 };
+
+/* The keys sql_options_parse() reads, NULL-terminated: a driver parsing
+ * its own options leaves these alone. */
+extern const char *const sql_option_keys[];
 
 /*
  * Parse the common options out of opts; options the driver must read

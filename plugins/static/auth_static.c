@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include <myxid/plugin.h>
+#include "plugin_options.h"
 #include "plugin_util.h"
 
 #define DIGEST_LEN 32  /* SHA-256 */
@@ -266,47 +267,26 @@ static int load_file(struct auth_static *ctx, struct pu_file *f,
 
 /* ------------------------------------------------------------ init */
 
-/* The one tokens_file option, or NULL with a message; any other option is
- * refused, so a typo cannot go unnoticed. */
-static const struct myxid_opt *find_file_opt(const struct myxid_opt *opts,
-					     size_t n_opts, char *err,
-					     size_t err_size,
-					     const struct myxid_opt **bad_opt_r)
-{
-	const struct myxid_opt *file_opt = NULL;
-	size_t i;
+/* The one option; any other is refused, so a typo cannot go unnoticed. */
+struct static_opts {
+	const struct myxid_opt *tokens_file;
+};
 
-	for (i = 0; i < n_opts; i++) {
-		const struct myxid_opt *o = &opts[i];
-
-		if (strcmp(o->key, "tokens_file") != 0) {
-			pu_opt_fail(o, bad_opt_r, err, err_size,
-				    "unknown option \"%s\" (only tokens_file)",
-				    o->key);
-			return NULL;
-		}
-		if (file_opt != NULL) {
-			pu_opt_fail(o, bad_opt_r, err, err_size,
-				    "tokens_file given twice");
-			return NULL;
-		}
-		if (o->value[0] == '\0') {
-			pu_opt_fail(o, bad_opt_r, err, err_size,
-				    "tokens_file needs a path");
-			return NULL;
-		}
-		file_opt = o;
-	}
-	if (file_opt == NULL)
-		pu_err(err, err_size, "tokens_file is required");
-	return file_opt;
-}
+static const struct po_option static_rows[] = {
+	{ "tokens_file", PO_OPT, offsetof(struct static_opts, tokens_file), 0,
+	  0, "tokens_file needs a path", NULL, NULL, PO_REQUIRED },
+	PO_END
+};
+static const struct po_table static_table = {
+	static_rows, " (only tokens_file)", NULL, false
+};
 
 static int static_init(const struct myxid_host *host, struct myxid_instance *inst,
 		       const struct myxid_opt *opts, size_t n_opts, void **ctx_r,
 		       char *err, size_t err_size,
 		       const struct myxid_opt **bad_opt_r)
 {
+	struct static_opts o = { NULL };
 	const struct myxid_opt *file_opt;
 	struct auth_static *ctx;
 	struct pu_file f;
@@ -314,9 +294,10 @@ static int static_init(const struct myxid_host *host, struct myxid_instance *ins
 
 	if (pu_check_host(host, err, err_size) < 0)
 		return -1;
-	file_opt = find_file_opt(opts, n_opts, err, err_size, bad_opt_r);
-	if (file_opt == NULL)
+	if (po_parse(&static_table, &o, NULL, host, opts, n_opts, err,
+		     err_size, bad_opt_r) < 0)
 		return -1;
+	file_opt = o.tokens_file;
 	if (host->resolve_path(file_opt, file_opt->value, path, sizeof(path)) < 0)
 		return pu_opt_fail(file_opt, bad_opt_r, err, err_size,
 				   "tokens_file path too long");

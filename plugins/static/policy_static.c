@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include <myxid/plugin.h>
+#include "plugin_options.h"
 #include "plugin_util.h"
 
 /* Bounds a pattern so policy() can keep its per-call state on the stack. */
@@ -256,9 +257,10 @@ static int compile_rule(struct rule *r, char *words, char *err, size_t err_size)
 
 /* Compiles one "allow" option; the value is copied because splitting it
  * into words writes into it. */
-static int add_rule(struct policy_static *ctx, const struct myxid_opt *o,
-		    char *err, size_t err_size)
+static int add_rule(void *base, const struct myxid_opt *o, char *err,
+		    size_t err_size)
 {
+	struct policy_static *ctx = base;
 	struct rule *r = &ctx->rules[ctx->n_rules];
 	char *words = strdup(o->value);
 	int rc;
@@ -280,13 +282,21 @@ static int add_rule(struct policy_static *ctx, const struct myxid_opt *o,
 
 /* ------------------------------------------------------------ init */
 
+/* Each allow line is one rule, tried in order. */
+static const struct po_option static_rows[] = {
+	{ "allow", PO_CUSTOM, 0, 0, 0, NULL, NULL, add_rule, PO_MULTI },
+	PO_END
+};
+static const struct po_table static_table = {
+	static_rows, " (only allow)", NULL, false
+};
+
 static int static_init(const struct myxid_host *host, struct myxid_instance *inst,
 		       const struct myxid_opt *opts, size_t n_opts, void **ctx_r,
 		       char *err, size_t err_size,
 		       const struct myxid_opt **bad_opt_r)
 {
 	struct policy_static *ctx;
-	size_t i;
 
 	if (pu_check_host(host, err, err_size) < 0)
 		return -1;
@@ -299,19 +309,10 @@ static int static_init(const struct myxid_host *host, struct myxid_instance *ins
 		return -1;
 	}
 	ctx->host = host;
-	for (i = 0; i < n_opts; i++) {
-		const struct myxid_opt *o = &opts[i];
-		int rc;
-
-		if (strcmp(o->key, "allow") != 0)
-			rc = pu_opt_fail(o, bad_opt_r, err, err_size,
-					 "unknown option \"%s\" (only allow)", o->key);
-		else if ((rc = add_rule(ctx, o, err, err_size)) < 0)
-			*bad_opt_r = o;
-		if (rc < 0) {
-			ctx_free(ctx);
-			return -1;
-		}
+	if (po_parse(&static_table, ctx, NULL, host, opts, n_opts, err,
+		     err_size, bad_opt_r) < 0) {
+		ctx_free(ctx);
+		return -1;
 	}
 	/* An empty policy would deny everything, which is never what a
 	 * config that declares the exchange means. */
