@@ -60,38 +60,6 @@ void jb_raw(struct jbuf *b, const char *s)
 	jb_put(b, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s)
-{
-	unsigned c = s[0];
-	size_t n;
-	unsigned cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 void jb_str(struct jbuf *b, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -123,7 +91,9 @@ void jb_str(struct jbuf *b, const char *s)
 			snprintf(esc, sizeof(esc), "\\u%04x", *p);
 			jb_put(b, esc, 6);
 			p++;
-		} else if ((n = utf8_seq(p)) > 0) {
+		} else if ((n = pu_utf8_seq(p, 4)) > 0) {
+			/* 4 is safe: the terminating NUL fails the continuation
+			 * check before anything past it is read. */
 			jb_put(b, (const char *)p, n);
 			p += n;
 		} else {

@@ -21,13 +21,6 @@
 #define PU_HIDDEN __attribute__((visibility("hidden")))
 #else
 #define PU_HIDDEN
-/* CLOCK_MONOTONIC in milliseconds: for deadlines and rate limits. */
-PU_HIDDEN uint64_t pu_now_ms(void);
-
-/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
- * identities end up in JSON text frames. */
-PU_HIDDEN bool pu_utf8_valid(const unsigned char *s, size_t len);
-
 #endif
 
 /* Format a message into err (err_size bytes, always NUL-terminated when
@@ -113,5 +106,9 @@ PU_HIDDEN uint64_t pu_now_ms(void);
 /* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF):
  * identities end up in JSON text frames. */
 PU_HIDDEN bool pu_utf8_valid(const unsigned char *s, size_t len);
+
+/* The length (1-4) of the valid UTF-8 sequence at s, which has avail
+ * bytes, or 0 if there is none. */
+PU_HIDDEN size_t pu_utf8_seq(const unsigned char *s, size_t avail);
 
 #endif
