@@ -29,7 +29,9 @@
  *   readable. Values are always bound, never spliced into SQL, and a
  *   prepared statement cannot hold several statements.
  *
- *   A pool of pool_size connections, each running one query at a time.
+ *   The pool is plugins/lib/pool.c (see pool.h), shared with the MariaDB
+ *   driver; this file is libpq's side of it. What it does for pgsql:
+ *   a pool of pool_size connections, each running one query at a time.
  *   Requests that find every connection busy wait in a FIFO of at most
  *   queue_max; beyond it they are answered MYXID_ERROR at once.
  *
