@@ -72,13 +72,7 @@ struct hp {
 
 static void pending_unlink(struct hp *hp, struct hp_req *r)
 {
-	if (r->prev != NULL)
-		r->prev->next = r->next;
-	else
-		hp->pending = r->next;
-	if (r->next != NULL)
-		r->next->prev = r->prev;
-	r->prev = r->next = NULL;
+	PU_DLLIST_REMOVE(&hp->pending, r);
 }
 
 static void answered(void *arg, const struct hc_result *res)
@@ -133,10 +127,7 @@ static enum myxid_verdict submit(struct hp *hp, struct myxid_req *req,
 		free(r);
 		return answer_now(hp, req, MYXID_ERROR, why);
 	}
-	r->next = hp->pending;
-	if (hp->pending != NULL)
-		hp->pending->prev = r;
-	hp->pending = r;
+	PU_DLLIST_PREPEND(&hp->pending, r);
 	return MYXID_PENDING;
 }
 

@@ -90,12 +90,7 @@ static void timer_fired(void *arg)
 
 static void sock_free(struct hc_client *c, struct hc_sock *s)
 {
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		c->socks = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
+	PU_DLLIST_REMOVE(&c->socks, s);
 	c->host->watch_free(&s->watch);
 	free(s);
 }
@@ -132,10 +127,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 		c->host->log(c->inst, MYXID_LOG_WARNING, "cannot watch a socket");
 		return -1;
 	}
-	s->next = c->socks;
-	if (c->socks != NULL)
-		c->socks->prev = s;
-	c->socks = s;
+	PU_DLLIST_PREPEND(&c->socks, s);
 	curl_multi_assign(c->multi, fd, s);
 	return 0;
 }

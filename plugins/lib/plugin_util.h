@@ -23,6 +23,51 @@
 #define PU_HIDDEN
 #endif
 
+/*
+ * Intrusive doubly-linked lists, as dovecot's llist.h: an item has prev
+ * and next members. DLLIST: the list is its first item (*head); DLLIST2
+ * keeps a tail too, for FIFOs. Removing leaves the item unlinked.
+ */
+#define PU_DLLIST_PREPEND(head, item) do { \
+	(item)->prev = NULL; \
+	(item)->next = *(head); \
+	if (*(head) != NULL) \
+		(*(head))->prev = (item); \
+	*(head) = (item); \
+} while (0)
+
+#define PU_DLLIST_REMOVE(head, item) do { \
+	if ((item)->prev != NULL) \
+		(item)->prev->next = (item)->next; \
+	else \
+		*(head) = (item)->next; \
+	if ((item)->next != NULL) \
+		(item)->next->prev = (item)->prev; \
+	(item)->prev = (item)->next = NULL; \
+} while (0)
+
+#define PU_DLLIST2_PREPEND(head, tail, item) do { \
+	if (*(head) == NULL) \
+		*(tail) = (item); \
+	PU_DLLIST_PREPEND(head, item); \
+} while (0)
+
+#define PU_DLLIST2_APPEND(head, tail, item) do { \
+	(item)->next = NULL; \
+	(item)->prev = *(tail); \
+	if (*(tail) != NULL) \
+		(*(tail))->next = (item); \
+	else \
+		*(head) = (item); \
+	*(tail) = (item); \
+} while (0)
+
+#define PU_DLLIST2_REMOVE(head, tail, item) do { \
+	if ((item)->next == NULL) \
+		*(tail) = (item)->prev; \
+	PU_DLLIST_REMOVE(head, item); \
+} while (0)
+
 /* Format a message into err (err_size bytes, always NUL-terminated when
  * err_size > 0; long messages are cut). */
 PU_HIDDEN void pu_err(char *err, size_t err_size, const char *fmt, ...)

@@ -49,37 +49,16 @@ static void report(struct pool *p, struct pool_conn *c,
 
 static void queue_push(struct pool *p, struct pool_req *r, bool front)
 {
-	if (front) {
-		r->prev = NULL;
-		r->next = p->q_head;
-		if (p->q_head != NULL)
-			p->q_head->prev = r;
-		else
-			p->q_tail = r;
-		p->q_head = r;
-	} else {
-		r->next = NULL;
-		r->prev = p->q_tail;
-		if (p->q_tail != NULL)
-			p->q_tail->next = r;
-		else
-			p->q_head = r;
-		p->q_tail = r;
-	}
+	if (front)
+		PU_DLLIST2_PREPEND(&p->q_head, &p->q_tail, r);
+	else
+		PU_DLLIST2_APPEND(&p->q_head, &p->q_tail, r);
 	p->q_len++;
 }
 
 static void queue_unlink(struct pool *p, struct pool_req *r)
 {
-	if (r->prev != NULL)
-		r->prev->next = r->next;
-	else
-		p->q_head = r->next;
-	if (r->next != NULL)
-		r->next->prev = r->prev;
-	else
-		p->q_tail = r->prev;
-	r->prev = r->next = NULL;
+	PU_DLLIST2_REMOVE(&p->q_head, &p->q_tail, r);
 	p->q_len--;
 }
 
