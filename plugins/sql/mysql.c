@@ -712,26 +712,15 @@ static const struct pool_vfuncs vfuncs = {
 static enum myxid_verdict mysql_auth(void *ctx, struct myxid_req *req)
 {
 	struct mysql_plugin *pl = ctx;
-	const char *token = pl->host->req_get(req, "token");
 
-	if (token == NULL || token[0] == '\0')
-		return MYXID_NEXT;
-	return pool_submit(pl->pool, req, true);
+	return sql_auth(pl->host, pl->pool, req);
 }
 
 static enum myxid_verdict mysql_policy(void *ctx, struct myxid_req *req)
 {
 	struct mysql_plugin *pl = ctx;
 
-	if (!pl->query_given) {
-		if (!pl->kind_warned)
-			pl->host->log(pl->inst, MYXID_LOG_ERROR, "a policy needs a "
-				      "query option (a row means allowed); "
-				      "every subscription is refused");
-		pl->kind_warned = true;
-		return pool_answer_now(pl->pool, req, MYXID_ERROR, NULL);
-	}
-	return pool_submit(pl->pool, req, false);
+	return sql_policy(pl->host, pl->inst, pl->pool, pl->query_given, &pl->kind_warned, req);
 }
 
 static void mysql_cancel(void *ctx, struct myxid_req *req)

@@ -614,28 +614,15 @@ static const struct pool_vfuncs pg_vfuncs = {
 static enum myxid_verdict pg_auth(void *ctx, struct myxid_req *req)
 {
 	struct pg *pg = ctx;
-	const char *token = pg->host->req_get(req, "token");
 
-	/* Not ours to refuse: another plugin in the chain may know it. */
-	if (token == NULL || token[0] == '\0')
-		return MYXID_NEXT;
-	return pool_submit(pg->pool, req, true);
+	return sql_auth(pg->host, pg->pool, req);
 }
 
 static enum myxid_verdict pg_policy(void *ctx, struct myxid_req *req)
 {
 	struct pg *pg = ctx;
 
-	if (!pg->has_query) {
-		if (!pg->warned_policy)
-			pg->host->log(pg->inst, MYXID_LOG_ERROR, "a policy needs "
-				      "a query option; every subscription "
-				      "fails until it has one");
-		pg->warned_policy = true;
-		return pool_answer_now(pg->pool, req, MYXID_ERROR,
-				       "no policy query");
-	}
-	return pool_submit(pg->pool, req, false);
+	return sql_policy(pg->host, pg->inst, pg->pool, pg->has_query, &pg->warned_policy, req);
 }
 
 static void pg_cancel(void *ctx, struct myxid_req *req)

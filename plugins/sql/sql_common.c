@@ -14,6 +14,7 @@
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif
+#include "pool.h"
 
 #include "plugin_options.h"
 #include "plugin_util.h"
@@ -443,4 +444,29 @@ const char *sql_param_value(const struct myxid_host *host,
 		break;
 	}
 	return NULL;
+}
+
+enum myxid_verdict sql_auth(const struct myxid_host *host, struct pool *pool,
+			    struct myxid_req *req)
+{
+	const char *token = host->req_get(req, "token");
+
+	if (token == NULL || token[0] == '\0')
+		return MYXID_NEXT;
+	return pool_submit(pool, req, true);
+}
+
+enum myxid_verdict sql_policy(const struct myxid_host *host, struct myxid_instance *inst,
+			      struct pool *pool, bool has_query, bool *warned,
+			      struct myxid_req *req)
+{
+	if (!has_query) {
+		if (!*warned)
+			host->log(inst, MYXID_LOG_ERROR, "a policy needs a query option "
+				  "(a row means allowed); every subscription fails "
+				  "until it has one");
+		*warned = true;
+		return pool_answer_now(pool, req, MYXID_ERROR, "no policy query");
+	}
+	return pool_submit(pool, req, false);
 }

@@ -113,4 +113,19 @@ const char *sql_param_value(const struct myxid_host *host,
 /* Lowercase hex SHA-256 of s into out (65 bytes). */
 void sql_sha256_hex(const char *s, size_t len, char out[65]);
 
+struct pool;
+
+/* The ABI's auth() of a pool-backed SQL plugin: a request without a token
+ * is not ours to refuse (another plugin in the chain may know it). */
+enum myxid_verdict sql_auth(const struct myxid_host *host, struct pool *pool,
+			    struct myxid_req *req);
+
+/* The ABI's policy(): without a query (only a host older than ABI 1.1
+ * loads a query-less block as a policy) every subscription fails, and the
+ * error is logged once (*warned). */
+enum myxid_verdict sql_policy(const struct myxid_host *host,
+					struct myxid_instance *inst, struct pool *pool,
+					bool has_query, bool *warned,
+					struct myxid_req *req);
+
 #endif
