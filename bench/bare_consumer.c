@@ -1,7 +1,7 @@
 /*
  * bare-consumer: the broker's own ceiling for bench/run's S3 scenario.
  *
- * It consumes the way myxid's broker link does (server/broker.c), minus
+ * It consumes the way myxid's broker link does (server/broker_thread.c), minus
  * everything myxid does with a message: one named queue (not exclusive,
  * x-expires 60 s) bound to K routing keys of a direct exchange, manual
  * acknowledgements, prefetch 2048, acks batched every 512 deliveries with
@@ -36,7 +36,7 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
-/* The values of server/broker.c: keep them in step. */
+/* The values of server/broker_thread.c: keep them in step. */
 #define PREFETCH 2048
 #define ACK_BATCH (PREFETCH / 4)
 #define QUEUE_EXPIRES_MS 60000

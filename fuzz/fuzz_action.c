@@ -159,7 +159,7 @@ static void setup(void)
 	rc.n_auths = 2;
 	rc.exchanges = ex_rt;
 	rc.n_exchanges = 3;
-	w = worker_new_bare(base, &rc);
+	w = worker_new_bare(base, &rc, session_deliver);
 }
 
 static void pump(void)

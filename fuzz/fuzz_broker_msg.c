@@ -8,7 +8,7 @@
  * Input: byte 0 picks the exchange kind, byte 1 the length of a client's
  * topic pattern, byte 2 the length of the routing key; then the pattern,
  * the key, and the body. The key is cut and terminated the way
- * broker.c's handle_delivery() does (256-byte buffer, "%.*s").
+ * broker_thread.c's handle_delivery() does (256-byte buffer, "%.*s").
  *
  * Checks: a body that is a strict JSON object, under a UTF-8 key, gives
  * exactly one frame: a valid text frame carrying the right "mq"; anything
@@ -80,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size -= plen;
 	if (klen > size)
 		klen = size;
-	/* broker.c drops a key holding a NUL before it gets this far. */
+	/* broker_thread.c drops a key holding a NUL before it gets this far. */
 	if (memchr(data, '\0', klen) != NULL)
 		return 0;
 	snprintf(key, sizeof key, "%.*s", (int)klen, (const char *)data);

@@ -9,11 +9,10 @@ includes (system and installed headers) are not part of the graph.
 The graph has to be a DAG so the layering described in doc/ARCHITECTURE.md
 holds: a module may use only modules below it, never one that uses it back.
 
---allow FILE names edges ("a -> b", one a line, # comments) that are
-known upward includes still to be taken out: they are left out of the graph
-(and listed), so that any other cycle fails while those are worked off.
+There is no list of allowed exceptions: every cycle fails. An upward call
+goes through a callback or a handler table set by the layer above.
 
-Usage: include-graph.py [--allow FILE] [--dot] [SERVER_DIR]
+Usage: include-graph.py [--dot] [SERVER_DIR]
 Exit status 0 without cycles, 1 with (each cycle is printed), 2 on misuse.
 """
 import os
@@ -46,21 +45,6 @@ def read_graph(server_dir):
             if there != here:
                 graph[here].add(there)
     return graph
-
-
-def read_allowed(path):
-    """The (a, b) edges listed in path."""
-    allowed = set()
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            a, arrow, b = line.partition("->")
-            if not arrow:
-                raise ValueError(f"{path}: not 'a -> b': {line}")
-            allowed.add((a.strip(), b.strip()))
-    return allowed
 
 
 def strongly_connected(graph):
@@ -126,12 +110,9 @@ def one_cycle(graph, component):
 
 
 def main(argv):
-    args, allow_path, rest = [], None, list(argv[1:])
-    while rest:
-        arg = rest.pop(0)
-        if arg == "--allow" and rest:
-            allow_path = rest.pop(0)
-        elif not arg.startswith("--"):
+    args = []
+    for arg in argv[1:]:
+        if not arg.startswith("--"):
             args.append(arg)
         elif arg != "--dot":
             args = None
@@ -144,13 +125,6 @@ def main(argv):
                        os.path.join(os.path.dirname(__file__), "..")),
         "server")
     graph = read_graph(server_dir)
-    allowed = read_allowed(allow_path) if allow_path else set()
-    for a, b in sorted(allowed):
-        if b in graph.get(a, ()):
-            graph[a].discard(b)
-            print(f"known upward include, to be taken out: {a} -> {b}")
-        else:
-            print(f"allowed edge {a} -> {b} is gone: drop it from the list")
     if "--dot" in argv:
         print("digraph server {")
         for node in sorted(graph):

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugin_host.h"
+#include "plugin_req.h"
 #include "runconf.h"
 #include "worker.h"
 #include "util.h"
@@ -21,40 +22,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-
-enum req_kind { REQ_AUTH, REQ_POLICY };
-
-enum req_state {
-	REQ_CALLING,    /* inside a plugin's auth()/policy() */
-	REQ_PENDING,    /* a plugin said PENDING; the timer is the timeout */
-	REQ_ANSWERED,   /* answer in req->answer, event activated */
-};
-
-struct myxid_req {
-	enum req_kind kind;
-	enum req_state state;
-	struct worker *w;
-	struct runconf *rc;             /* the plugins this request uses */
-	struct authz_client client;
-	char *token;
-	char *exchange;
-	char *routing_key;
-	size_t next_plugin;             /* auth: chain position */
-	struct myxid_instance *holder;  /* the instance asked last */
-	enum myxid_verdict answer;
-	uint64_t asked_us;              /* when the holder was asked */
-	bool cached;                    /* the answer came from the cache */
-	unsigned char *cache_key;       /* where an ALLOW is remembered */
-	size_t cache_key_len;
-	struct identity *ident;         /* auth: built by the plugin */
-	struct event *ev;
-	authz_done_fn *done;
-	void *done_arg;
-};
 
 static void req_free(struct myxid_req *req)
 {
@@ -70,31 +40,6 @@ static void req_free(struct myxid_req *req)
 	free(req->routing_key);
 	free(req->cache_key);
 	free(req);
-}
-
-/* Schedule the event callback to act on req->answer. Keep: an answer is
- * acted on only from the loop, never inside the plugin call that gave it. */
-static void answer(struct myxid_req *req, enum myxid_verdict v)
-{
-	if (req->holder != NULL && !req->cached)
-		metrics_plugin_answer(req->holder->label, (int)v,
-				      monotonic_us() - req->asked_us);
-	req->answer = v;
-	req->state = REQ_ANSWERED;
-	evtimer_del(req->ev);
-	event_active(req->ev, EV_TIMEOUT, 1);
-}
-
-static const char *verdict_name(enum myxid_verdict v)
-{
-	switch (v) {
-	case MYXID_ALLOW: return "allow";
-	case MYXID_DENY: return "deny";
-	case MYXID_NEXT: return "next";
-	case MYXID_ERROR: return "error";
-	case MYXID_PENDING: return "pending";
-	}
-	return "invalid";
 }
 
 /* Ask inst; returns with req answered or pending. */
@@ -125,7 +70,7 @@ static void ask(struct myxid_req *req, struct myxid_instance *inst)
 		log_error("%s: returned invalid verdict %d", inst->label, (int)v);
 		v = MYXID_ERROR;
 	}
-	answer(req, v);
+	plugin_req_answer(req, v);
 }
 
 static void remember(struct myxid_req *req, const struct identity *id)
@@ -188,7 +133,7 @@ static void req_event_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static struct myxid_req *req_new(struct worker *w, enum req_kind kind,
-				 const struct authz_client *client,
+				 const struct req_client *client,
 				 authz_done_fn *done, void *arg)
 {
 	struct myxid_req *req = xcalloc(1, sizeof(*req));
@@ -219,12 +164,12 @@ static bool answer_from_cache(struct myxid_req *req, unsigned flags)
 		req->ident = id;
 	else
 		identity_free(&id);
-	answer(req, MYXID_ALLOW);
+	plugin_req_answer(req, MYXID_ALLOW);
 	return true;
 }
 
 struct myxid_req *authz_auth_start(struct worker *w,
-				   const struct authz_client *client,
+				   const struct req_client *client,
 				   const char *token, unsigned flags,
 				   authz_done_fn *done, void *arg)
 {
@@ -238,7 +183,7 @@ struct myxid_req *authz_auth_start(struct worker *w,
 	if (answer_from_cache(req, flags))
 		return req;
 	if (req->rc->n_auths == 0)
-		answer(req, MYXID_NEXT);
+		plugin_req_answer(req, MYXID_NEXT);
 	else
 		ask(req, req->rc->auths[req->next_plugin++]);
 	return req;
@@ -269,7 +214,7 @@ static void policy_cache_key(struct myxid_req *req)
 
 struct myxid_req *authz_policy_start(struct worker *w,
 				     struct myxid_instance *policy,
-				     const struct authz_client *client,
+				     const struct req_client *client,
 				     const char *exchange,
 				     const char *routing_key, unsigned flags,
 				     authz_done_fn *done, void *arg)
@@ -295,109 +240,4 @@ void authz_cancel(struct myxid_req *req)
 		inst->pending--;
 	}
 	req_free(req);
-}
-
-/* ------------------------------------------------ host services on requests */
-
-/* A header kept at the upgrade ("name\0value\0...", "" ends), by name. */
-static const char *kept_header(const char *kept, const char *name)
-{
-	while (kept != NULL && *kept != '\0') {
-		const char *value = kept + strlen(kept) + 1;
-
-		if (strcasecmp(kept, name) == 0)
-			return value;
-		kept = value + strlen(value) + 1;
-	}
-	return NULL;
-}
-
-const char *authz_req_get(const struct myxid_req *req, const char *key)
-{
-	const struct identity *id = req->client.identity;
-
-	if (strcmp(key, "token") == 0)
-		return req->token;
-	if (strcmp(key, "socket_id") == 0)
-		return req->client.socket_id;
-	if (strcmp(key, "peer") == 0)
-		return req->client.peer;
-	if (strcmp(key, "origin") == 0)
-		return req->client.origin;
-	if (strcmp(key, "client_ip") == 0)
-		return req->client.client_ip;
-	if (strncasecmp(key, "header:", 7) == 0)
-		return kept_header(req->client.headers, key + 7);
-	if (strcmp(key, "exchange") == 0)
-		return req->exchange;
-	if (strcmp(key, "routing_key") == 0)
-		return req->routing_key;
-	if (req->kind != REQ_POLICY || id == NULL)
-		return NULL;
-	if (strcmp(key, "user_id") == 0)
-		return id->user_id;
-	if (strcmp(key, "user_type") == 0)
-		return id->user_type;
-	if (strncmp(key, "attr:", 5) == 0)
-		return identity_attr(id, key + 5);
-	return NULL;
-}
-
-static bool req_accepts_identity(const struct myxid_req *req)
-{
-	return req->kind == REQ_AUTH &&
-		(req->state == REQ_CALLING || req->state == REQ_PENDING);
-}
-
-int authz_req_set_user(struct myxid_req *req, const char *user_id,
-		       const char *user_type)
-{
-	if (!req_accepts_identity(req) || user_id == NULL || *user_id == '\0')
-		return -1;
-	if (req->ident == NULL)
-		req->ident = xcalloc(1, sizeof(*req->ident));
-	free(req->ident->user_id);
-	free(req->ident->user_type);
-	req->ident->user_id = xstrdup(user_id);
-	req->ident->user_type = user_type ? xstrdup(user_type) : NULL;
-	return 0;
-}
-
-int authz_req_add_attr(struct myxid_req *req, const char *key,
-		       const char *value)
-{
-	struct identity *id;
-
-	if (!req_accepts_identity(req) || key == NULL || value == NULL)
-		return -1;
-	if (req->ident == NULL)
-		req->ident = xcalloc(1, sizeof(*req->ident));
-	id = req->ident;
-	id->attrs = xrealloc(id->attrs, (id->n_attrs + 1) * sizeof(*id->attrs));
-	id->attrs[id->n_attrs].key = xstrdup(key);
-	id->attrs[id->n_attrs].value = xstrdup(value);
-	id->n_attrs++;
-	return 0;
-}
-
-void authz_req_done(struct myxid_req *req, enum myxid_verdict verdict,
-		    const char *reason)
-{
-	struct myxid_instance *inst = req->holder;
-
-	if (req->state == REQ_ANSWERED) {
-		log_error("%s: answered a request twice; ignored", inst->label);
-		return;
-	}
-	if (verdict >= MYXID_PENDING) {
-		log_error("%s: req_done with verdict %d; treated as error",
-			  inst->label, (int)verdict);
-		verdict = MYXID_ERROR;
-	}
-	if (req->state == REQ_PENDING)
-		inst->pending--;
-	if (reason != NULL)
-		log_msg(verdict == MYXID_ERROR ? MYXID_LOG_WARNING : MYXID_LOG_DEBUG,
-			"%s: %s: %s", inst->label, verdict_name(verdict), reason);
-	answer(req, verdict);
 }

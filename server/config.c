@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "conf_parse.h"
+#include "conf_value.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -53,11 +54,6 @@ struct conf_cmd {
 #define CMD_MULTI 0x2u   /* may be given more than once */
 
 /* A number suffix; the first matching row in a table wins. */
-struct conf_unit {
-	const char *suffix;
-	unsigned long long mult;
-};
-
 /* The spec of a size or time directive. */
 struct conf_num {
 	const char *what;
@@ -81,8 +77,6 @@ static const struct conf_unit time_units[] = {
 	{ "", 1000 }, { NULL, 0 }
 };
 
-static const struct conf_unit plain_units[] = { { "", 1 }, { NULL, 0 } };
-
 /* 125 bytes is the largest control frame, so any message size covers it. */
 static const struct conf_num message_size = {
 	"size", size_units, 125, 64 * 1024 * 1024
@@ -95,12 +89,12 @@ static const struct conf_num timeout = { "time", time_units, 1, 3600000 };
 static const struct conf_num cache_time = { "time", time_units, 0, 86400000 };
 
 /* Counts: connections, subscriptions, actions. */
-static const struct conf_num count_limit = { "number", plain_units, 0, 10000000 };
-static const struct conf_num positive_count = { "number", plain_units, 1, 10000000 };
+static const struct conf_num count_limit = { "number", conf_plain_units, 0, 10000000 };
+static const struct conf_num positive_count = { "number", conf_plain_units, 1, 10000000 };
 static const struct conf_num output_size = {
 	"size", size_units, 64 * 1024, 1024 * 1024 * 1024
 };
-static const struct conf_num worker_count = { "number", plain_units, 0, 64 };
+static const struct conf_num worker_count = { "number", conf_plain_units, 0, 64 };
 
 static const struct conf_keyword log_targets[] = {
 	{ "stderr", LOG_TO_STDERR }, { "syslog", LOG_TO_SYSLOG }, { NULL, 0 }
@@ -195,61 +189,6 @@ static char *join(char *const *words, size_t n)
 	return s;
 }
 
-/* Replace *dst with a copy of s[0..len), or with NULL for "*". */
-static int set_host(char **dst, const char *s, size_t len)
-{
-	char *copy = NULL;
-
-	if (len != 1 || s[0] != '*') {
-		copy = strndup(s, len);
-		if (copy == NULL)
-			return -1;
-	}
-	free(*dst);
-	*dst = copy;
-	return 0;
-}
-
-static int replace(char **dst, const char *s)
-{
-	char *copy = strdup(s);
-
-	if (copy == NULL)
-		return -1;
-	free(*dst);
-	*dst = copy;
-	return 0;
-}
-
-/*
- * Parse digits and a suffix from units (any case) into *v. No sign, no
- * spaces, no overflow.
- */
-static int parse_number(const char *s, const struct conf_unit *units,
-			unsigned long long *v)
-{
-	unsigned long long n = 0;
-	unsigned d;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		d = (unsigned)(*s - '0');
-		if (n > (ULLONG_MAX - d) / 10)
-			return -1;
-		n = n * 10 + d;
-	}
-	for (; units->suffix != NULL; units++) {
-		if (strcasecmp(s, units->suffix) != 0)
-			continue;
-		if (n > ULLONG_MAX / units->mult)
-			return -1;
-		*v = n * units->mult;
-		return 0;
-	}
-	return -1;
-}
-
 /* v written with the largest suffix of units that divides it: "64k". */
 static void format_number(char *buf, size_t size, unsigned long long v,
 			  const struct conf_unit *units)
@@ -262,14 +201,6 @@ static void format_number(char *buf, size_t size, unsigned long long v,
 		}
 	}
 	snprintf(buf, size, "%llu", v);
-}
-
-static bool valid_port(const char *s)
-{
-	unsigned long long port;
-
-	return parse_number(s, plain_units, &port) == 0 &&
-	       port >= 1 && port <= 65535;
 }
 
 /* ------------------------------------------------------------ blocks */
@@ -345,7 +276,7 @@ static int apply_block(struct loader *ld, const struct conf_node *block,
 static int set_string(struct loader *ld, const struct conf_node *n,
 		      void *field, const void *spec)
 {
-	return replace(field, n->args[1]) ? oom(ld, n) : 0;
+	return conf_replace(field, n->args[1]) ? oom(ld, n) : 0;
 }
 
 /* What a path directive must name: spec of set_path. */
@@ -393,7 +324,7 @@ static int get_number(struct loader *ld, const struct conf_node *n,
 {
 	char lo[32], hi[32];
 
-	if (parse_number(n->args[1], num->units, v))
+	if (conf_parse_number(n->args[1], num->units, v))
 		return fail(ld, n, "bad %s '%s' for '%s'", num->what,
 			    n->args[1], n->args[0]);
 	if (*v >= num->min && *v <= num->max)
@@ -504,7 +435,7 @@ static const char *split_listen(const char *s, const char **host,
 		*port = colon + 1;
 	if (*host != NULL && *host_len == 0)
 		return "the host is empty";
-	if (!valid_port(*port))
+	if (!conf_valid_port(*port))
 		return "the port must be a number from 1 to 65535";
 	return NULL;
 }
@@ -590,8 +521,8 @@ static int set_listen(struct loader *ld, const struct conf_node *n,
 	l = &cfg->listens[cfg->n_listens++];
 	memset(l, 0, sizeof *l);
 	l->pos = pos_of(ld, n);
-	if ((host != NULL && set_host(&l->host, host, host_len)) ||
-	    replace(&l->port, port))
+	if ((host != NULL && conf_set_host(&l->host, host, host_len)) ||
+	    conf_replace(&l->port, port))
 		return oom(ld, n);
 	return 0;
 }
@@ -636,7 +567,7 @@ static int set_plugin(struct loader *ld, const struct conf_node *n,
 	size_t i;
 
 	p->pos = pos_of(ld, n);
-	if (replace(&p->name, n->args[1]))
+	if (conf_replace(&p->name, n->args[1]))
 		return oom(ld, n);
 	for (i = 0; i < n->n_kids; i++) {
 		if (add_opt(ld, p, n->kids[i]))
@@ -708,7 +639,7 @@ static int set_exchange(struct loader *ld, const struct conf_node *n,
 	x->pos = pos_of(ld, n);
 	x->type = EXCHANGE_DIRECT;    /* the defaults */
 	x->durable = false;
-	if (replace(&x->name, n->args[1]))
+	if (conf_replace(&x->name, n->args[1]))
 		return oom(ld, n);
 	if (apply_block(ld, n, exchange_cmds, x))
 		return -1;
@@ -722,13 +653,7 @@ static int set_exchange(struct loader *ld, const struct conf_node *n,
 
 static const struct conf_num heartbeat = { "time", time_units, 0, 3600000 };
 
-static bool valid_broker_url(const char *u)
-{
-	return strncmp(u, "amqp://", 7) == 0 || strncmp(u, "amqps://", 8) == 0;
-}
-
-/* Append url to the broker's list (an owned copy). */
-static int add_url(struct conf_broker *b, const char *url)
+int config_add_broker_url(struct conf_broker *b, const char *url)
 {
 	char **urls = conf_grow(b->urls, b->n_urls, sizeof *urls);
 
@@ -747,10 +672,10 @@ static int set_url(struct loader *ld, const struct conf_node *n,
 {
 	struct conf_broker *b = field;
 
-	if (!valid_broker_url(n->args[1]))
+	if (!conf_valid_broker_url(n->args[1]))
 		return fail(ld, n, "bad broker url '%s' (amqp://user:pass@host:port/vhost)",
 			    n->args[1]);
-	return add_url(b, n->args[1]) ? oom(ld, n) : 0;
+	return config_add_broker_url(b, n->args[1]) ? oom(ld, n) : 0;
 }
 
 static const struct conf_cmd broker_cmds[] = {
@@ -911,82 +836,13 @@ int config_load(const char *path, struct myxid_config **cfg_r,
 	if (rc == 0)
 		rc = check_tls(&ld);
 	if (rc == 0 && ld.cfg->broker.queue_prefix == NULL &&
-	    replace(&ld.cfg->broker.queue_prefix, "myxid"))
+	    conf_replace(&ld.cfg->broker.queue_prefix, "myxid"))
 		rc = oom(&ld, NULL);
 	conf_tree_free(&tree);
 	if (rc)
 		config_free(&ld.cfg);
 	*cfg_r = ld.cfg;
 	return rc;
-}
-
-/* A variable's value, or NULL when unset or empty. */
-static const char *env_value(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && v[0] != '\0' ? v : NULL;
-}
-
-/* Broker mode from RABBITMQ_URL: one URL or a comma-separated list. */
-static int broker_from_env(struct myxid_config *cfg, const char *value,
-			   char *err, size_t err_size)
-{
-	struct conf_broker *b = &cfg->broker;
-	char *copy = strdup(value), *save = NULL, *url;
-
-	if (copy == NULL) {
-		conf_err(err, err_size, "RABBITMQ_URL", 0, "out of memory");
-		return -1;
-	}
-	for (url = strtok_r(copy, ", ", &save); url != NULL;
-	     url = strtok_r(NULL, ", ", &save)) {
-		if (!valid_broker_url(url)) {
-			conf_err(err, err_size, "RABBITMQ_URL", 0,
-				 "bad broker url '%s' (amqp://user:pass@host:port/vhost)", url);
-			free(copy);
-			return -1;
-		}
-		if (add_url(b, url)) {
-			free(copy);
-			conf_err(err, err_size, "RABBITMQ_URL", 0, "out of memory");
-			return -1;
-		}
-	}
-	free(copy);
-	b->enabled = b->n_urls > 0;
-	b->pos.file = "RABBITMQ_URL";
-	return 0;
-}
-
-/*
- * Every value is checked before anything changes, so a bad variable leaves
- * the config as it was; only running out of memory can stop half-way.
- */
-int config_apply_env(struct myxid_config *cfg, char *err, size_t err_size)
-{
-	const char *port_var = env_value("MYXI_PORT") ? "MYXI_PORT" : "PORT";
-	const char *port = env_value(port_var);
-	const char *host = env_value("MYXI_BIND_ADDRESS");
-	size_t i;
-
-	if (port != NULL && !valid_port(port)) {
-		conf_err(err, err_size, port_var, 0,
-			 "bad port '%s' (a number from 1 to 65535)", port);
-		return -1;
-	}
-	if (!cfg->broker.enabled && env_value("RABBITMQ_URL") != NULL &&
-	    broker_from_env(cfg, env_value("RABBITMQ_URL"), err, err_size))
-		return -1;
-	for (i = 0; i < cfg->n_listens; i++) {
-		if ((port != NULL && replace(&cfg->listens[i].port, port)) ||
-		    (host != NULL &&
-		     set_host(&cfg->listens[i].host, host, strlen(host)))) {
-			conf_err(err, err_size, cfg->path, 0, "out of memory");
-			return -1;
-		}
-	}
-	return 0;
 }
 
 static void free_plugin(struct conf_plugin *p)

@@ -185,6 +185,9 @@ int config_load(const char *path, struct myxid_config **cfg_r,
  */
 int config_apply_env(struct myxid_config *cfg, char *err, size_t err_size);
 
+/* Append url to b's list (an owned copy): 0, or -1 out of memory. */
+int config_add_broker_url(struct conf_broker *b, const char *url);
+
 void config_free(struct myxid_config **cfg);
 
 /* The exchange named name, or NULL. */

@@ -8,13 +8,11 @@
 #include "conn.h"
 #include "access_rules.h"
 #include "config.h"
-#include "http_api.h"
 #include "http_parse.h"
 #include "ip_table.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
-#include "session.h"
 #include "shared_frame.h"
 #include "util.h"
 #include "ws_handshake.h"
@@ -83,13 +81,47 @@ static struct bufferevent *new_bev(struct worker *w, int fd, bool tls)
 					      BEV_OPT_CLOSE_ON_FREE);
 }
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
+static void list_add(struct conn_list *list, struct conn *c)
+{
+	c->list = list;
+	c->next = list->first;
+	if (list->first)
+		list->first->prev = c;
+	list->first = c;
+	list->n++;
+}
+
+/* The owner hears of the last one going (a drain ends with it). */
+static void list_remove(struct conn *c)
+{
+	struct conn_list *list = c->list;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		list->first = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	list->n--;
+	if (list->n == 0 && list->emptied != NULL)
+		list->emptied(list->arg);
+}
+
+/* The session's name, for log lines about an upgraded connection. */
+static const char *log_name(const struct conn *c)
+{
+	return c->handler->log_name(c);
+}
+
+void conn_accept(struct conn_list *list, const struct conn_handler *handler,
+		 struct worker *w, int fd, const struct sockaddr *sa, int salen,
 		 bool tls)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
 	int one = 1;
 
 	c->w = w;
+	c->handler = handler;
 	c->state = CONN_HTTP;
 	c->tls = tls;
 	format_peer(sa, c->peer, sizeof(c->peer), c->client_ip, sizeof(c->client_ip));
@@ -112,7 +144,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
 	bufferevent_setwatermark(c->bev, EV_WRITE, OUTQ_BATCH / 4, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	timer_arm(c, worker_config(w)->handshake_timeout_ms);
-	worker_conn_added(w, c);
+	list_add(list, c);
 	metrics_inc(M_CONNECTIONS_TOTAL);
 	metrics_inc(M_CONNECTIONS_OPEN);
 	log_debug("%s: connected%s", c->peer, tls ? " (TLS)" : "");
@@ -121,18 +153,18 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
 static void conn_free(struct conn *c)
 {
 	if (c->session != NULL) {
-		log_info("[%s] %s: closed", session_id(c->session), c->peer);
+		log_info("[%s] %s: closed", log_name(c), c->peer);
 		metrics_add(M_SOCKETS_OPEN, -1);
 	}
-	session_free(&c->session);
-	http_api_forget(c);
+	if (c->handler->closed != NULL)
+		c->handler->closed(c);
 	if (c->ip_counted)
 		ip_table_release(worker_ips(c->w), c->client_ip);
 	ws_reader_free(&c->reader);
 	outq_free(&c->outq);
 	event_free(c->timer);
 	bufferevent_free(c->bev);
-	worker_conn_removed(c->w, c);
+	list_remove(c);
 	metrics_add(M_CONNECTIONS_OPEN, -1);
 	free(c->origin);
 	free(c->plugin_headers);
@@ -168,7 +200,7 @@ static bool output_room(struct conn *c, size_t frame_len)
 	 * being slow means having a backlog. */
 	if (pending == 0 || pending + frame_len <= worker_config(c->w)->max_output_buffer)
 		return true;
-	log_info("[%s] %s: too slow (%zu bytes waiting); closing", session_id(c->session),
+	log_info("[%s] %s: too slow (%zu bytes waiting); closing", log_name(c),
 		 c->peer, pending);
 	metrics_inc(M_SLOW_CLOSES);
 	outq_drop(&c->outq);
@@ -284,22 +316,16 @@ void conn_close(struct conn *c, int code, const char *reason)
 		send_control(c, WS_OP_CLOSE, body, len);
 	}
 	if (c->session != NULL)
-		log_info("[%s] %s: closing (%d%s%s)", session_id(c->session),
+		log_info("[%s] %s: closing (%d%s%s)", log_name(c),
 			 c->peer, code, reason && *reason ? " " : "",
 			 reason ? reason : "");
 	begin_linger(c);
 }
 
-void conn_free_all(struct worker *w)
+void conn_free_all(struct conn_list *list)
 {
-	while (worker_conns(w) != NULL)
-		conn_free(worker_conns(w));
-}
-
-void conn_close_all(struct worker *w, int code, const char *reason)
-{
-	for (struct conn *c = worker_conns(w); c != NULL; c = c->next)
-		conn_close(c, code, reason);
+	while (list->first != NULL)
+		conn_free(list->first);
 }
 
 static const char *status_text(int status)
@@ -370,7 +396,7 @@ static void on_ws_message(void *arg, int opcode, const uint8_t *data, size_t len
 	metrics_inc(M_MESSAGES_IN);
 	/* Myxi treats binary frames as JSON text too. */
 	if (c->state == CONN_WS)
-		session_on_message(c->session, data, len);
+		c->handler->message(c, data, len);
 }
 
 static void on_ws_ping(void *arg, const uint8_t *data, size_t len)
@@ -526,8 +552,8 @@ static void upgrade(struct conn *c, const struct http_request *req,
 	c->last_rx_ms = monotonic_ms();
 	worker_session_opened(c->w);
 	metrics_inc(M_SOCKETS_OPEN);
-	c->session = session_new(c);
-	log_info("[%s] %s: WebSocket opened%s%s%s", session_id(c->session), c->peer,
+	c->handler->upgraded(c);
+	log_info("[%s] %s: WebSocket opened%s%s%s", log_name(c), c->peer,
 		 strcmp(c->client_ip, "?") && c->proxied ? " for " : "",
 		 c->proxied ? c->client_ip : "", c->tls ? " (TLS)" : "");
 	arm_ping(c);
@@ -563,8 +589,8 @@ static void handle_request(struct conn *c)
 		buf = (const char *)evbuffer_pullup(in, -1);
 		http_parse_request(buf, look, &req, &status, &why);
 		client_address(c, &req);
-		if (http_api_handle(c, &req, buf, avail) == 0 &&
-		    avail > req.head_len + HTTP_API_MAX_BODY)
+		if (c->handler->request(c, &req, buf, avail) == 0 &&
+		    avail > req.head_len + c->handler->max_body)
 			http_error(c, 413, "body too large", NULL);
 		return;
 	}
@@ -644,7 +670,7 @@ static void ping_tick(struct conn *c)
 	uint64_t silent = monotonic_ms() - c->last_rx_ms;
 
 	if (silent >= (uint64_t)cfg->ping_interval_ms + cfg->ping_timeout_ms) {
-		log_info("[%s] %s: no answer to pings for %llu ms", session_id(c->session),
+		log_info("[%s] %s: no answer to pings for %llu ms", log_name(c),
 			 c->peer, (unsigned long long)silent);
 		metrics_inc(M_PING_TIMEOUTS);
 		conn_close(c, CLOSE_PING_TIMEOUT, "ping timeout");

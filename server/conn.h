@@ -4,6 +4,10 @@
  * close. Connections are freed only from their own event callbacks, never
  * from inside code that might still be using them, so conn_close() is safe
  * to call from anywhere.
+ *
+ * conn sits below the protocols spoken on it: it calls them only through
+ * the handler table the layer above installs (the listener's at accept,
+ * the session's at the upgrade), never by name.
  */
 #ifndef MYXID_CONN_H
 #define MYXID_CONN_H
@@ -22,6 +26,43 @@ struct session;
 struct shared_frame;
 struct http_request;
 struct publish_wait;
+
+struct conn;
+
+/*
+ * What runs on a connection. The listener gives each new connection the
+ * table of protocols.c (request, upgraded, closed); session_new() installs
+ * the session's (message, closed, log_name). Members a table does not need
+ * are NULL.
+ */
+struct conn_handler {
+	/* CONN_HTTP, a plain request (no upgrade) with avail bytes, head
+	 * included, in buf. Returns 0 while the body is not complete (called
+	 * again with more), 1 once an answer was queued. */
+	int (*request)(struct conn *c, const struct http_request *req,
+		       const char *buf, size_t avail);
+	size_t max_body;      /* a body longer than this is answered 413 */
+	/* The handshake was answered: start the WebSocket protocol. */
+	void (*upgraded)(struct conn *c);
+	/* CONN_WS: one complete text or binary message. */
+	void (*message)(struct conn *c, const uint8_t *data, size_t len);
+	/* c is about to be freed: let go of what hangs on it. */
+	void (*closed)(struct conn *c);
+	/* The "[name]" of log lines about an upgraded connection. */
+	const char *(*log_name)(const struct conn *c);
+};
+
+/*
+ * The open connections of one loop. Its owner (listener.c) walks it to
+ * drain and frees what is left; conn.c links a connection in at accept and
+ * out as it frees it, then calls emptied (may be NULL) if it was the last.
+ */
+struct conn_list {
+	struct conn *first;
+	size_t n;
+	void (*emptied)(void *arg);
+	void *arg;
+};
 
 enum conn_state {
 	CONN_HTTP,      /* reading the request head (and a body, for /publish) */
@@ -43,7 +84,9 @@ struct conn {
 	struct event *timer;           /* handshake, ping or close deadline */
 	struct ws_reader reader;
 	struct outq outq;
-	struct session *session;       /* in CONN_WS */
+	const struct conn_handler *handler;  /* borrowed, static tables */
+	struct conn_list *list;        /* the list c is on, owned above */
+	struct session *session;       /* in CONN_WS; session.c's to set and free */
 	struct publish_wait *publish_wait;  /* a POST /publish in flight */
 	uint64_t last_rx_ms;           /* when the peer last sent anything */
 	uint32_t frame_turn;           /* the loop turn (conn.c) of the last
@@ -53,11 +96,13 @@ struct conn {
 	bool burst;
 	int shut_wr;                   /* we sent FIN */
 	int peer_gone;                 /* peer sent FIN while we still write */
-	struct conn *next, *prev;      /* the worker's list */
+	struct conn *next, *prev;      /* on list */
 };
 
-/* Take over an accepted socket; tls: wrap it in the worker's SSL_CTX. */
-void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, int salen,
+/* Take over an accepted socket onto list, served by handler; tls: wrap it
+ * in the worker's SSL_CTX. */
+void conn_accept(struct conn_list *list, const struct conn_handler *handler,
+		 struct worker *w, int fd, const struct sockaddr *sa, int salen,
 		 bool tls);
 
 /* Queue a text frame (payload copied). */
@@ -82,10 +127,7 @@ void conn_close(struct conn *c, int code, const char *reason);
 void conn_http_reply(struct conn *c, int status, const char *content_type,
 		     const char *extra_headers, const char *body, size_t len);
 
-/* Free every connection of w at once (final teardown). */
-void conn_free_all(struct worker *w);
-
-/* conn_close() every connection of w (shutdown). */
-void conn_close_all(struct worker *w, int code, const char *reason);
+/* Free every connection on list at once (final teardown). */
+void conn_free_all(struct conn_list *list);
 
 #endif

@@ -11,10 +11,13 @@
 #include "broker.h"
 #include "config.h"
 #include "ip_table.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "protocols.h"
 #include "runconf.h"
+#include "session.h"
 #include "shared_frame.h"
 #include "worker.h"
 #include "util.h"
@@ -37,6 +40,7 @@
 struct daemon {
 	struct event_base *base;          /* the main thread's: signals */
 	struct worker **workers;          /* 64 slots, n_workers used */
+	struct listener **listeners;      /* one per worker, same slots */
 	unsigned n_workers;
 	struct broker *broker;
 	struct ip_table *ips;
@@ -289,7 +293,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		   sig == SIGTERM ? "SIGTERM" : "SIGINT",
 		   worker_config(d->workers[0])->drain_time_ms);
 	for (unsigned i = 0; i < d->n_workers; i++)
-		worker_post_drain(d->workers[i]);
+		listener_post_drain(d->listeners[i]);
 }
 
 static void all_stopped_cb(evutil_socket_t fd, short what, void *arg)
@@ -318,7 +322,7 @@ static void worker_stopped(void *daemon, struct worker *w)
 
 static int check_only(const char *path, const char *plugin_dir, bool debug)
 {
-	struct worker *w = worker_new(0, NULL);
+	struct worker *w = worker_new(0, NULL, session_deliver);
 	char err[1024];
 	SSL_CTX *ctx = NULL;
 	int rc;
@@ -344,7 +348,8 @@ static int start_workers(struct daemon *d, const char *path, const char *plugin_
 	const struct myxid_config *cfg;
 
 	d->workers = xcalloc(64, sizeof(*d->workers));
-	d->workers[0] = worker_new(0, &hooks);
+	d->listeners = xcalloc(64, sizeof(*d->listeners));
+	d->workers[0] = worker_new(0, &hooks, session_deliver);
 	if (worker_init(d->workers[0], path, plugin_dir, debug, err, err_size) != 0)
 		return -1;
 	cfg = worker_config(d->workers[0]);
@@ -358,12 +363,13 @@ static int start_workers(struct daemon *d, const char *path, const char *plugin_
 		struct worker *w;
 
 		if (i > 0)
-			d->workers[i] = worker_new(i, &hooks);
+			d->workers[i] = worker_new(i, &hooks, session_deliver);
 		w = d->workers[i];
 		if (i > 0 && worker_init(w, path, plugin_dir, debug, err, err_size) != 0)
 			return -1;
 		worker_share(w, d->ips, d->ssl_ctx);
-		if (worker_listen(w, err, err_size) != 0)
+		d->listeners[i] = listener_new(w, &protocols_handler);
+		if (listener_bind(d->listeners[i], err, err_size) != 0)
 			return -1;
 	}
 	return 0;
@@ -421,7 +427,7 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 		status = 0;
 	} else {
 		for (unsigned i = 0; i < started; i++)
-			worker_post_drain(d.workers[i]);
+			listener_post_drain(d.listeners[i]);
 	}
 	for (unsigned i = 0; i < started; i++)
 		worker_join(d.workers[i]);
@@ -434,12 +440,15 @@ out:
 	 * it must not wake loops that are gone. */
 	if (d.broker != NULL)
 		broker_set_progress(d.broker, NULL, NULL);
-	for (unsigned i = 0; i < 64 && d.workers; i++)
+	for (unsigned i = 0; i < 64 && d.workers; i++) {
+		listener_free(&d.listeners[i]);
 		worker_free(&d.workers[i]);
+	}
 	broker_stop(&d.broker);
 	ip_table_free(&d.ips);
 	SSL_CTX_free(d.ssl_ctx);
 	free(d.workers);
+	free(d.listeners);
 	event_base_free(d.base);
 	pthread_cond_destroy(&d.cond);
 	pthread_mutex_destroy(&d.lock);

@@ -3,9 +3,9 @@
  * contract in include/myxid/plugin.h.
  */
 #include "plugin_host.h"
-#include "authz.h"
 #include "config.h"
 #include "log.h"
+#include "plugin_req.h"
 #include "util.h"
 
 #include <dlfcn.h>
@@ -204,10 +204,10 @@ const struct myxid_host plugin_host_services = {
 	.abi_minor = MYXID_PLUGIN_ABI_MINOR,
 	.size = sizeof(struct myxid_host),
 	.log = host_log,
-	.req_get = authz_req_get,
-	.req_set_user = authz_req_set_user,
-	.req_add_attr = authz_req_add_attr,
-	.req_done = authz_req_done,
+	.req_get = plugin_req_get,
+	.req_set_user = plugin_req_set_user,
+	.req_add_attr = plugin_req_add_attr,
+	.req_done = plugin_req_done,
 	.watch_new = host_watch_new,
 	.watch_set = host_watch_set,
 	.watch_free = host_watch_free,

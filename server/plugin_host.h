@@ -8,20 +8,10 @@
 
 #include <stddef.h>
 #include <myxid/plugin.h>
+#include "plugin_instance.h"
 
 struct event_base;
 struct conf_plugin;
-
-/* What the daemon knows of one instance; plugins see it as opaque. */
-struct myxid_instance {
-	const struct myxid_plugin *desc;
-	void *ctx;                  /* the plugin's own state */
-	void *dl;                   /* dlopen handle, closed on free */
-	char *label;                /* "auth_static" or "policy_static(deployment)" */
-	struct event_base *base;
-	unsigned kind;              /* MYXID_KIND_AUTH or MYXID_KIND_POLICY */
-	int pending;                /* requests answered PENDING, not yet done */
-};
 
 /*
  * Find the shared object for block cp of the given kind (MYXID_KIND_AUTH or

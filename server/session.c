@@ -58,11 +58,34 @@ static void auth_deadline_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(s->conn, WS_CLOSE_POLICY, "not authenticated in time");
 }
 
+/* What conn.c calls on an upgraded connection; see struct conn_handler. */
+static void conn_message(struct conn *c, const uint8_t *data, size_t len)
+{
+	session_on_message(c->session, data, len);
+}
+
+static void conn_closed(struct conn *c)
+{
+	session_free(&c->session);
+}
+
+static const char *conn_log_name(const struct conn *c)
+{
+	return session_id(c->session);
+}
+
+static const struct conn_handler session_conn_handler = {
+	.message = conn_message,
+	.closed = conn_closed,
+	.log_name = conn_log_name,
+};
+
 struct session *session_new(struct conn *c)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
 	json_object *p = json_object_new_object();
 
+	c->handler = &session_conn_handler;
 	s->conn = c;
 	s->w = c->w;
 	random_hex(s->id, 8);

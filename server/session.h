@@ -16,6 +16,9 @@
 struct conn;
 struct shared_frame;
 
+/* A session on c, just upgraded: sends Welcome and installs the session's
+ * handler on c, so that conn.c hands it c's messages and its end. The
+ * caller stores the result in c->session. */
 struct session *session_new(struct conn *c);
 
 /* Unsubscribe everything, cancel pending plugin requests, free. */

@@ -46,7 +46,7 @@ struct session {
 	char id[17];
 	struct identity *ident;
 	char *token;               /* the token that authenticated it (secret) */
-	struct authz_client client;
+	struct req_client client;
 	struct router_list subs;
 	struct run *run;
 	struct queued *q_head, *q_tail;

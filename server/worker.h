@@ -1,7 +1,7 @@
 /*
- * A worker: one event loop on its own thread, with its own listening
- * sockets (SO_REUSEPORT: the kernel spreads connections over the workers),
- * its own plugin instances, subscription table and connections. Workers
+ * A worker: one event loop on its own thread, with its own plugin
+ * instances and subscription table; its listener (listener.h, above conn)
+ * holds its listening sockets and connections. Workers
  * share only the broker link, the per-address connection counts and the
  * TLS context, all thread-safe. See daemon.c for the process around them.
  *
@@ -15,11 +15,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "router.h"
 
 struct event_base;
 struct myxid_config;
 struct router;
-struct conn;
 struct runconf;
 struct broker;
 struct bind_wait;
@@ -29,7 +29,6 @@ struct worker;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct worker_stats {
-	uint64_t connections_total;
 	uint64_t published;
 	uint64_t delivered;
 };
@@ -52,8 +51,11 @@ struct worker_hooks {
 	void *arg;
 };
 
-/* A new, empty worker number index (hooks copied; may be NULL). */
-struct worker *worker_new(unsigned index, const struct worker_hooks *hooks);
+/* A new, empty worker number index (hooks copied; may be NULL). Its router
+ * hands frames to subscribers with deliver (session_deliver; the worker
+ * sits below the sessions and is given it). */
+struct worker *worker_new(unsigned index, const struct worker_hooks *hooks,
+			  router_deliver_fn *deliver);
 
 /*
  * Set up w: its loop, and the configuration file with its plugins. Used by
@@ -68,13 +70,11 @@ int worker_init(struct worker *w, const char *config_path,
  * and keeps alive: nothing is loaded, nothing listens. For unit tests and
  * fuzz targets, which drive sessions on it directly.
  */
-struct worker *worker_new_bare(struct event_base *base, struct runconf *rc);
+struct worker *worker_new_bare(struct event_base *base, struct runconf *rc,
+				router_deliver_fn *deliver);
 
 /* The process-wide pieces w uses: per-address counts and TLS (or NULL). */
 void worker_share(struct worker *w, struct ip_table *ips, SSL_CTX *ssl_ctx);
-
-/* Bind w's listeners (SO_REUSEPORT). 0, or -1 with a message. */
-int worker_listen(struct worker *w, char *err, size_t err_size);
 
 /* Accept broker deliveries into w's loop (call before the broker starts),
  * then, once it runs, hand w the broker for binds and publishing. */
@@ -85,8 +85,7 @@ void worker_set_broker(struct worker *w, struct broker *b);
 int worker_start(struct worker *w);
 void worker_join(struct worker *w);
 
-/* Thread-safe requests, carried out on w's thread. */
-void worker_post_drain(struct worker *w);
+/* Thread-safe request, carried out on w's thread. */
 void worker_post(struct worker *w, void (*fn)(struct worker *w));
 
 /* Reload, in two phases so that all workers switch or none does:
@@ -120,6 +119,7 @@ struct bind_wait *worker_bind_wait(const struct worker *w);  /* or NULL */
 struct ip_table *worker_ips(const struct worker *w);
 SSL_CTX *worker_ssl_ctx(const struct worker *w);             /* or NULL */
 bool worker_draining(const struct worker *w);
+void worker_set_draining(struct worker *w);   /* by the listener's drain */
 const struct worker_stats *worker_stats(const struct worker *w);
 
 /* Upgraded connections, counted by conn.c and session.c (limits). */
@@ -143,11 +143,5 @@ bool worker_has_fanout(const struct worker *w);
 void worker_fanout(struct worker *w, const char *exchange,
 		   const char *routing_key, struct shared_frame *f,
 		   worker_fanout_done_fn *done, void *done_arg);
-
-/* Connection bookkeeping, called by conn.c: the first of w's open
- * connections (linked through conn.next), added, removed. */
-struct conn *worker_conns(const struct worker *w);
-void worker_conn_added(struct worker *w, struct conn *c);
-void worker_conn_removed(struct worker *w, struct conn *c);
 
 #endif

@@ -5,7 +5,7 @@ shared key and one of 20 group keys), a publisher streaming events to the
 shared key through the broker at 20 a second, the broker process killed
 mid-stream and started again.
 
-What the design promises (server/broker.h, server/broker.c): the daemon
+What the design promises (server/broker.h, server/broker_thread.c, server/broker_bindings.c): the daemon
 keeps every WebSocket while the broker is gone, redeclares its exchanges
 and its node queue after the restart, restores every binding (reference
 counted per exchange and key over the whole node), and consumes again, so

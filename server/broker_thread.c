@@ -1,5 +1,7 @@
 /*
- * The RabbitMQ link; see broker.h for what it promises.
+ * The RabbitMQ link's thread: the AMQP connection, the consume loop and
+ * the commands the loops queued; see broker.h for what the link promises
+ * and broker_bindings.c for the loops' side.
  *
  * rabbitmq-c is a blocking library, so all of it runs on one thread that
  * the event loops talk to through a locked command queue and an eventfd.
@@ -12,191 +14,24 @@
  * publishes. A channel error (a bind to a missing exchange, a publish to
  * one) closes only channel 2 or 3, which is reopened; consuming goes on.
  */
-#include "broker.h"
+#include "broker_private.h"
 #include "config.h"
 #include "log.h"
 #include "event_frame.h"
-#include "redelivery.h"
 #include "shared_frame.h"
 #include "util.h"
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
-#include <amqp.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 
-#define CH_CONSUME 1
-#define CH_TOPOLOGY 2
-#define CH_PUBLISH 3
-
-#define CONNECT_TIMEOUT_S 5
-#define RPC_TIMEOUT_S 10
-#define BACKOFF_MIN_MS 250
-#define BACKOFF_MAX_MS 5000
-/* Publishes accepted but not yet written, in bytes. */
-#define PUBLISH_QUEUE_MAX (64u * 1024 * 1024)
-#define BINDING_BUCKETS 4096
-/* Unacknowledged deliveries the broker may have in flight to us; acks go
- * back in batches of a quarter of it, so the pipe never runs dry. */
-#define PREFETCH 2048
-#define ACK_BATCH (PREFETCH / 4)
-/* Deliveries handed to the loops before they are woken, at most; a read
- * that brings fewer is handed over when it is drained. */
-#define HANDOFF_BATCH 64
-
-enum cmd_kind { CMD_BIND, CMD_UNBIND, CMD_PUBLISH };
-
-struct cmd {
-	enum cmd_kind kind;
-	struct cmd *next;
-	uint64_t seq;            /* CMD_BIND: the ticket it completes */
-	char *exchange;
-	char *key;
-	char *body;
-	size_t len;
-};
-
-struct binding {
-	struct binding *next;
-	uint64_t loops;         /* bit i: loop i has local subscribers */
-	uint64_t ticket;        /* its bind command; done once done_seq >= it */
-	char *exchange;
-	char *key;
-};
-
-struct xdecl {
-	char *name;
-	const char *type;
-	bool direct;            /* routing key == binding key */
-	bool durable;
-};
-
-struct broker {
-	/* set at start, read-only afterwards */
-	char **urls;
-	size_t n_urls;
-	unsigned heartbeat_s;
-	unsigned expires_ms;
-	char queue[256];
-	struct xdecl *exchanges;
-	size_t n_exchanges;
-	struct broker_sink sink;
-	uint64_t all_loops;
-	pthread_t thread;
-	int wake_fd;
-
-	/* shared, under lock */
-	pthread_mutex_t lock;
-	struct cmd *q_head, *q_tail;
-	size_t q_publish_bytes;
-	struct binding *buckets[BINDING_BUCKETS];
-	size_t n_bindings;
-	bool linked;            /* connected, bindings restored: take commands */
-	uint64_t cmd_seq;       /* last bind ticket handed out */
-	broker_progress_fn *progress;   /* binds completed: called on our thread */
-	void *progress_arg;
-	bool stopping;
-	char url_shown[256];
-	struct broker_stats stats;
-	int state;              /* enum broker_state */
-
-	uint64_t done_seq;      /* atomic: bind tickets up to this are done */
-
-	/* the thread's own */
-	amqp_connection_state_t conn;
-	size_t url_index;
-	uint64_t drop_log_ms;   /* when a dropped message was last logged */
-	uint64_t drops_unlogged;
-	struct redelivery handled;  /* fingerprints of the last PREFETCH handled */
-	uint64_t ack_tag;           /* highest delivery tag handled, not yet acked */
-	unsigned unacked;
-	unsigned unflushed;         /* handed to the sink since its last flush */
-};
-
 /* ------------------------------------------------------------- helpers */
-
-static unsigned bucket_of(const char *ex, const char *key)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (const char *p = ex; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ull;
-	h = (h ^ 0xff) * 1099511628211ull;
-	for (const char *p = key; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ull;
-	return (unsigned)(h % BINDING_BUCKETS);
-}
-
-static struct binding **binding_slot(struct broker *b, const char *ex,
-				     const char *key)
-{
-	struct binding **pp = &b->buckets[bucket_of(ex, key)];
-
-	while (*pp != NULL && (strcmp((*pp)->exchange, ex) != 0 ||
-			       strcmp((*pp)->key, key) != 0))
-		pp = &(*pp)->next;
-	return pp;
-}
-
-static void cmd_free(struct cmd *c)
-{
-	free(c->exchange);
-	free(c->key);
-	free(c->body);
-	free(c);
-}
-
-static void wake(struct broker *b)
-{
-	uint64_t one = 1;
-
-	if (write(b->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("broker: cannot wake the broker thread: %s", strerror(errno));
-}
-
-/* Queue a command; caller holds the lock. */
-static void enqueue(struct broker *b, struct cmd *c)
-{
-	if (b->q_tail)
-		b->q_tail->next = c;
-	else
-		b->q_head = c;
-	b->q_tail = c;
-}
-
-/*
- * Bind tickets up to seq are done (bound, failed, or dropped with the
- * link): tell the loops, which release the Subscribes waiting on them.
- * The callback runs under the lock so broker_set_progress(NULL) can be
- * sure no call is still running once it returns.
- */
-static void finish_through(struct broker *b, uint64_t seq)
-{
-	pthread_mutex_lock(&b->lock);
-	if (seq > __atomic_load_n(&b->done_seq, __ATOMIC_RELAXED)) {
-		__atomic_store_n(&b->done_seq, seq, __ATOMIC_RELEASE);
-		if (b->progress != NULL)
-			b->progress(b->progress_arg);
-	}
-	pthread_mutex_unlock(&b->lock);
-}
-
-static struct cmd *cmd_new(enum cmd_kind kind, const char *ex, const char *key)
-{
-	struct cmd *c = xcalloc(1, sizeof(*c));
-
-	c->kind = kind;
-	c->exchange = xstrdup(ex);
-	c->key = xstrdup(key);
-	return c;
-}
 
 /* "amqp://user:***@host:port/vhost" for logs. */
 static void hide_password(const char *url, char *out, size_t size)
@@ -460,7 +295,7 @@ static int link_up(struct broker *b)
 			continue;
 		}
 		*pp = next;
-		cmd_free(c);
+		broker_cmd_free(c);
 	}
 	b->q_tail = NULL;
 	for (struct cmd *c = b->q_head; c; c = c->next)
@@ -511,7 +346,7 @@ static void link_down(struct broker *b)
 	pthread_mutex_unlock(&b->lock);
 	/* Binds still queued will be made from the table on reconnect; no
 	 * Subscribe waits for them meanwhile. */
-	finish_through(b, seq);
+	broker_finish_through(b, seq);
 	disconnect(b);
 }
 
@@ -558,7 +393,7 @@ static int run_commands(struct broker *b)
 			if (c->seq > done)
 				done = c->seq;
 		}
-		cmd_free(c);
+		broker_cmd_free(c);
 		if (rc != 0) {
 			/* The link is gone: the rest is rebuilt from the table on
 			 * reconnect (bindings) or lost (publishes, logged). */
@@ -568,13 +403,13 @@ static int run_commands(struct broker *b)
 				if (c->kind == CMD_PUBLISH)
 					log_warn("broker: publish to %s/%s lost with the connection",
 						 c->exchange, c->key);
-				cmd_free(c);
+				broker_cmd_free(c);
 			}
 			return -1;     /* link_down() finishes every ticket */
 		}
 	}
 	if (done != 0)
-		finish_through(b, done);
+		broker_finish_through(b, done);
 	return 0;
 }
 
@@ -611,7 +446,7 @@ static uint64_t loops_for(struct broker *b, const char *ex, const char *key)
 			struct binding *bd;
 
 			pthread_mutex_lock(&b->lock);
-			bd = *binding_slot(b, ex, key);
+			bd = *broker_binding_slot(b, ex, key);
 			loops = bd != NULL ? bd->loops : 0;
 			pthread_mutex_unlock(&b->lock);
 		}
@@ -894,14 +729,14 @@ void broker_stop(struct broker **bp)
 		pthread_mutex_lock(&b->lock);
 		b->stopping = true;
 		pthread_mutex_unlock(&b->lock);
-		wake(b);
+		broker_wake(b);
 		pthread_join(b->thread, NULL);
 		close(b->wake_fd);
 	}
 	while (b->q_head) {
 		struct cmd *c = b->q_head;
 		b->q_head = c->next;
-		cmd_free(c);
+		broker_cmd_free(c);
 	}
 	for (size_t i = 0; i < BINDING_BUCKETS; i++)
 		while (b->buckets[i]) {
@@ -920,126 +755,4 @@ void broker_stop(struct broker **bp)
 	redelivery_free(&b->handled);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
-}
-
-uint64_t broker_bind(struct broker *b, unsigned loop, const char *ex,
-		     const char *key)
-{
-	struct binding **pp, *bd;
-	bool notify = false;
-	uint64_t ticket;
-
-	pthread_mutex_lock(&b->lock);
-	pp = binding_slot(b, ex, key);
-	if (*pp == NULL) {
-		bd = xcalloc(1, sizeof(*bd));
-		bd->exchange = xstrdup(ex);
-		bd->key = xstrdup(key);
-		*pp = bd;
-		b->n_bindings++;
-		if (b->linked) {
-			struct cmd *c = cmd_new(CMD_BIND, ex, key);
-			c->seq = bd->ticket = ++b->cmd_seq;
-			enqueue(b, c);
-			notify = true;
-		}
-	}
-	(*pp)->loops |= 1ull << loop;
-	/* A second subscriber of a key whose bind is still on its way waits
-	 * for the same ticket. */
-	ticket = (*pp)->ticket;
-	pthread_mutex_unlock(&b->lock);
-	if (notify)
-		wake(b);
-	return broker_ticket_done(b, ticket) ? 0 : ticket;
-}
-
-bool broker_ticket_done(const struct broker *b, uint64_t ticket)
-{
-	return ticket <= __atomic_load_n(&b->done_seq, __ATOMIC_ACQUIRE);
-}
-
-void broker_set_progress(struct broker *b, broker_progress_fn *fn, void *arg)
-{
-	pthread_mutex_lock(&b->lock);
-	b->progress = fn;
-	b->progress_arg = arg;
-	pthread_mutex_unlock(&b->lock);
-}
-
-void broker_unbind(struct broker *b, unsigned loop, const char *ex,
-		   const char *key)
-{
-	struct binding **pp, *bd;
-	bool notify = false;
-
-	pthread_mutex_lock(&b->lock);
-	pp = binding_slot(b, ex, key);
-	bd = *pp;
-	if (bd != NULL)
-		bd->loops &= ~(1ull << loop);
-	if (bd != NULL && bd->loops == 0) {
-		*pp = bd->next;
-		b->n_bindings--;
-		free(bd->exchange);
-		free(bd->key);
-		free(bd);
-		if (b->linked) {
-			enqueue(b, cmd_new(CMD_UNBIND, ex, key));
-			notify = true;
-		}
-	}
-	pthread_mutex_unlock(&b->lock);
-	if (notify)
-		wake(b);
-}
-
-int broker_publish(struct broker *b, const char *ex, const char *key,
-		   const char *body, size_t len)
-{
-	struct cmd *c;
-
-	pthread_mutex_lock(&b->lock);
-	if (!b->linked || b->q_publish_bytes + len > PUBLISH_QUEUE_MAX) {
-		pthread_mutex_unlock(&b->lock);
-		return -1;
-	}
-	c = cmd_new(CMD_PUBLISH, ex, key);
-	c->body = xmalloc(len ? len : 1);
-	memcpy(c->body, body, len);
-	c->len = len;
-	enqueue(b, c);
-	b->q_publish_bytes += len;
-	b->stats.published++;
-	pthread_mutex_unlock(&b->lock);
-	wake(b);
-	return 0;
-}
-
-enum broker_state broker_state(const struct broker *b)
-{
-	return (enum broker_state)__atomic_load_n(&b->state, __ATOMIC_ACQUIRE);
-}
-
-void broker_describe(const struct broker *b, char *out, size_t size)
-{
-	struct broker *mb = (struct broker *)b;
-
-	pthread_mutex_lock(&mb->lock);
-	snprintf(out, size, "%s", b->url_shown[0] ? b->url_shown : "");
-	pthread_mutex_unlock(&mb->lock);
-}
-
-void broker_get_stats(const struct broker *b, struct broker_stats *st)
-{
-	struct broker *mb = (struct broker *)b;
-
-	pthread_mutex_lock(&mb->lock);
-	*st = b->stats;
-	st->received = __atomic_load_n(&b->stats.received, __ATOMIC_RELAXED);
-	st->rejected = __atomic_load_n(&b->stats.rejected, __ATOMIC_RELAXED);
-	st->reconnects = __atomic_load_n(&b->stats.reconnects, __ATOMIC_RELAXED);
-	st->duplicates = __atomic_load_n(&b->stats.duplicates, __ATOMIC_RELAXED);
-	st->bindings = b->n_bindings;
-	pthread_mutex_unlock(&mb->lock);
 }

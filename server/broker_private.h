@@ -1,0 +1,122 @@
+/*
+ * The RabbitMQ link's private state, shared by its two files: the thread
+ * (broker_thread.c: connection, consume loop, command runner) and the
+ * loops' side (broker_bindings.c: binding table, command queue, publish,
+ * stats). Nothing else includes it; the rest of the daemon sees broker.h.
+ *
+ * Locking: the fields under "shared, under lock" are taken with b->lock
+ * from both sides; "the thread's own" are touched by the broker thread
+ * only, so it needs no lock for them.
+ */
+#ifndef MYXID_BROKER_PRIVATE_H
+#define MYXID_BROKER_PRIVATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <amqp.h>
+#include "broker.h"
+#include "redelivery.h"
+
+#define CH_CONSUME 1
+#define CH_TOPOLOGY 2
+#define CH_PUBLISH 3
+
+#define CONNECT_TIMEOUT_S 5
+#define RPC_TIMEOUT_S 10
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 5000
+/* Publishes accepted but not yet written, in bytes. */
+#define PUBLISH_QUEUE_MAX (64u * 1024 * 1024)
+#define BINDING_BUCKETS 4096
+/* Unacknowledged deliveries the broker may have in flight to us; acks go
+ * back in batches of a quarter of it, so the pipe never runs dry. */
+#define PREFETCH 2048
+#define ACK_BATCH (PREFETCH / 4)
+/* Deliveries handed to the loops before they are woken, at most; a read
+ * that brings fewer is handed over when it is drained. */
+#define HANDOFF_BATCH 64
+
+enum cmd_kind { CMD_BIND, CMD_UNBIND, CMD_PUBLISH };
+
+struct cmd {
+	enum cmd_kind kind;
+	struct cmd *next;
+	uint64_t seq;            /* CMD_BIND: the ticket it completes */
+	char *exchange;
+	char *key;
+	char *body;
+	size_t len;
+};
+
+struct binding {
+	struct binding *next;
+	uint64_t loops;         /* bit i: loop i has local subscribers */
+	uint64_t ticket;        /* its bind command; done once done_seq >= it */
+	char *exchange;
+	char *key;
+};
+
+struct xdecl {
+	char *name;
+	const char *type;
+	bool direct;            /* routing key == binding key */
+	bool durable;
+};
+
+struct broker {
+	/* set at start, read-only afterwards */
+	char **urls;
+	size_t n_urls;
+	unsigned heartbeat_s;
+	unsigned expires_ms;
+	char queue[256];
+	struct xdecl *exchanges;
+	size_t n_exchanges;
+	struct broker_sink sink;
+	uint64_t all_loops;
+	pthread_t thread;
+	int wake_fd;
+
+	/* shared, under lock */
+	pthread_mutex_t lock;
+	struct cmd *q_head, *q_tail;
+	size_t q_publish_bytes;
+	struct binding *buckets[BINDING_BUCKETS];
+	size_t n_bindings;
+	bool linked;            /* connected, bindings restored: take commands */
+	uint64_t cmd_seq;       /* last bind ticket handed out */
+	broker_progress_fn *progress;   /* binds completed: called on our thread */
+	void *progress_arg;
+	bool stopping;
+	char url_shown[256];
+	struct broker_stats stats;
+	int state;              /* enum broker_state */
+
+	uint64_t done_seq;      /* atomic: bind tickets up to this are done */
+
+	/* the thread's own */
+	amqp_connection_state_t conn;
+	size_t url_index;
+	uint64_t drop_log_ms;   /* when a dropped message was last logged */
+	uint64_t drops_unlogged;
+	struct redelivery handled;  /* fingerprints of the last PREFETCH handled */
+	uint64_t ack_tag;           /* highest delivery tag handled, not yet acked */
+	unsigned unacked;
+	unsigned unflushed;         /* handed to the sink since its last flush */
+};
+
+/* The binding of ex/key, or where to link a new one; caller holds the lock. */
+struct binding **broker_binding_slot(struct broker *b, const char *ex,
+				     const char *key);
+
+void broker_cmd_free(struct cmd *c);
+
+/* Wake the broker thread's poll() (thread-safe, never blocks). */
+void broker_wake(struct broker *b);
+
+/* Bind tickets up to seq are done; broker thread only. */
+void broker_finish_through(struct broker *b, uint64_t seq);
+
+#endif
