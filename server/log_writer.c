@@ -6,6 +6,8 @@
 #include "log_writer.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -37,6 +39,7 @@ static struct {
 	pthread_cond_t drained;       /* the queue became empty, or the thread ended */
 	enum state state;
 	bool stop, ended;
+	bool busy;                    /* the thread is writing a line it took */
 	long long stop_deadline_ms;   /* a line still unwritten then is given up */
 	struct slot *slots;
 	unsigned head, count;
@@ -48,13 +51,19 @@ static struct {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	int fd;                       /* syslog socket, -1 while not connected */
+	int err_fd;                   /* stderr as a loop may try it (see stderr_nonblocking) */
 	long long next_connect_ms;
 } W = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.wake = PTHREAD_COND_INITIALIZER,
 	.drained = PTHREAD_COND_INITIALIZER,
 	.fd = -1,
+	.err_fd = -1,
 };
+
+/* What writing a line came to. */
+enum outcome { WRITTEN, WOULD_BLOCK, FAILED };
+#define NO_WAIT (-1LL)                /* deadline: a loop's call, never wait */
 
 static const char *const level_names[] = {
 	"debug", "info", "notice", "warning", "error"
@@ -166,6 +175,8 @@ static bool wait_writable(int fd, long long deadline_ms)
 {
 	struct pollfd p = { .fd = fd, .events = POLLOUT };
 
+	if (deadline_ms == NO_WAIT)
+		return false;
 	for (;;) {
 		if (poll(&p, 1, WAIT_SLICE_MS) > 0)
 			return (p.revents & (POLLERR | POLLNVAL)) == 0 ||
@@ -176,7 +187,8 @@ static bool wait_writable(int fd, long long deadline_ms)
 }
 
 /* RFC 3164, as glibc's syslog() writes it to /dev/log. */
-static bool write_syslog(int level, const char *text, size_t len, long long deadline_ms)
+static enum outcome write_syslog(int level, const char *text, size_t len,
+				 long long deadline_ms)
 {
 	static const int severity[] = { 7, 6, 5, 4, 3 };
 	char msg[SLOT_TEXT + 64];
@@ -194,14 +206,16 @@ static bool write_syslog(int level, const char *text, size_t len, long long dead
 	n += len;
 	for (;;) {
 		if (!sink_connect())
-			return false;
+			return FAILED;
 		if (send(W.fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
-			return true;
+			return WRITTEN;
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
 			/* The reader is behind (a unix socket's queue holds 10
-			 * datagrams by default): this thread waits, nobody else. */
+			 * datagrams by default): the thread waits, nobody else. */
+			if (deadline_ms == NO_WAIT)
+				return WOULD_BLOCK;
 			if (!wait_writable(W.fd, deadline_ms))
-				return false;
+				return FAILED;
 			continue;
 		}
 		if (errno == EINTR)
@@ -209,32 +223,42 @@ static bool write_syslog(int level, const char *text, size_t len, long long dead
 		/* syslogd restarted or gone: connect again later. */
 		close(W.fd);
 		W.fd = -1;
-		return false;
+		return FAILED;
 	}
 }
 
-static bool write_stderr(const char *text, size_t len, long long deadline_ms)
+static enum outcome write_stderr(const char *text, size_t len, long long deadline_ms)
 {
 	char line[SLOT_TEXT + 1];
+	int fd = W.err_fd >= 0 ? W.err_fd : STDERR_FILENO;
+	ssize_t n;
 
 	memcpy(line, text, len);
 	line[len++] = '\n';
-	/* POLLOUT on a pipe means room for PIPE_BUF bytes, more than a line:
-	 * the write below then does not block. */
-	if (!wait_writable(STDERR_FILENO, deadline_ms))
-		return false;
+	if (deadline_ms == NO_WAIT && W.err_fd < 0)
+		return WOULD_BLOCK;       /* no way to try without blocking */
 	for (;;) {
-		if (write(STDERR_FILENO, line, len) >= 0)
-			return true;
-		if (errno != EINTR)
-			return false;
+		/* A line is shorter than PIPE_BUF: a pipe takes all or none. */
+		n = write(fd, line, len);
+		if (n >= 0)
+			return WRITTEN;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return FAILED;
+		if (deadline_ms == NO_WAIT)
+			return WOULD_BLOCK;
+		if (!wait_writable(fd, deadline_ms))
+			return FAILED;
 	}
 }
 
 /* ---------------------------------------------------------------- thread */
 
-static bool emit(int level, const char *text, size_t len, size_t stamp_len,
-		 long long deadline_ms)
+/* deadline_ms: NO_WAIT (a loop's call: WOULD_BLOCK rather than wait), 0
+ * (the thread: wait as long as it takes), or when to give up (stopping). */
+static enum outcome emit(int level, const char *text, size_t len, size_t stamp_len,
+			 long long deadline_ms)
 {
 	if (W.syslog)
 		return write_syslog(level, text + stamp_len, len - stamp_len, deadline_ms);
@@ -249,7 +273,7 @@ static void report_drops(uint64_t n, long long deadline_ms)
 			 "%llu log line(s) dropped: the log target did not keep up",
 			 (unsigned long long)n);
 
-	if (!emit(3, line, stamp + (size_t)r, stamp, deadline_ms)) {
+	if (emit(3, line, stamp + (size_t)r, stamp, deadline_ms) != WRITTEN) {
 		pthread_mutex_lock(&W.mu);
 		W.dropped_unreported += n;
 		pthread_mutex_unlock(&W.mu);
@@ -280,17 +304,19 @@ static void *writer_main(void *unused)
 		unreported = W.dropped_unreported;
 		W.dropped_unreported = 0;
 		deadline = W.stop ? W.stop_deadline_ms : 0;
+		W.busy = true;
 		pthread_mutex_unlock(&W.mu);
 
 		if (unreported != 0)
 			report_drops(unreported, deadline);
-		if (!emit(line.level, line.text, line.len, line.stamp_len, deadline)) {
-			pthread_mutex_lock(&W.mu);
+		bool written = emit(line.level, line.text, line.len, line.stamp_len,
+				    deadline) == WRITTEN;
+		pthread_mutex_lock(&W.mu);
+		W.busy = false;
+		if (!written) {
 			W.dropped_total++;
 			W.dropped_unreported++;
-			pthread_mutex_unlock(&W.mu);
 		}
-		pthread_mutex_lock(&W.mu);
 		if (W.count == 0)
 			pthread_cond_broadcast(&W.drained);
 		pthread_mutex_unlock(&W.mu);
@@ -298,6 +324,26 @@ static void *writer_main(void *unused)
 }
 
 /* ---------------------------------------------------------------- API */
+
+/* Where a loop may write stderr without ever waiting: fd 2 itself for a
+ * regular file; for a pipe or a terminal, stderr opened again as a file
+ * description of our own, non-blocking (setting O_NONBLOCK on fd 2 itself
+ * would change it for every process sharing it). -1 where neither works
+ * (a socket): then every line goes through the thread. */
+static int stderr_nonblocking(void)
+{
+	struct stat st;
+
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return -1;
+	/* A regular file does not make a writer wait, and a description of
+	 * our own would write at its own offset over the shared one's. */
+	if (S_ISREG(st.st_mode))
+		return STDERR_FILENO;
+	if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode))
+		return -1;
+	return open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+}
 
 int log_writer_start(const struct log_sink *sink, char *err, size_t err_size)
 {
@@ -323,6 +369,8 @@ int log_writer_start(const struct log_sink *sink, char *err, size_t err_size)
 		W.addr = ss;
 		W.addr_len = len;
 	}
+	if (!sink->syslog && W.err_fd < 0)
+		W.err_fd = stderr_nonblocking();
 	if (W.state == NOT_STARTED) {
 		if (W.slots == NULL)
 			W.slots = calloc(SLOTS, sizeof(*W.slots));
@@ -347,6 +395,15 @@ bool log_writer_put(int level, const char *line, size_t len, size_t stamp_len)
 	if (W.state == NOT_STARTED) {
 		pthread_mutex_unlock(&W.mu);
 		return false;
+	}
+	/* Nothing waits and the thread is not writing: try the line now,
+	 * without waiting, so that in the usual case it is out at once and in
+	 * order. Only a target that would block leaves it to the thread. */
+	if (W.state == RUNNING && W.count == 0 && !W.busy && W.dropped_unreported == 0 &&
+	    emit(level, line, len > SLOT_TEXT ? SLOT_TEXT : len,
+		 stamp_len < len ? stamp_len : 0, NO_WAIT) != WOULD_BLOCK) {
+		pthread_mutex_unlock(&W.mu);
+		return true;
 	}
 	if (W.state == STOPPED || W.count == SLOTS) {
 		/* Full: the target is not keeping up. Drop, count, say so later. */
