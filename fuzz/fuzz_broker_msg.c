@@ -99,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			 kind == 1);
 
 	char *body = (char *)fuzz_dup(data, size);
-	f = event_frame_encode_body(body, size, exchanges[kind], key, &why);
+	f = event_frame_encode_body(body, size, exchanges[kind], key, 0, &why);
 	free(body);
 	if (f == NULL) {
 		FUZZ_CHECK(why != NULL);

@@ -495,7 +495,7 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 	if (loops == 0)
 		return;       /* unbound since it was published: nobody here */
 	f = event_frame_encode_body(env->message.body.bytes, env->message.body.len,
-				ex, key, &why);
+				ex, key, 0, &why);
 	if (f == NULL) {
 		log_drop(b, ex, key, why);
 		return;

@@ -52,6 +52,7 @@ struct conf_cmd {
 
 #define CMD_BLOCK 0x1u   /* "name arg {" ... "}" rather than "name arg" */
 #define CMD_MULTI 0x2u   /* may be given more than once */
+#define CMD_BARE 0x4u    /* a block without an argument: "name {" */
 
 /* A number suffix; the first matching row in a table wins. */
 /* The spec of a size or time directive. */
@@ -95,6 +96,9 @@ static const struct conf_num output_size = {
 	"size", size_units, 64 * 1024, 1024 * 1024 * 1024
 };
 static const struct conf_num worker_count = { "number", conf_plain_units, 0, 64 };
+static const struct conf_num history_memory = {
+	"size", size_units, 64 * 1024, 64ull * 1024 * 1024 * 1024
+};
 
 static const struct conf_keyword log_targets[] = {
 	{ "stderr", LOG_TO_STDERR }, { "syslog", LOG_TO_SYSLOG }, { NULL, 0 }
@@ -233,10 +237,13 @@ static const struct conf_node *earlier(const struct conf_node *block,
 static int check_shape(struct loader *ld, const struct conf_node *n,
 		       const struct conf_cmd *cmd)
 {
-	if (n->n_args != 2)
+	if ((cmd->flags & CMD_BARE) && n->n_args != 1)
+		return fail(ld, n, "'%s' takes no argument (%zu given)",
+			    cmd->name, n->n_args - 1);
+	if (!(cmd->flags & CMD_BARE) && n->n_args != 2)
 		return fail(ld, n, "'%s' takes exactly one argument (%zu given)",
 			    cmd->name, n->n_args - 1);
-	if (n->args[1][0] == '\0')
+	if (!(cmd->flags & CMD_BARE) && n->args[1][0] == '\0')
 		return fail(ld, n, "'%s' has an empty argument", cmd->name);
 	if ((cmd->flags & CMD_BLOCK) && !n->block)
 		return fail(ld, n, "'%s' needs a block: end the line with '{'",
@@ -593,8 +600,50 @@ static int set_auth(struct loader *ld, const struct conf_node *n,
 
 /* ------------------------------------------------------------ exchanges */
 
+/* Per key: 0 turns that limit off (another one must bound it). */
+static const struct conf_num history_count = { "number", conf_plain_units, 0, 1000000 };
+static const struct conf_num history_size = { "size", size_units, 0, 1024 * 1024 * 1024 };
+static const struct conf_num history_age = { "time", time_units, 0, 30u * 86400000 };
+static const struct conf_num stream_size = {
+	"size", size_units, 1024 * 1024, 1024ull * 1024 * 1024 * 1024
+};
+
+static const struct conf_cmd history_cmds[] = {
+	{ "events", 0, set_size, offsetof(struct conf_history, events), &history_count },
+	{ "bytes", 0, set_size, offsetof(struct conf_history, bytes), &history_size },
+	{ "age", 0, set_time, offsetof(struct conf_history, age_ms), &history_age },
+	{ "stream_bytes", 0, set_size, offsetof(struct conf_history, stream_bytes),
+	  &stream_size },
+	{ "epoch", 0, set_string, offsetof(struct conf_history, epoch), NULL },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+/* "history {": this exchange keeps its events for resume and late joiners. */
+static int set_history(struct loader *ld, const struct conf_node *n,
+		       void *field, const void *spec)
+{
+	struct conf_history *h = field;
+
+	h->enabled = true;
+	h->events = 1000;
+	h->bytes = 1024 * 1024;
+	h->age_ms = 3600000;
+	h->stream_bytes = 1024ull * 1024 * 1024;
+	if (apply_block(ld, n, history_cmds, h))
+		return -1;
+	if (h->events == 0 && h->bytes == 0 && h->age_ms == 0)
+		return fail(ld, n, "history needs at least one limit (events, bytes or age)");
+	if (h->epoch != NULL && (strlen(h->epoch) > 32 || strspn(h->epoch,
+		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+			strlen(h->epoch)))
+		return fail(ld, n, "history epoch must be 1-32 letters, digits, '_', '-' or '.'");
+	return 0;
+}
+
 /* Keep: typed command tables (nginx's ngx_command_t), each error as file:line. */
 static const struct conf_cmd exchange_cmds[] = {
+	{ "history", CMD_BLOCK | CMD_BARE, set_history,
+	  offsetof(struct conf_exchange, history), NULL },
 	{ "type", 0, set_keyword, offsetof(struct conf_exchange, type),
 	  exchange_types },
 	{ "durable", 0, set_bool, offsetof(struct conf_exchange, durable),
@@ -751,6 +800,8 @@ static const struct conf_cmd top_cmds[] = {
 	{ "workers", 0, set_size_unsigned, TOP(workers), &worker_count },
 	{ "static_dir", 0, set_path, TOP(static_dir), &path_dir },
 	{ "client_js", 0, set_path, TOP(client_js), &path_file },
+	{ "history_memory", 0, set_size, TOP(history_memory), &history_memory },
+	{ "history_max_replay", 0, set_size, TOP(history_max_replay), &positive_count },
 	{ NULL, 0, NULL, 0, NULL }
 };
 
@@ -781,6 +832,8 @@ static struct myxid_config *config_new(const char *path)
 	cfg->ping_timeout_ms = 10000;
 	cfg->drain_time_ms = 5000;
 	cfg->log_level = MYXID_LOG_INFO;
+	cfg->history_memory = 64 * 1024 * 1024;
+	cfg->history_max_replay = 1000;
 	cfg->broker.queue_expires_ms = 60000;
 	cfg->broker.heartbeat_ms = 10000;
 	return cfg;
@@ -866,6 +919,7 @@ void config_free(struct myxid_config **cfg_p)
 		free_plugin(&cfg->auths[i]);
 	for (i = 0; i < cfg->n_exchanges; i++) {
 		free(cfg->exchanges[i].name);
+		free(cfg->exchanges[i].history.epoch);
 		free_plugin(&cfg->exchanges[i].policy);
 	}
 	for (i = 0; i < cfg->n_strings; i++)

@@ -52,9 +52,18 @@
  *       heartbeat 10s              # 0 turns AMQP heartbeats off
  *       queue_prefix myxid
  *   }
+ *   history_memory 64m             # all history kept in memory, at most
+ *   history_max_replay 1000        # events one Subscribe may replay
  *   exchange deployment {
  *       type direct                # direct|topic|fanout
  *       durable no
+ *       history {                  # keep events: resume, late joiners
+ *           events 1000            # per routing key (0: no count limit)
+ *           bytes 1m               # per routing key
+ *           age 1h
+ *           stream_bytes 1g        # broker mode: the stream's retention
+ *           epoch 1                # broker mode: change it if the stream
+ *       }                          # is ever deleted
  *       policy static {            # exactly one per exchange (required)
  *           allow attribute deployments
  *       }
@@ -101,12 +110,24 @@ struct conf_plugin {
 	size_t n_opts;
 };
 
+/* An exchange's "history {...}" block: what is kept per routing key. */
+struct conf_history {
+	bool enabled;            /* the block was given */
+	size_t events;           /* per key (1000; 0: no count limit) */
+	size_t bytes;            /* frame bytes per key (1 MiB; 0: none) */
+	unsigned age_ms;         /* (1 h; 0: none) */
+	size_t stream_bytes;     /* broker mode: the stream's size (1 GiB) */
+	char *epoch;             /* broker mode: bump after deleting the
+				  * stream (NULL: "1") */
+};
+
 struct conf_exchange {
 	char *name;
 	struct conf_pos pos;
 	enum exchange_type type;
 	bool durable;
 	struct conf_plugin policy;
+	struct conf_history history;
 };
 
 /* The "broker rabbitmq {...}" block, or RABBITMQ_URL when there is none. */
@@ -163,6 +184,11 @@ struct myxid_config {
 	unsigned workers;                /* event loops (0: one per CPU) */
 	char *static_dir;                /* files served over GET/HEAD, or NULL */
 	char *client_js;                 /* served as /myxid.js, or NULL */
+
+	/* History (exchanges with a history block) */
+	size_t history_memory;           /* every exchange's together (64 MiB) */
+	size_t history_max_replay;       /* events one resume or late join may
+					  * replay (1000) */
 
 	/* private: storage for strings referenced from conf_pos etc. */
 	char **strings;

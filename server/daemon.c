@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "broker.h"
 #include "config.h"
+#include "history.h"
 #include "ip_table.h"
 #include "listener.h"
 #include "log.h"
@@ -45,6 +46,8 @@ struct daemon {
 	struct broker *broker;
 	struct ip_table *ips;
 	SSL_CTX *ssl_ctx;
+	struct history_store *history;    /* every exchange's kept events */
+	struct event *history_sweep;      /* ages them out, once a second */
 
 	pthread_mutex_t lock;             /* the reload barrier and stops */
 	pthread_cond_t cond;
@@ -320,6 +323,20 @@ static void worker_stopped(void *daemon, struct worker *w)
 
 /* ---------------------------------------------------------------- main */
 
+/* An exchange nobody publishes to must still forget events past its age. */
+static void history_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	static int64_t shown;    /* this timer is the gauge's only writer */
+	int64_t bytes;
+
+	history_store_expire(d->history, (long long)monotonic_ms());
+	bytes = (int64_t)history_store_bytes(d->history);
+	metrics_add(M_HISTORY_BYTES, bytes - shown);
+	shown = bytes;
+}
+
 static int check_only(const char *path, const char *plugin_dir, bool debug)
 {
 	struct worker *w = worker_new(0, NULL, session_deliver);
@@ -359,6 +376,8 @@ static int start_workers(struct daemon *d, const char *path, const char *plugin_
 	if (wants_tls(cfg) && (d->ssl_ctx = tls_context(cfg, err, err_size)) == NULL)
 		return -1;
 	d->ips = ip_table_new();
+	/* Always made: a reload may give an exchange history. */
+	d->history = history_store_new(cfg->history_memory);
 	for (unsigned i = 0; i < d->n_workers; i++) {
 		struct worker *w;
 
@@ -367,7 +386,7 @@ static int start_workers(struct daemon *d, const char *path, const char *plugin_
 		w = d->workers[i];
 		if (i > 0 && worker_init(w, path, plugin_dir, debug, err, err_size) != 0)
 			return -1;
-		worker_share(w, d->ips, d->ssl_ctx);
+		worker_share(w, d->ips, d->ssl_ctx, d->history);
 		d->listeners[i] = listener_new(w, &protocols_handler);
 		if (listener_bind(d->listeners[i], err, err_size) != 0)
 			return -1;
@@ -421,6 +440,8 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 			break;
 		}
 	if (started == d.n_workers) {
+		d.history_sweep = event_new(d.base, -1, EV_PERSIST, history_sweep_cb, &d);
+		event_add(d.history_sweep, &(struct timeval){ 1, 0 });
 		log_notice("myxid " PACKAGE_VERSION " ready: %u worker(s)", d.n_workers);
 		notify_manager("READY=1");
 		event_base_loop(d.base, EVLOOP_NO_EXIT_ON_EMPTY);
@@ -436,6 +457,8 @@ out:
 	for (int i = 0; i < 3; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);
+	if (d.history_sweep != NULL)
+		event_free(d.history_sweep);
 	/* Workers unbind as their sessions go, so the broker stops last;
 	 * it must not wake loops that are gone. */
 	if (d.broker != NULL)
@@ -446,6 +469,7 @@ out:
 	}
 	broker_stop(&d.broker);
 	ip_table_free(&d.ips);
+	history_store_free(d.history);
 	SSL_CTX_free(d.ssl_ctx);
 	free(d.workers);
 	free(d.listeners);

@@ -13,23 +13,28 @@
 #define PUBLISH_MAX_DEPTH 64
 
 struct shared_frame *event_frame_encode(json_object *event, const char *exchange,
-					const char *routing_key)
+					const char *routing_key, uint64_t position)
 {
 	json_object *mq = json_object_new_object();
+	struct shared_frame *f;
 	const char *s;
 	size_t len;
 
 	json_object_object_add(mq, "e", json_object_new_string(exchange));
 	json_object_object_add(mq, "rk", json_object_new_string(routing_key));
+	if (position != 0)
+		json_object_object_add(mq, "o", json_object_new_int64((int64_t)position));
 	json_object_object_add(event, "mq", mq);
 	s = json_object_to_json_string_length(event, EVENT_FRAME_JSON_FLAGS, &len);
-	return shared_frame_event(s, len, exchange, routing_key);
+	f = shared_frame_event(s, len, exchange, routing_key);
+	f->position = position;
+	return f;
 }
 
 struct shared_frame *event_frame_encode_body(const char *body, size_t len,
 					     const char *exchange,
 					     const char *routing_key,
-					     const char **why)
+					     uint64_t position, const char **why)
 {
 	json_object *o;
 	struct shared_frame *f = NULL;
@@ -48,7 +53,7 @@ struct shared_frame *event_frame_encode_body(const char *body, size_t len,
 	else if (!json_object_is_type(o, json_type_object))
 		*why = "body is not a JSON object";
 	else
-		f = event_frame_encode(o, exchange, routing_key);
+		f = event_frame_encode(o, exchange, routing_key, position);
 	json_object_put(o);
 	return f;
 }

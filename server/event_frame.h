@@ -1,6 +1,7 @@
 /*
  * Turning a published event into the frame subscribers receive: the event
- * object with "mq":{"e":EXCHANGE,"rk":ROUTING_KEY} appended (Myxi's shape),
+ * object with "mq":{"e":EXCHANGE,"rk":ROUTING_KEY} appended (Myxi's shape;
+ * "o":POSITION too for an exchange with history),
  * encoded once into a shared frame. Pure encoding: no router, no worker, so
  * the broker thread can use it as well as the loops.
  */
@@ -8,6 +9,7 @@
 #define MYXID_EVENT_FRAME_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <json-c/json.h>
 
 struct shared_frame;
@@ -17,9 +19,10 @@ struct shared_frame;
 #define EVENT_FRAME_JSON_FLAGS \
 	(JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-/* Encode event (a JSON object; "mq" is set on it). Never fails. */
+/* Encode event (a JSON object; "mq" is set on it, with "o": position
+ * unless position is 0: an exchange without history). Never fails. */
 struct shared_frame *event_frame_encode(json_object *event, const char *exchange,
-					const char *routing_key);
+					const char *routing_key, uint64_t position);
 
 /*
  * Parse a broker message body and encode it. Returns NULL with *why set
@@ -28,7 +31,7 @@ struct shared_frame *event_frame_encode(json_object *event, const char *exchange
 struct shared_frame *event_frame_encode_body(const char *body, size_t len,
 					     const char *exchange,
 					     const char *routing_key,
-					     const char **why);
+					     uint64_t position, const char **why);
 
 /* Ruby's to_s of a JSON routing key (1234 -> "1234", null -> "",
  * true -> "true", strings as they are). Returns a new string, or NULL for

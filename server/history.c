@@ -51,6 +51,7 @@ struct history_log {
 	struct history_limits lim;
 	uint64_t position;
 	uint64_t freed_lost;          /* highest lost_upto of the keys freed */
+	char epoch[HISTORY_EPOCH_MAX + 1];  /* the store's, or a mirror's own */
 	struct hkey **buckets;
 	size_t n_buckets, n_keys;
 	struct order *q;              /* ring, publish order */
@@ -64,6 +65,9 @@ struct history_store {
 	struct history_log *logs;
 	char epoch[17];
 };
+
+/* The store's epoch must fit a log's. */
+typedef char epoch_fits[HISTORY_EPOCH_MAX >= 16 ? 1 : -1];
 
 #define KEY_OVERHEAD(k) (sizeof(struct hkey) + strlen((k)->name) + 1 + \
 			 (k)->cap * sizeof(struct entry) + sizeof(struct hkey *))
@@ -306,6 +310,7 @@ struct history_log *history_store_log(struct history_store *hs, const char *exch
 		log = xcalloc(1, sizeof(*log) + len + 1);
 		memcpy(log->exchange, exchange, len + 1);
 		log->hs = hs;
+		memcpy(log->epoch, hs->epoch, sizeof(hs->epoch));
 		log->next = hs->logs;
 		hs->logs = log;
 	}
@@ -323,32 +328,54 @@ static void key_fit(struct history_log *log, struct hkey *k)
 }
 
 struct shared_frame *history_append(struct history_log *log, const char *key,
-				    long long now_ms, history_encode_fn *encode, void *arg)
+				    uint64_t position, long long now_ms,
+				    history_encode_fn *encode, void *arg)
 {
 	struct history_store *hs = log->hs;
 	struct shared_frame *f;
 	struct hkey *k;
+	uint64_t pos;
 
 	pthread_mutex_lock(&hs->mu);
-	if (log->position >= MAX_POSITION) {
-		/* 2^53 events: a JavaScript number cannot hold the next one. */
+	pos = position ? position : log->position + 1;
+	if (pos <= log->position || pos > MAX_POSITION) {
+		/* Already kept (a mirror's redelivery), or 2^53 events: a
+		 * JavaScript number cannot hold the next one. */
 		pthread_mutex_unlock(&hs->mu);
 		return NULL;
 	}
-	f = encode(log->position + 1, arg);
+	f = encode(pos, arg);
 	if (f == NULL) {
 		pthread_mutex_unlock(&hs->mu);
 		return NULL;
 	}
-	log->position++;
+	/* A mirror that starts in the middle of its source cannot prove that
+	 * any key lost nothing before its first event. */
+	if (log->position == 0 && pos > 1)
+		log->freed_lost = pos - 1;
+	log->position = pos;
 	log_expire(log, now_ms);
 	k = key_get(log, key, true);
-	key_push(log, k, &(struct entry){ log->position, now_ms, shared_frame_ref(f) });
-	order_push(log, k, log->position);
+	key_push(log, k, &(struct entry){ pos, now_ms, shared_frame_ref(f) });
+	order_push(log, k, pos);
 	key_fit(log, k);
 	store_fit(hs);
 	pthread_mutex_unlock(&hs->mu);
 	return f;
+}
+
+void history_log_set_epoch(struct history_log *log, const char *epoch)
+{
+	pthread_mutex_lock(&log->hs->mu);
+	snprintf(log->epoch, sizeof(log->epoch), "%s", epoch);
+	pthread_mutex_unlock(&log->hs->mu);
+}
+
+void history_log_epoch(struct history_log *log, char *out, size_t size)
+{
+	pthread_mutex_lock(&log->hs->mu);
+	snprintf(out, size, "%s", log->epoch);
+	pthread_mutex_unlock(&log->hs->mu);
 }
 
 uint64_t history_position(struct history_log *log)
@@ -388,7 +415,7 @@ void history_since(struct history_log *log, const char *key, const char *epoch,
 	pthread_mutex_lock(&hs->mu);
 	log_expire(log, now_ms);
 	out->position = log->position;
-	if (epoch == NULL || strcmp(epoch, hs->epoch) != 0 || after > log->position)
+	if (epoch == NULL || strcmp(epoch, log->epoch) != 0 || after > log->position)
 		goto done;
 	k = key_get(log, key, false);
 	if (k == NULL) {

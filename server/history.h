@@ -28,6 +28,9 @@ struct history_limits {
 	long long max_age_ms;    /* how long an event is kept */
 };
 
+/* Longest epoch string (a mirror's may be longer than the store's 16). */
+#define HISTORY_EPOCH_MAX 64
+
 struct history_store;        /* every exchange's history, one memory cap */
 struct history_log;          /* one exchange's */
 
@@ -52,11 +55,20 @@ struct history_log *history_store_log(struct history_store *hs, const char *exch
  * the position in it: subscribers see "o"); the log keeps a reference and
  * the caller gets one. Encoding happens under the log's lock, so positions
  * and the order of the kept events agree even when loops publish at once.
- * Returns the frame, or NULL if encode did.
+ * position 0 takes the log's next one (the embedded mode); otherwise it
+ * is the source's (a mirror of a RabbitMQ stream), and must be above every
+ * position already kept. Returns the frame, or NULL if encode did, or if
+ * the position is taken (a redelivery) or past 2^53.
  */
 typedef struct shared_frame *history_encode_fn(uint64_t position, void *arg);
 struct shared_frame *history_append(struct history_log *log, const char *key,
-				    long long now_ms, history_encode_fn *encode, void *arg);
+				    uint64_t position, long long now_ms,
+				    history_encode_fn *encode, void *arg);
+
+/* A mirror's epoch: its source's identity, the same on every node
+ * (at most HISTORY_EPOCH_MAX characters; longer is cut). */
+void history_log_set_epoch(struct history_log *log, const char *epoch);
+void history_log_epoch(struct history_log *log, char *out, size_t size);
 
 /* The last position handed out by the log (0: none yet). */
 uint64_t history_position(struct history_log *log);
@@ -75,9 +87,8 @@ struct history_replay {
 
 /* Events of key after position `after` in epoch `epoch`. complete is false
  * (and nothing is returned) when the epoch is another, `after` is ahead of
- * the log, or an event after it was already dropped (limits, age, cap).
- * At most max events are returned (the newest are kept if more remain,
- * and complete is then false too). */
+ * the log, an event after it was already dropped (limits, age, cap), or
+ * more than max events would be replayed. */
 void history_since(struct history_log *log, const char *key, const char *epoch,
 		   uint64_t after, size_t max, long long now_ms,
 		   struct history_replay *out);

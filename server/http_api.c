@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "event_frame.h"
+#include "history.h"
 #include "reply.h"
 #include "runconf.h"
 #include "worker.h"
@@ -155,6 +156,19 @@ static void publish_via_broker(struct conn *c, json_object *event,
 	reply_json(c, 202, NULL, o);
 }
 
+/* What history_append() encodes: the event, once its position is known. */
+struct publish_event {
+	json_object *event;
+	const char *exchange, *key;
+};
+
+static struct shared_frame *encode_at(uint64_t position, void *arg)
+{
+	struct publish_event *pe = arg;
+
+	return event_frame_encode(pe->event, pe->exchange, pe->key, position);
+}
+
 /* A POST /publish waiting for the other loops; c is NULL once gone. */
 struct publish_wait {
 	struct conn *c;
@@ -191,6 +205,8 @@ void http_api_forget(struct conn *c)
 static void do_publish(struct conn *c, json_object *doc)
 {
 	json_object *ex, *rk = NULL, *event, *payload = NULL, *o;
+	struct exchange_rt *xrt;
+	struct history_log *log;
 	struct shared_frame *f;
 	char *key;
 	size_t n;
@@ -215,7 +231,8 @@ static void do_publish(struct conn *c, json_object *doc)
 		reply_http_error(c, 400, NULL, "\"routing_key\" must be a string or a number");
 		return;
 	}
-	if (runconf_exchange(worker_runconf(c->w), json_object_get_string(ex)) == NULL) {
+	xrt = runconf_exchange(worker_runconf(c->w), json_object_get_string(ex));
+	if (xrt == NULL) {
 		reply_http_error(c, 404, NULL, "unknown exchange '%s'",
 				 json_object_get_string(ex));
 		free(key);
@@ -234,8 +251,21 @@ static void do_publish(struct conn *c, json_object *doc)
 		free(key);
 		return;
 	}
-	f = event_frame_encode(o, json_object_get_string(ex), key);
+	log = worker_history(c->w, xrt);
+	if (log != NULL) {
+		/* Positioned and kept in one step, so kept order is position
+		 * order even when loops publish at once. */
+		struct publish_event pe = { o, json_object_get_string(ex), key };
+		f = history_append(log, key, 0, (long long)monotonic_ms(), encode_at, &pe);
+	} else {
+		f = event_frame_encode(o, json_object_get_string(ex), key, 0);
+	}
 	json_object_put(o);
+	if (f == NULL) {
+		reply_http_error(c, 507, NULL, "the exchange's history has run out of positions (2^53)");
+		free(key);
+		return;
+	}
 	metrics_inc(M_PUBLISHED);
 	log_debug("%s: publishing %s to %s/%s", c->peer,
 		  json_object_get_string(event), json_object_get_string(ex), key);

@@ -32,10 +32,14 @@ static const struct {
 	[M_POLICY_CACHE_HITS] = { "myxid_policy_cache_hits_total", "counter", "Subscriptions answered from the cache" },
 	[M_RELOADS] = { "myxid_reloads_total", "counter", "Successful configuration reloads" },
 	[M_RELOAD_FAILURES] = { "myxid_reload_failures_total", "counter", "Reloads that failed and kept the running configuration" },
+	[M_HISTORY_REPLAYED] = { "myxid_history_replayed_total", "counter", "Events replayed from history to resuming sockets and late joiners" },
+	[M_HISTORY_RECOVERED] = { "myxid_history_recovered_total", "counter", "Resumes (Subscribe with since) that got every missed event" },
+	[M_HISTORY_NOT_RECOVERED] = { "myxid_history_not_recovered_total", "counter", "Resumes answered recovered:false (too old, another epoch, no history)" },
 	[M_CONNECTIONS_OPEN] = { "myxid_connections", "gauge", "Open TCP connections" },
 	[M_SOCKETS_OPEN] = { "myxid_sockets", "gauge", "Open WebSocket connections" },
 	[M_SOCKETS_AUTHENTICATED] = { "myxid_sockets_authenticated", "gauge", "Authenticated WebSocket connections" },
 	[M_SUBSCRIPTIONS] = { "myxid_subscriptions", "gauge", "Subscriptions held by sockets" },
+	[M_HISTORY_BYTES] = { "myxid_history_bytes", "gauge", "Memory held by kept history (frames and bookkeeping)" },
 };
 
 /*

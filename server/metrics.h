@@ -29,11 +29,15 @@ enum metric {
 	M_POLICY_CACHE_HITS,
 	M_RELOADS,
 	M_RELOAD_FAILURES,
+	M_HISTORY_REPLAYED,       /* events replayed to resuming or late sockets */
+	M_HISTORY_RECOVERED,      /* resumes that got every missed event */
+	M_HISTORY_NOT_RECOVERED,  /* resumes answered recovered:false */
 	/* gauges */
 	M_CONNECTIONS_OPEN,       /* TCP connections, upgraded or not */
 	M_SOCKETS_OPEN,           /* upgraded WebSockets */
 	M_SOCKETS_AUTHENTICATED,
 	M_SUBSCRIPTIONS,
+	M_HISTORY_BYTES,          /* memory held by history (swept each second) */
 	M_COUNT
 };
 

@@ -11,6 +11,7 @@
  * reached through several routes is served once, by publish sequence.
  */
 #include "router.h"
+#include "shared_frame.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -371,6 +372,11 @@ static size_t deliver_route(struct router *r, struct route *rt,
 		struct router_sub *sub = rt->subs[i];
 		if (sub->list->last_seq == r->seq)
 			continue;
+		if (f->position != 0) {
+			if (f->position <= sub->seen)
+				continue;
+			sub->seen = f->position;
+		}
 		sub->list->last_seq = r->seq;
 		r->deliver(sub->owner, f);
 		n++;

@@ -25,6 +25,10 @@ struct router_sub {
 	struct router_list *list;     /* the owner's list this sub is on */
 	const char *exchange;         /* points into route's key */
 	const char *routing_key;      /* points into route's key */
+	/* The highest history position this subscription has had (replayed
+	 * or live): frames at or below it are not delivered again, which
+	 * closes the seam between a replay and live delivery. */
+	uint64_t seen;
 	struct router_sub *next, *prev;  /* the owner's list */
 };
 
@@ -65,7 +69,8 @@ struct router_sub *router_find(const struct router_list *list,
 void router_remove(struct router *r, struct router_list *list,
 		   struct router_sub *sub);
 
-/* Deliver f to every matching subscriber, each owner at most once;
+/* Deliver f to every matching subscriber, each owner at most once, and
+ * a positioned frame only to subscriptions that have not seen it;
  * returns how many got it. */
 size_t router_publish(struct router *r, const char *exchange,
 		      const char *routing_key, enum router_match how,

@@ -15,11 +15,13 @@ struct myxid_config;
 struct conf_exchange;
 struct myxid_instance;
 struct answer_cache;
+struct history_log;
 
 /* A configured exchange with its policy instance. */
 struct exchange_rt {
 	const struct conf_exchange *conf;
 	struct myxid_instance *policy;
+	struct history_log *history;       /* found by worker_history() */
 };
 
 struct runconf {

@@ -214,23 +214,16 @@ void session_unsubscribe_matching(struct session *s, json_object *tag,
 
 static bool subscribe_continue(struct session *s);
 
-static void send_subscribed(struct session *s, json_object *key)
-{
-	json_object *p = json_object_new_object();
-
-	json_object_object_add(p, "exchange", json_object_get(s->run->exchange));
-	json_object_object_add(p, "routing_key", json_object_get(key));
-	reply_send(s->conn, "Subscribed", true, s->run->tag, p);
-}
-
 /* The broker bound the key (or gave up): now Subscribed is true. */
 static void subscribe_bound(struct bind_waiter *wt)
 {
 	struct run *r = (struct run *)((char *)wt - offsetof(struct run, bind));
 	struct session *s = r->owner;
 
-	send_subscribed(s, r->key_list ?
-			json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys);
+	session_history_reply(s->conn, s->w, &r->ask, r->tag, r->exchange, r->key_list ?
+			      json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys,
+			      r->sub);
+	r->sub = NULL;
 	if (subscribe_continue(s))
 		session_run_finish(s);
 }
@@ -243,6 +236,7 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 	json_object *key = r->key_list ?
 		json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys;
 	const char *exchange = json_object_get_string(r->exchange);
+	struct router_sub *sub;
 	char *rk = r->rk;
 
 	r->req = NULL;
@@ -258,22 +252,24 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 		reply_error(s->conn, r->tag,
 			    s->ident ? "SubscriptionDenied" : "AuthRequired",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
-	} else if (router_add(worker_router(s->w), s, &s->subs, exchange, rk,
-			      r->topic && strpbrk(rk, "*#") != NULL) == NULL) {
+	} else if ((sub = router_add(worker_router(s->w), s, &s->subs, exchange, rk,
+				     r->topic && strpbrk(rk, "*#") != NULL)) == NULL) {
 		reply_error(s->conn, r->tag, "AlreadySubscribed",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else {
 		uint64_t ticket = worker_take_bind_ticket(s->w);
 
 		log_debug("[%s] subscribed to %s/%s", s->id, exchange, rk);
+		session_history_hold(s->w, sub);
 		if (ticket != 0) {
 			free(rk);
 			r->owner = s;
+			r->sub = sub;
 			bind_wait_park(worker_bind_wait(s->w), worker_broker(s->w), &r->bind,
 				       ticket, subscribe_bound);
 			return;
 		}
-		send_subscribed(s, key);
+		session_history_reply(s->conn, s->w, &r->ask, r->tag, r->exchange, key, sub);
 	}
 	free(rk);
 	if (subscribe_continue(s))
@@ -329,6 +325,7 @@ static bool action_subscribe(struct session *s, json_object *msg,
 {
 	struct run *r = xcalloc(1, sizeof(*r));
 	json_object *ex = NULL, *keys = NULL;
+	const char *code, *why;
 
 	r->has_exchange = json_object_object_get_ex(payload, "exchange", &ex);
 	r->msg = json_object_get(msg);
@@ -349,6 +346,14 @@ static bool action_subscribe(struct session *s, json_object *msg,
 		r->n_keys = 1;
 	}
 	r->keys = keys;
+	code = history_ask_parse(&r->ask, payload,
+				 worker_config(s->w)->history_max_replay, &why);
+	if (code != NULL) {
+		log_info("[%s] Subscribe refused: %s", s->id, why);
+		reply_error(s->conn, tag, code, REPLY_EXCHANGE, ex, NULL);
+		session_run_free(r);
+		return true;
+	}
 	s->run = r;
 	if (subscribe_continue(s)) {
 		s->run = NULL;

@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 #include "authz.h"
 #include "router.h"
+#include "session_history.h"
 
 struct event;
 
@@ -36,6 +37,8 @@ struct run {
 	char **pairs;              /* re-check: "exchange\0key" of each sub */
 	size_t n_pairs, next_pair;
 	struct myxid_req *req;
+	struct history_ask ask;    /* Subscribe: since / history */
+	struct router_sub *sub;    /* Subscribe: the one waiting for its bind */
 	struct bind_waiter bind;   /* Subscribe: waiting for the broker's bind */
 	struct session *owner;     /* for bind.done */
 };

@@ -25,6 +25,7 @@ struct shared_frame *shared_frame_event(const char *payload, size_t len,
 
 	__atomic_store_n(&f->refs, 1, __ATOMIC_RELAXED);
 	f->len = hlen + len;
+	f->position = 0;
 	memcpy(f->data, hdr, hlen);
 	memcpy(f->data + hlen, payload, len);
 	f->exchange = memcpy(names, exchange, el);

@@ -21,6 +21,9 @@ struct shared_frame {
 	 * broker thread to the loops, so handing it over needs nothing else. */
 	const char *exchange;  /* in this allocation, after data */
 	const char *routing_key;
+	/* Its position in the exchange's history ("mq":{"o":..}), or 0: set
+	 * once by the encoder, before the frame is shared. */
+	uint64_t position;
 	uint8_t data[];
 };
 

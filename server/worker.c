@@ -8,6 +8,7 @@
 #include "bind_wait.h"
 #include "broker.h"
 #include "config.h"
+#include "history.h"
 #include "inbox.h"
 #include "log.h"
 #include "router.h"
@@ -43,6 +44,7 @@ struct worker {
 					    * the last router_add started */
 	struct ip_table *ips;              /* shared per-address counts */
 	SSL_CTX *ssl_ctx;                  /* shared; NULL without listen_tls */
+	struct history_store *history;     /* shared; NULL: no history */
 
 	router_deliver_fn *deliver;        /* the router's, handed in */
 	size_t n_sessions;                 /* upgraded to WebSocket */
@@ -62,10 +64,31 @@ struct worker *worker_new(unsigned index, const struct worker_hooks *hooks,
 	return w;
 }
 
-void worker_share(struct worker *w, struct ip_table *ips, SSL_CTX *ssl_ctx)
+void worker_share(struct worker *w, struct ip_table *ips, SSL_CTX *ssl_ctx,
+		  struct history_store *history)
 {
 	w->ips = ips;
 	w->ssl_ctx = ssl_ctx;
+	w->history = history;
+}
+
+struct history_store *worker_history_store(const struct worker *w)
+{
+	return w->history;
+}
+
+struct history_log *worker_history(struct worker *w, struct exchange_rt *ex)
+{
+	const struct conf_history *h = &ex->conf->history;
+
+	if (!h->enabled || w->history == NULL)
+		return NULL;
+	/* Found once per running configuration: a reload brings the
+	 * exchange's new limits to the same log. */
+	if (ex->history == NULL)
+		ex->history = history_store_log(w->history, ex->conf->name,
+			&(struct history_limits){ h->events, h->bytes, h->age_ms });
+	return ex->history;
 }
 
 /* ------------------------------------------------------- configuration */

@@ -26,6 +26,9 @@ struct bind_wait;
 struct ip_table;
 struct shared_frame;
 struct worker;
+struct exchange_rt;
+struct history_store;
+struct history_log;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct worker_stats {
@@ -73,8 +76,10 @@ int worker_init(struct worker *w, const char *config_path,
 struct worker *worker_new_bare(struct event_base *base, struct runconf *rc,
 				router_deliver_fn *deliver);
 
-/* The process-wide pieces w uses: per-address counts and TLS (or NULL). */
-void worker_share(struct worker *w, struct ip_table *ips, SSL_CTX *ssl_ctx);
+/* The process-wide pieces w uses: per-address counts, TLS and the history
+ * store (either may be NULL). */
+void worker_share(struct worker *w, struct ip_table *ips, SSL_CTX *ssl_ctx,
+		  struct history_store *history);
 
 /* Accept broker deliveries into w's loop (call before the broker starts),
  * then, once it runs, hand w the broker for binds and publishing. */
@@ -118,6 +123,9 @@ struct broker *worker_broker(const struct worker *w);        /* or NULL */
 struct bind_wait *worker_bind_wait(const struct worker *w);  /* or NULL */
 struct ip_table *worker_ips(const struct worker *w);
 SSL_CTX *worker_ssl_ctx(const struct worker *w);             /* or NULL */
+struct history_store *worker_history_store(const struct worker *w);  /* or NULL */
+/* ex's history log, or NULL when it keeps none (or w has no store). */
+struct history_log *worker_history(struct worker *w, struct exchange_rt *ex);
 bool worker_draining(const struct worker *w);
 void worker_set_draining(struct worker *w);   /* by the listener's drain */
 const struct worker_stats *worker_stats(const struct worker *w);

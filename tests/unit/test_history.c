@@ -6,9 +6,13 @@
  * dropped by the count, byte or age limit or the store's memory cap; a
  * late joiner gets the last N; 100,000 keys stay under the cap; concurrent
  * publishers keep positions and kept order in step; every frame reference
- * taken is given back.
+ * taken is given back. A mirror (positions from a RabbitMQ stream) keeps
+ * the source's positions, drops redeliveries, has its own epoch and cannot
+ * vouch for anything before its first event.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE     /* memmem */
+#endif
 #include "history.h"
 #include "shared_frame.h"
 #include "tap.h"
@@ -31,7 +35,7 @@ static struct shared_frame *encode(uint64_t position, void *arg)
  * (0 if none was made). */
 static uint64_t put(struct history_log *log, const char *key, const char *n, long long now)
 {
-	struct shared_frame *f = history_append(log, key, now, encode, (void *)n);
+	struct shared_frame *f = history_append(log, key, 0, now, encode, (void *)n);
 	uint64_t pos = 0;
 
 	if (f != NULL) {
@@ -53,6 +57,48 @@ static const char *positions(const struct history_replay *r)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%llu", i ? "," : "",
 				      (unsigned long long)r->positions[i]);
 	return buf;
+}
+
+static uint64_t put_at(struct history_log *log, const char *key, uint64_t at, const char *n)
+{
+	struct shared_frame *f = history_append(log, key, at, 1000, encode, (void *)n);
+
+	if (f == NULL)
+		return 0;
+	shared_frame_unref(f);
+	return at;
+}
+
+static void test_mirror(void)
+{
+	struct history_store *hs = history_store_new(1 << 20);
+	struct history_log *log = history_store_log(hs, "m", &(struct history_limits){ 0 });
+	struct history_replay r;
+	char ep[HISTORY_EPOCH_MAX + 1];
+
+	history_log_set_epoch(log, "stream:myxid.history.m:1");
+	history_log_epoch(log, ep, sizeof(ep));
+	is_str(ep, "stream:myxid.history.m:1", "a mirror has the epoch it was given");
+	ok(put_at(log, "a", 41, "1") == 41, "the source's position is kept");
+	ok(put_at(log, "b", 45, "2") == 45, "positions may skip (other sources' messages)");
+	ok(put_at(log, "a", 45, "3") == 0, "a redelivered position is refused");
+	ok(put_at(log, "a", 44, "3") == 0, "an older position is refused");
+	ok(put_at(log, "a", 50, "4") == 50, "and the next one is kept");
+	ok(history_position(log) == 50, "the log's position is the source's");
+
+	history_since(log, "a", ep, 41, 100, 1000, &r);
+	ok(r.complete && strcmp(positions(&r), "50") == 0, "resume after 41: 50 (%s)", positions(&r));
+	history_replay_free(&r);
+	history_since(log, "a", ep, 39, 100, 1000, &r);
+	ok(!r.complete && r.n == 0, "before the mirror's first event: not complete");
+	history_replay_free(&r);
+	history_since(log, "zz", ep, 40, 100, 1000, &r);
+	ok(r.complete && r.n == 0, "a key never seen, after the mirror's start: complete, empty");
+	history_replay_free(&r);
+	history_since(log, "a", history_store_epoch(hs), 41, 100, 1000, &r);
+	ok(!r.complete, "the store's own epoch is not the mirror's");
+	history_replay_free(&r);
+	history_store_free(hs);
 }
 
 static void test_resume(void)
@@ -234,6 +280,7 @@ static void test_threads(void)
 int main(void)
 {
 	test_resume();
+	test_mirror();
 	test_limits();
 	test_memory_cap();
 	test_threads();

@@ -1399,7 +1399,7 @@ static void test_publish(void)
 	subscribe_ok(c, "y", "\"1\"");
 
 	ev = json_tokener_parse("{\"event\":\"E\",\"payload\":{\"q\":5}}");
-	f = event_frame_encode(ev, "x", "1");
+	f = event_frame_encode(ev, "x", "1", 0);
 	json_object_put(ev);
 	is_int(worker_publish_local(w, "x", "1", f), 2, "publish x/1 reaches two sessions");
 	shared_frame_unref(f);
@@ -1411,7 +1411,7 @@ static void test_publish(void)
 
 	{
 		const char *body = "{\"event\":\"F\",\"payload\":{\"s\":\"a/b\"},\"extra\":[1]}";
-		f = event_frame_encode_body(body, strlen(body), "y", "1", &why);
+		f = event_frame_encode_body(body, strlen(body), "y", "1", 0, &why);
 	}
 	ok(f != NULL, "publish_encode_body accepts an object");
 	if (f != NULL) {
@@ -1421,18 +1421,18 @@ static void test_publish(void)
 		       "\"mq\":{\"e\":\"y\",\"rk\":\"1\"}}",
 		       "  other keys pass through, mq last");
 	}
-	f = event_frame_encode_body("{\"event\":\"N\",\"payload\":{\"v\":NaN}}", 33, "y", "1", &why);
+	f = event_frame_encode_body("{\"event\":\"N\",\"payload\":{\"v\":NaN}}", 33, "y", "1", 0, &why);
 	ok(f == NULL && why && strcmp(why, "body is not valid JSON") == 0,
 	   "publish_encode_body refuses NaN (it would reach clients as invalid JSON)");
 	shared_frame_unref(f);
-	f = event_frame_encode_body("{\"event\":\"\xc0\xaf\"}", 14, "y", "1", &why);
+	f = event_frame_encode_body("{\"event\":\"\xc0\xaf\"}", 14, "y", "1", 0, &why);
 	ok(f == NULL && why && strcmp(why, "body is not valid JSON") == 0,
 	   "publish_encode_body refuses overlong UTF-8 (a text frame must be valid UTF-8)");
 	shared_frame_unref(f);
-	f = event_frame_encode_body("[1]", 3, "y", "1", &why);
+	f = event_frame_encode_body("[1]", 3, "y", "1", 0, &why);
 	ok(f == NULL && why && strcmp(why, "body is not a JSON object") == 0,
 	   "publish_encode_body refuses an array");
-	f = event_frame_encode_body("{\"a\":1} x", 9, "y", "1", &why);
+	f = event_frame_encode_body("{\"a\":1} x", 9, "y", "1", 0, &why);
 	ok(f == NULL && why && strcmp(why, "body is not valid JSON") == 0,
 	   "  and trailing garbage");
 
@@ -1445,7 +1445,7 @@ static void test_publish(void)
 		ev = json_object_new_object();
 		json_object_object_add(ev, "event", json_object_new_string("Big"));
 		json_object_object_add(ev, "payload", json_object_new_string(big));
-		f = event_frame_encode(ev, "x", "1");
+		f = event_frame_encode(ev, "x", "1", 0);
 		json_object_put(ev);
 		exp = xasprintf("{\"event\":\"Big\",\"payload\":\"%s\",\"mq\":{\"e\":\"x\",\"rk\":\"1\"}}", big);
 		is_int(worker_publish_local(w, "x", "1", f), 2, "a %zu-byte event", sizes[i]);
@@ -1461,7 +1461,7 @@ static void test_publish(void)
 	exchange(a, UNSUB("{\"exchange\":\"x\",\"routing_key\":1}"),
 		 UNSUBSCRIBED("null", "\"x\"", "1", "false"), "the first unsubscribes");
 	ev = json_tokener_parse("{\"event\":\"G\"}");
-	f = event_frame_encode(ev, "x", "1");
+	f = event_frame_encode(ev, "x", "1", 0);
 	json_object_put(ev);
 	is_int(worker_publish_local(w, "x", "1", f), 1, "  now x/1 reaches one");
 	shared_frame_unref(f);
@@ -1470,7 +1470,7 @@ static void test_publish(void)
 
 	client_free(b);
 	ev = json_tokener_parse("{\"event\":\"H\"}");
-	f = event_frame_encode(ev, "x", "1");
+	f = event_frame_encode(ev, "x", "1", 0);
 	json_object_put(ev);
 	is_int(worker_publish_local(w, "x", "1", f), 0, "a freed session gets nothing");
 	shared_frame_unref(f);
