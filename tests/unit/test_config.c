@@ -717,6 +717,55 @@ static void test_env_overrides(void)
 	unsetenv("MYXI_BIND_ADDRESS");
 }
 
+/* An exchange's history block and the store's limits. */
+static void test_history(void)
+{
+	struct myxid_config *cfg;
+	const struct conf_history *h;
+
+	cfg = load_ok("exchange e {\n policy p {\n }\n}\n", "no history");
+	if (cfg != NULL) {
+		ok(!cfg->exchanges[0].history.enabled, "an exchange keeps no history by default");
+		is_int(cfg->history_memory, 64 * 1024 * 1024, "history_memory defaults to 64m");
+		is_int(cfg->history_max_replay, 1000, "history_max_replay defaults to 1000");
+	}
+	config_free(&cfg);
+	cfg = load_ok("exchange e {\n history {\n }\n policy p {\n }\n}\n", "an empty history block");
+	if (cfg != NULL) {
+		h = &cfg->exchanges[0].history;
+		ok(h->enabled, "history on");
+		ok(h->events == 1000 && h->bytes == 1024 * 1024 && h->age_ms == 3600000,
+		   "defaults: 1000 events, 1m, 1h per key");
+		ok(h->stream_bytes == 1024ull * 1024 * 1024 && h->epoch == NULL,
+		   "stream defaults: 1g, epoch unset");
+	}
+	config_free(&cfg);
+	cfg = load_ok("history_memory 1m\nhistory_max_replay 50\n"
+		      "exchange e {\n history {\n  events 0\n  bytes 0\n  age 10m\n"
+		      "  stream_bytes 5m\n  epoch two.2\n }\n policy p {\n }\n}\n",
+		      "every history directive");
+	if (cfg != NULL) {
+		h = &cfg->exchanges[0].history;
+		ok(cfg->history_memory == 1024 * 1024 && cfg->history_max_replay == 50,
+		   "history_memory and history_max_replay read");
+		ok(h->events == 0 && h->bytes == 0 && h->age_ms == 600000,
+		   "events 0, bytes 0, age 10m");
+		ok(h->stream_bytes == 5 * 1024 * 1024, "stream_bytes 5m");
+		is_str(h->epoch, "two.2", "epoch");
+	}
+	config_free(&cfg);
+	refuse("exchange e {\n history on {\n }\n policy p {\n }\n}\n",
+	       "2: 'history' takes no argument (1 given)");
+	refuse("exchange e {\n history {\n  events 0\n  bytes 0\n  age 0\n }\n policy p {\n }\n}\n",
+	       "2: history needs at least one limit (events, bytes or age)");
+	refuse("exchange e {\n history {\n  epoch a/b\n }\n policy p {\n }\n}\n",
+	       "2: history epoch must be 1-32 letters, digits, '_', '-' or '.'");
+	refuse("exchange e {\n history {\n  colour red\n }\n policy p {\n }\n}\n",
+	       "3: unknown directive 'colour'");
+	refuse("history_max_replay 0\n", "1: 'history_max_replay' must be between 1 and 10000000");
+	refuse("history_memory 1k\n", "1: 'history_memory' must be between 64k and 65536m");
+}
+
 int main(void)
 {
 	/* The daemon's own overrides must not leak in from the caller. */
@@ -739,6 +788,7 @@ int main(void)
 	test_plugin_options();
 	test_exchanges();
 	test_env_overrides();
+	test_history();
 
 	snprintf(path, sizeof path, "%s/t.conf", dir);
 	unlink(path);
