@@ -45,13 +45,18 @@ function watch(key) {
   $('log').replaceChildren();
   setStatus('unknown');
   $('curl').textContent = curlCommand();
-  sub = conn.subscribe('deployment', key);
+  // The last 50 lines first (the exchange keeps history); after a dropped
+  // connection the client resumes where it was, so no line is lost.
+  sub = conn.subscribe('deployment', key, { history: 50 });
   const mine = sub;
   sub.on('LogLine', (p) => addLine(String(p.line)));
   sub.on('StatusChanged', (p) => {
     setStatus(String(p.status));
     addLine(`status: ${p.status}`, 'status');
   });
+  // History could not cover the time away (the daemon restarted, or it was
+  // too long): a real page would refetch the log from its application.
+  sub.on('SubscriptionGap', () => addLine('some lines could not be recovered: reload the page for the full log', 'system'));
   sub.on('SubscriptionEnded', (p) => { if (p.auto) addLine(`access to ${key} was revoked`, 'system'); });
   // Subscribed again after every reconnect.
   sub.on('SubscriptionConfirmed', () => {

@@ -18,11 +18,18 @@ if (!pw) prerequisiteMissing('Node package playwright-core (npm ci in tests/inte
 if (!fs.existsSync(CHROMIUM)) prerequisiteMissing(`${CHROMIUM} (apt-get install chromium)`);
 if (!fs.existsSync(MYXID_BIN)) prerequisiteMissing(`the daemon ${MYXID_BIN}`);
 
+// The texts of the log lines matching re, in page order (time stripped).
+async function logLines(page, re) {
+  const texts = await page.$$eval('#log li', (lis) => lis.map((li) => li.lastChild.textContent));
+  return texts.filter((t) => re.test(t));
+}
+
 async function main() {
   const dir = tempDir('myxidtest-browser-');
   const port = await freePort();
   writeConfig(dir, port, [`static_dir ${path.join(SRCDIR, 'demo')}`,
-    `client_js ${path.join(SRCDIR, 'clients', 'js', 'myxid.js')}`]);
+    `client_js ${path.join(SRCDIR, 'clients', 'js', 'myxid.js')}`],
+  { exchangeExtra: ['    history {', '        events 200', '    }'] });
   let d = await startDaemon(dir, port);
 
   const browser = await pw.chromium.launch({
@@ -47,9 +54,13 @@ async function main() {
     await page.waitForSelector('body[data-user="1"]', { timeout: 5000 });
     check((await page.textContent('#who')).includes('user 1'), 'signed in as demo-alice (user 1)');
 
+    for (let n = 1; n <= 3; n++) await publish(port, 'd1', 'LogLine', { line: `before-${n}` });
     await page.click('#deployments button[data-key=d1]');
     await page.waitForSelector('body[data-watching=d1]', { timeout: 5000 });
     check(true, 'watching deployment d1 (Subscribed)');
+    await page.waitForSelector('#log li:has-text("before-3")', { timeout: 5000 });
+    eq(await logLines(page, /^before-/), ['before-1', 'before-2', 'before-3'],
+      'a late joiner sees the lines published before it watched (history: 50)');
 
     const r = await publish(port, 'd1', 'LogLine', { line: 'browser-test: Deploying release 42' });
     eq(r.body && r.body.delivered, 1, 'POST /publish reaches the page\'s socket');
@@ -65,6 +76,14 @@ async function main() {
     await page.waitForSelector('#log li:has-text("typed into the form")', { timeout: 5000 });
     check((await page.textContent('#published')).includes('delivered to 1'),
       'the page\'s own publish form delivers to itself');
+
+    // The page's socket goes away; lines published meanwhile arrive once
+    // it has resumed by itself, each once and in order.
+    await page.evaluate(() => window.myxidDemo.conn.websocket.close(4000, 'test'));
+    for (let n = 1; n <= 5; n++) await publish(port, 'd1', 'LogLine', { line: `away-${n}` });
+    await page.waitForSelector('#log li:has-text("away-5")', { timeout: 10000 });
+    eq(await logLines(page, /^away-/), ['away-1', 'away-2', 'away-3', 'away-4', 'away-5'],
+      'lines published while the page was disconnected arrive once, in order, after it resumes');
 
     // Restart the daemon: the page reconnects, signs in again, re-subscribes.
     // Every text the connection badge shows is recorded: the client may
@@ -87,6 +106,8 @@ async function main() {
     await publish(port, 'd1', 'LogLine', { line: 'after the restart' });
     await page.waitForSelector('#log li:has-text("after the restart")', { timeout: 5000 });
     check(true, 'after a daemon restart the page receives events again by itself');
+    check((await page.textContent('#log')).includes('some lines could not be recovered'),
+      'the restart lost the in-memory history: the page says so (SubscriptionGap)');
 
     const shot = path.join(dir, 'demo.png');
     await page.screenshot({ path: shot, fullPage: true });

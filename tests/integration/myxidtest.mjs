@@ -92,7 +92,8 @@ export function tempDir(prefix) {
 
 // The demo's tokens and exchange, plus extra lines (e.g. static_dir).
 // drainTime: the drain_time line's value; null for none (the default, 5 s).
-export function writeConfig(dir, port, extra = [], { drainTime = '0' } = {}) {
+// exchangeExtra: lines inside the deployment exchange's block (history).
+export function writeConfig(dir, port, extra = [], { drainTime = '0', exchangeExtra = [] } = {}) {
   fs.writeFileSync(path.join(dir, 'tokens'),
     'demo-alice 1 deployments=d1,d2\ndemo-bob 2 deployments=d3\n');
   fs.writeFileSync(path.join(dir, 'myxid.conf'), [
@@ -101,7 +102,7 @@ export function writeConfig(dir, port, extra = [], { drainTime = '0' } = {}) {
     ...(drainTime === null ? [] : [`drain_time ${drainTime}`]),
     ...extra,
     'auth static {', '    tokens_file tokens', '}',
-    'exchange deployment {', '    policy static {', '        allow attribute deployments',
+    'exchange deployment {', ...exchangeExtra, '    policy static {', '        allow attribute deployments',
     '    }', '}', '',
   ].join('\n'));
   return path.join(dir, 'myxid.conf');

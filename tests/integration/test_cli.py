@@ -196,7 +196,12 @@ async def demo_config_end_to_end():
         await bob.send("Authenticate", {"session_id": "demo-bob"}, 1)
         await bob.expect(authenticated("2", 1), "demo config: demo-bob is user 2")
         await bob.send("Subscribe", {"exchange": "deployment", "routing_key": "d3"}, 2)
-        await bob.expect(subscribed("deployment", "d3", 2), "demo config: bob may read d3")
+        got = await bob.recv_json()
+        epoch = got.get("payload", {}).get("epoch", "")
+        T.eq(got, {"event": "Subscribed", "tag": 2,
+                   "payload": {"exchange": "deployment", "routing_key": "d3",
+                               "epoch": epoch, "offset": 0}},
+             "demo config: bob may read d3 (history: epoch and offset)")
         await bob.send("Subscribe", {"exchange": "deployment", "routing_key": "d1"}, 3)
         await bob.expect({"event": "Error", "tag": 3, "payload": {
             "error": "SubscriptionDenied", "exchange": "deployment", "routing_key": "d1"}},
@@ -204,8 +209,9 @@ async def demo_config_end_to_end():
         resp = await asyncio.get_running_loop().run_in_executor(
             None, lambda: publish(port, "deployment", "d3", "StatusChanged", {"status": "ok"}))
         T.eq(resp.status, 200, "demo config: publish with demo-publish-key")
-        await bob.expect(delivered("StatusChanged", {"status": "ok"}, "deployment", "d3"),
-                         "demo config: bob receives the event")
+        want = delivered("StatusChanged", {"status": "ok"}, "deployment", "d3")
+        want["mq"]["o"] = 1
+        await bob.expect(want, "demo config: bob receives the event, at position 1")
     d.stop()
 
 
