@@ -21,6 +21,9 @@
 #include "frame_check.h"
 #include "authz.h"
 #include "config.h"
+#include "event_frame.h"
+#include "history.h"
+#include "shared_frame.h"
 #include "conn.h"
 #include "log.h"
 #include "plugin_host.h"
@@ -46,6 +49,7 @@ static struct myxid_instance inst_auth_a, inst_auth_b, inst_policy;
 static struct myxid_instance *auth_chain[2];
 static struct runconf rc;
 static struct worker *w;
+static struct history_store *history;
 
 /* Requests answered PENDING; answered in order, or cancelled. */
 static struct myxid_req *pending[MAX_PENDING];
@@ -117,6 +121,31 @@ static const struct myxid_plugin fake_plugin = {
 	.cancel = fake_cancel,
 };
 
+static struct shared_frame *encode_seed(uint64_t position, void *arg)
+{
+	json_object *o = json_object_new_object();
+	struct shared_frame *f;
+
+	json_object_object_add(o, "event", json_object_new_string("Seed"));
+	f = event_frame_encode(o, "deployment", arg, position);
+	json_object_put(o);
+	return f;
+}
+
+/* Kept events the inputs' since/history may replay: keys a, ab and x
+ * (a resume after 0..6 of the epoch below is sometimes complete). */
+static void seed_history(void)
+{
+	static const char *keys[] = { "a", "ab", "a", "x", "a", "ab" };
+	struct history_log *log = history_store_log(history, "deployment",
+		&(struct history_limits){ 4, 0, 0 });
+
+	history_log_set_epoch(log, "e");
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		shared_frame_unref(history_append(log, keys[i], 0, 0, encode_seed,
+						  (void *)keys[i]));
+}
+
 static void noop_cb(evutil_socket_t fd, short what, void *arg)
 {
 }
@@ -145,6 +174,11 @@ static void setup(void)
 	}
 	conf_ex[1].type = EXCHANGE_TOPIC;
 	conf_ex[2].type = EXCHANGE_FANOUT;
+	/* History on all three (fanout and topic patterns are refused it), so
+	 * since/history reach the store: a few events kept per key. */
+	for (int i = 0; i < 3; i++)
+		conf_ex[i].history = (struct conf_history){ .enabled = true, .events = 4 };
+	cfg.history_max_replay = 3;
 	inst_auth_a = (struct myxid_instance){ .desc = &fake_plugin,
 		.label = labels[0], .base = base, .kind = MYXID_KIND_AUTH };
 	inst_auth_b = (struct myxid_instance){ .desc = &fake_plugin,
@@ -160,6 +194,9 @@ static void setup(void)
 	rc.exchanges = ex_rt;
 	rc.n_exchanges = 3;
 	w = worker_new_bare(base, &rc, session_deliver);
+	history = history_store_new(1 << 20);
+	worker_share(w, NULL, NULL, history);
+	seed_history();
 }
 
 static void pump(void)
