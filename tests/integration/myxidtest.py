@@ -418,6 +418,10 @@ class Daemon:
         return [MYXID_BIN, "-c", self.conf_path, "-P", PLUGIN_DIR] + self.args
 
     def start(self, wait_port=None, timeout=10, wait_host="127.0.0.1"):
+        # A daemon started again after stop() is stopped (and checked) at
+        # the end like the others, never left running.
+        if self.suite is not None and self not in self.suite.daemons:
+            self.suite.daemons.append(self)
         self.log = open(self.log_path, "ab")
         log_start = self.log.tell()     # a restart appends to the same log
         self.proc = subprocess.Popen(wrapped(self.command(), self.dir),
