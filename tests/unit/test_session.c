@@ -13,6 +13,7 @@
 #include "log.h"
 #include "plugin_host.h"
 #include "event_frame.h"
+#include "history.h"
 #include "router.h"
 #include "worker.h"
 #include "runconf.h"
@@ -287,8 +288,8 @@ static const struct myxid_plugin fake_plugin = {
 /* ------------------------------------------------------------ the worker */
 
 static struct myxid_config cfg;
-static struct conf_exchange conf_ex[2];
-static struct exchange_rt ex_rt[2];
+static struct conf_exchange conf_ex[3];
+static struct exchange_rt ex_rt[3];
 static struct myxid_instance inst_auth_a, inst_auth_b, inst_px, inst_py;
 static struct myxid_instance *auth_chain[2];
 static struct runconf rc;
@@ -311,7 +312,7 @@ static void setup(void)
 {
 	static char l1[] = "auth_a", l2[] = "auth_b", l3[] = "policy_x",
 		l4[] = "policy_y";
-	static char n1[] = "x", n2[] = "y";
+	static char n1[] = "x", n2[] = "y", n3[] = "h";
 
 	base = event_base_new();
 	guard = evtimer_new(base, noop_cb, NULL);
@@ -328,6 +329,9 @@ static void setup(void)
 	cfg.log_level = MYXID_LOG_ERROR;
 	conf_ex[0].name = n1;
 	conf_ex[1].name = n2;
+	conf_ex[2].name = n3;     /* keeps history (test_history_seam) */
+	conf_ex[2].history = (struct conf_history){ .enabled = true, .events = 10 };
+	cfg.history_max_replay = 5;
 
 	inst_init(&inst_auth_a, &fake_auth_a, l1);
 	inst_init(&inst_auth_b, &fake_auth_b, l2);
@@ -339,6 +343,8 @@ static void setup(void)
 	ex_rt[0].policy = &inst_px;
 	ex_rt[1].conf = &conf_ex[1];
 	ex_rt[1].policy = &inst_py;
+	ex_rt[2].conf = &conf_ex[2];
+	ex_rt[2].policy = &inst_px;
 
 	/* Static: requests take and drop references, never the last one. */
 	rc.refs = 1 << 20;
@@ -346,7 +352,7 @@ static void setup(void)
 	rc.auths = auth_chain;
 	rc.n_auths = 2;
 	rc.exchanges = ex_rt;
-	rc.n_exchanges = 2;
+	rc.n_exchanges = 3;
 	w = worker_new_bare(base, &rc, session_deliver);
 }
 
@@ -1566,6 +1572,126 @@ static void test_origin(void)
 	client_free(cl);
 }
 
+static struct shared_frame *encode_line(uint64_t position, void *arg)
+{
+	json_object *ev = json_object_new_object();
+	struct shared_frame *f;
+
+	json_object_object_add(ev, "event", json_object_new_string("L"));
+	json_object_object_add(ev, "payload", json_object_new_int((int)(intptr_t)arg));
+	f = event_frame_encode(ev, "h", "k", position);
+	json_object_put(ev);
+	return f;
+}
+
+/* One event of h/k kept at the next position; the caller delivers it. */
+static struct shared_frame *keep_line(struct history_log *log, int n)
+{
+	return history_append(log, "k", 0, (long long)monotonic_ms(), encode_line,
+			      (void *)(intptr_t)n);
+}
+
+#define LINE(n, o) "{\"event\":\"L\",\"payload\":" #n ",\"mq\":{\"e\":\"h\",\"rk\":\"k\",\"o\":" #o "}}"
+
+/*
+ * The seam between a replay and live delivery: an event kept before the
+ * replay but delivered to this loop after it (another loop's publish on
+ * its way here) is not sent twice; later ones are sent once; a resume
+ * gets exactly what it missed; a policy answer that comes later still
+ * replays what was published while it was pending.
+ */
+static void test_history_seam(void)
+{
+	struct history_store *hs = history_store_new(1 << 20);
+	struct history_log *log;
+	struct shared_frame *f[6];
+	struct client *a, *b;
+	char *want, *msg;
+	const char *ep = history_store_epoch(hs);
+
+	worker_share(w, NULL, NULL, hs);
+	log = worker_history(w, &ex_rt[2]);
+	ok(log != NULL, "an exchange with a history block has a log");
+	ok(worker_history(w, &ex_rt[0]) == NULL, "one without has none");
+	f[0] = keep_line(log, 1);
+	f[1] = keep_line(log, 2);
+
+	a = client_new();
+	want = xasprintf("{\"event\":\"Subscribed\",\"tag\":null,\"payload\":{\"exchange\":\"h\","
+			 "\"routing_key\":\"k\",\"epoch\":\"%s\",\"offset\":2}}", ep);
+	exchange(a, SUB("{\"exchange\":\"h\",\"routing_key\":\"k\",\"history\":5}"), want,
+		 "history 5: Subscribed with epoch and offset");
+	free(want);
+	expect(a, LINE(1, 1), "  then line 1");
+	expect(a, LINE(2, 2), "  and line 2");
+	is_int(worker_publish_local(w, "h", "k", f[1]), 0,
+	       "line 2 arriving live after its replay reaches nobody");
+	expect_none(a, "  no duplicate at the seam");
+	f[2] = keep_line(log, 3);
+	is_int(worker_publish_local(w, "h", "k", f[2]), 1, "line 3 is delivered live");
+	expect(a, LINE(3, 3), "  once");
+
+	/* A resume after 1 with a policy answer that comes later. */
+	b = client_new();
+	msg = xasprintf(SUB("{\"exchange\":\"h\",\"routing_key\":\"pend-allow\","
+			    "\"since\":{\"offset\":0,\"epoch\":\"%s\"}}"), ep);
+	send_str(b, msg);
+	free(msg);
+	pump();
+	expect_none(b, "a resume waits for its policy answer");
+	client_free(b);
+
+	b = client_new();
+	msg = xasprintf(SUB("{\"exchange\":\"h\",\"routing_key\":\"k\","
+			    "\"since\":{\"offset\":1,\"epoch\":\"%s\"}}"), ep);
+	want = xasprintf("{\"event\":\"Subscribed\",\"tag\":null,\"payload\":{\"exchange\":\"h\","
+			 "\"routing_key\":\"k\",\"epoch\":\"%s\",\"offset\":3,\"recovered\":true}}", ep);
+	exchange(b, msg, want, "since 1: recovered");
+	free(msg);
+	free(want);
+	expect(b, LINE(2, 2), "  replays line 2");
+	expect(b, LINE(3, 3), "  and line 3");
+	expect_none(b, "  and nothing else");
+
+	msg = xasprintf(SUB("{\"exchange\":\"h\",\"routing_key\":\"k2\","
+			    "\"since\":{\"offset\":0,\"epoch\":\"%s\"}}"), "other");
+	want = xasprintf("{\"event\":\"Subscribed\",\"tag\":null,\"payload\":{\"exchange\":\"h\","
+			 "\"routing_key\":\"k2\",\"epoch\":\"%s\",\"offset\":3,\"recovered\":false}}", ep);
+	exchange(b, msg, want, "another epoch: recovered false");
+	free(msg);
+	free(want);
+	for (int i = 3; i < 6; i++)
+		f[i] = keep_line(log, i + 1);
+	msg = xasprintf(SUB("{\"exchange\":\"h\",\"routing_key\":\"k\","
+			    "\"since\":{\"offset\":0,\"epoch\":\"%s\"}}"), ep);
+	client_free(b);
+	b = client_new();
+	want = xasprintf("{\"event\":\"Subscribed\",\"tag\":null,\"payload\":{\"exchange\":\"h\","
+			 "\"routing_key\":\"k\",\"epoch\":\"%s\",\"offset\":6,\"recovered\":false}}", ep);
+	exchange(b, msg, want, "six missed, five replayable at most: recovered false");
+	free(msg);
+	free(want);
+	expect_none(b, "  nothing replayed");
+	for (int i = 3; i < 6; i++)
+		worker_publish_local(w, "h", "k", f[i]);
+	/* What the page refetches covers the offset it was told. */
+	expect_none(b, "  lines at or below the refused resume's offset arrive late: not sent");
+	shared_frame_unref(f[0]);
+	f[0] = keep_line(log, 7);
+	is_int(worker_publish_local(w, "h", "k", f[0]), 2, "line 7 reaches both");
+	expect(b, LINE(7, 7), "  the refused one gets it");
+	expect(a, LINE(4, 4), "the first client got 4");
+	expect(a, LINE(5, 5), "  5");
+	expect(a, LINE(6, 6), "  6");
+	expect(a, LINE(7, 7), "  7");
+	for (int i = 0; i < 6; i++)
+		shared_frame_unref(f[i]);
+	client_free(a);
+	client_free(b);
+	worker_share(w, NULL, NULL, NULL);
+	history_store_free(hs);
+}
+
 int main(void)
 {
 	log_set_level(MYXID_LOG_ERROR);
@@ -1584,6 +1710,7 @@ int main(void)
 	test_free_pending();
 	test_queue_limit();
 	test_origin();
+	test_history_seam();
 	is_int(worker_session_count(w), 0, "every session uncounted");
 	is_int(inst_auth_a.pending + inst_auth_b.pending + inst_px.pending +
 	       inst_py.pending, 0, "no request left with a plugin");
