@@ -9,7 +9,7 @@ set -eu
 
 build="build-essential autoconf automake libtool pkg-config
  libevent-dev libjson-c-dev libssl-dev librabbitmq-dev libpq-dev libmariadb-dev
- libcurl4-openssl-dev"
+ libcurl4-openssl-dev zlib1g-dev"
 demo="$build python3 python3-websockets curl"
 # The tests' services, clients and tools; nginx with nchan is the peer the
 # benchmarks measure myxid against; clang-14 and libFuzzer build the fuzz

@@ -96,6 +96,8 @@ static const struct conf_num output_size = {
 	"size", size_units, 64 * 1024, 1024 * 1024 * 1024
 };
 static const struct conf_num worker_count = { "number", conf_plain_units, 0, 64 };
+static const struct conf_num compression_min = { "size", size_units, 0, 64 * 1024 * 1024 };
+static const struct conf_num compression_level = { "number", conf_plain_units, 1, 9 };
 static const struct conf_num history_memory = {
 	"size", size_units, 64 * 1024, 64ull * 1024 * 1024 * 1024
 };
@@ -800,6 +802,11 @@ static const struct conf_cmd top_cmds[] = {
 	{ "workers", 0, set_size_unsigned, TOP(workers), &worker_count },
 	{ "static_dir", 0, set_path, TOP(static_dir), &path_dir },
 	{ "client_js", 0, set_path, TOP(client_js), &path_file },
+	{ "websocket_compression", 0, set_bool, TOP(websocket_compression), booleans },
+	{ "websocket_compression_min_size", 0, set_size, TOP(websocket_compression_min_size),
+	  &compression_min },
+	{ "websocket_compression_level", 0, set_size_unsigned,
+	  TOP(websocket_compression_level), &compression_level },
 	{ "history_memory", 0, set_size, TOP(history_memory), &history_memory },
 	{ "history_max_replay", 0, set_size, TOP(history_max_replay), &positive_count },
 	{ NULL, 0, NULL, 0, NULL }
@@ -832,6 +839,9 @@ static struct myxid_config *config_new(const char *path)
 	cfg->ping_timeout_ms = 10000;
 	cfg->drain_time_ms = 5000;
 	cfg->log_level = MYXID_LOG_INFO;
+	cfg->websocket_compression = true;
+	cfg->websocket_compression_min_size = 256;
+	cfg->websocket_compression_level = 1;
 	cfg->history_memory = 64 * 1024 * 1024;
 	cfg->history_max_replay = 1000;
 	cfg->broker.queue_expires_ms = 60000;

@@ -52,6 +52,9 @@
  *       heartbeat 10s              # 0 turns AMQP heartbeats off
  *       queue_prefix myxid
  *   }
+ *   websocket_compression on       # permessage-deflate when a client offers it
+ *   websocket_compression_min_size 256   # smaller frames are sent plain
+ *   websocket_compression_level 1  # zlib level 1-9 (each frame is compressed once)
  *   history_memory 64m             # all history kept in memory, at most
  *   history_max_replay 1000        # events one Subscribe may replay
  *   exchange deployment {
@@ -184,6 +187,11 @@ struct myxid_config {
 	unsigned workers;                /* event loops (0: one per CPU) */
 	char *static_dir;                /* files served over GET/HEAD, or NULL */
 	char *client_js;                 /* served as /myxid.js, or NULL */
+
+	/* permessage-deflate (RFC 7692) */
+	bool websocket_compression;      /* offer accepted when a client makes one (on) */
+	size_t websocket_compression_min_size;  /* smaller frames go plain (256) */
+	unsigned websocket_compression_level;   /* zlib level, 1-9 (1) */
 
 	/* History (exchanges with a history block) */
 	size_t history_memory;           /* every exchange's together (64 MiB) */

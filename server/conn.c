@@ -16,6 +16,7 @@
 #include "shared_frame.h"
 #include "util.h"
 #include "ws_handshake.h"
+#include "ws_deflate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,6 +282,10 @@ void conn_send_shared(struct conn *c, struct shared_frame *f)
 		metrics_inc(M_DROPPED_FRAMES);
 		return;
 	}
+	/* Compressed once per frame and window, whoever asks first. */
+	if (c->deflate_bits && f->len >= worker_config(c->w)->websocket_compression_min_size)
+		f = shared_frame_deflated(f, c->deflate_bits,
+					  (int)worker_config(c->w)->websocket_compression_level);
 	if (!output_room(c, f->len))
 		return;
 	sent = write_if_idle(c, f->data, f->len);
@@ -535,19 +540,30 @@ static void upgrade(struct conn *c, const struct http_request *req,
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
+	const struct myxid_config *cfg = worker_config(c->w);
+	char ext[WS_DEFLATE_RESPONSE_MAX];
+	unsigned bits = 0;
+
 	client_address(c, req);
 	if (admit(c, req) != 0)
 		return;
+	if (!cfg->websocket_compression || !ws_deflate_negotiate(req, &bits, ext))
+		bits = 0;
 	evbuffer_add_printf(bufferevent_get_output(c->bev),
 			    "HTTP/1.1 101 Switching Protocols\r\n"
 			    "Upgrade: websocket\r\n"
 			    "Connection: Upgrade\r\n"
 			    "Sec-WebSocket-Accept: %s\r\n"
-			    "\r\n", accept);
+			    "%s%s%s"
+			    "\r\n", accept, bits ? "Sec-WebSocket-Extensions: " : "",
+			    bits ? ext : "", bits ? "\r\n" : "");
 	evbuffer_drain(in, req->head_len);
 	evtimer_del(c->timer);
 	ws_reader_init(&c->reader, worker_config(c->w)->max_message_size,
 		       &reader_callbacks, c);
+	c->deflate_bits = (uint8_t)bits;
+	if (bits)
+		ws_reader_allow_deflate(&c->reader);
 	c->state = CONN_WS;
 	c->last_rx_ms = monotonic_ms();
 	worker_session_opened(c->w);

@@ -94,6 +94,7 @@ struct conn {
 					* whether the turn before had several */
 	uint16_t turn_frames;
 	bool burst;
+	uint8_t deflate_bits;          /* permessage-deflate's window, or 0: off */
 	int shut_wr;                   /* we sent FIN */
 	int peer_gone;                 /* peer sent FIN while we still write */
 	struct conn *next, *prev;      /* on list */

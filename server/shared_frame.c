@@ -26,6 +26,7 @@ struct shared_frame *shared_frame_event(const char *payload, size_t len,
 	__atomic_store_n(&f->refs, 1, __ATOMIC_RELAXED);
 	f->len = hlen + len;
 	f->position = 0;
+	memset(f->deflated, 0, sizeof(f->deflated));
 	memcpy(f->data, hdr, hlen);
 	memcpy(f->data + hlen, payload, len);
 	f->exchange = memcpy(names, exchange, el);
@@ -41,8 +42,53 @@ struct shared_frame *shared_frame_ref(struct shared_frame *f)
 
 void shared_frame_unref(struct shared_frame *f)
 {
-	if (f != NULL && __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0)
-		free(f);
+	if (f == NULL || __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (int i = 0; i < WS_DEFLATE_VARIANTS; i++)
+		if (f->deflated[i] != NULL && f->deflated[i] != f)
+			shared_frame_unref(f->deflated[i]);
+	free(f);
+}
+
+/* A frame of its own for the compressed bytes: RSV1 set in its header
+ * (RFC 7692 6), no names (it travels only with its plain frame). */
+static struct shared_frame *deflated_copy(const uint8_t *z, size_t zlen, uint8_t opcode)
+{
+	uint8_t hdr[WS_MAX_HEADER];
+	size_t hlen = ws_header_encode(hdr, opcode, zlen);
+	struct shared_frame *d = xmalloc(sizeof(*d) + hlen + zlen);
+
+	memset(d, 0, sizeof(*d));
+	d->refs = 1;
+	d->len = hlen + zlen;
+	hdr[0] |= WS_RSV1;
+	memcpy(d->data, hdr, hlen);
+	memcpy(d->data + hlen, z, zlen);
+	return d;
+}
+
+struct shared_frame *shared_frame_deflated(struct shared_frame *f, unsigned bits,
+					   int level)
+{
+	struct shared_frame **slot = &f->deflated[bits - WS_DEFLATE_MIN_BITS];
+	struct shared_frame *d = __atomic_load_n(slot, __ATOMIC_ACQUIRE), *none = NULL;
+	size_t hlen = ws_header_len(f->data), zlen;
+	uint8_t *z;
+
+	if (d != NULL)
+		return d;
+	z = ws_deflate_message(f->data + hlen, f->len - hlen, bits, level, &zlen);
+	d = z != NULL && zlen < f->len - hlen ?
+		deflated_copy(z, zlen, f->data[0] & 0x0f) : f;
+	free(z);
+	/* Two loops may compress at once: the first stored wins. */
+	if (!__atomic_compare_exchange_n(slot, &none, d, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		if (d != f)
+			shared_frame_unref(d);
+		d = none;
+	}
+	return d;
 }
 
 static void release_reference(const void *data, size_t len, void *arg)

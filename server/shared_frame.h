@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "ws_deflate.h"
 
 struct evbuffer;
 
@@ -24,6 +25,10 @@ struct shared_frame {
 	/* Its position in the exchange's history ("mq":{"o":..}), or 0: set
 	 * once by the encoder, before the frame is shared. */
 	uint64_t position;
+	/* permessage-deflate copies, one per window size, made by the first
+	 * socket that needs one and shared by all (atomic; see
+	 * shared_frame_deflated()). */
+	struct shared_frame *deflated[WS_DEFLATE_VARIANTS];
 	uint8_t data[];
 };
 
@@ -32,6 +37,15 @@ struct shared_frame {
 struct shared_frame *shared_frame_event(const char *payload, size_t len,
 					const char *exchange,
 					const char *routing_key);
+
+/*
+ * The frame compressed for sockets that negotiated permessage-deflate with
+ * a 2^bits window: compressed once, at level, by whichever loop asks
+ * first, then shared (f keeps it). Returns f itself when compressing does
+ * not make it smaller or fails: send the plain frame then.
+ */
+struct shared_frame *shared_frame_deflated(struct shared_frame *f, unsigned bits,
+					   int level);
 
 struct shared_frame *shared_frame_ref(struct shared_frame *f);
 void shared_frame_unref(struct shared_frame *f);

@@ -11,6 +11,7 @@
  */
 #include "ws_frame.h"
 #include "utf8.h"
+#include "ws_deflate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,11 @@ void ws_reader_init(struct ws_reader *r, size_t max_message,
 	r->utf8_state = UTF8_ACCEPT;
 }
 
+void ws_reader_allow_deflate(struct ws_reader *r)
+{
+	r->deflate = 1;
+}
+
 void ws_reader_free(struct ws_reader *r)
 {
 	free(r->msg);
@@ -123,7 +129,10 @@ static int check_byte0(struct ws_reader *r, const char **why)
 
 	r->fin = (b & WS_FIN) != 0;
 	r->opcode = opcode;
-	if (b & WS_RSV)
+	/* RSV1 only on the first frame of a data message, and only once
+	 * permessage-deflate is agreed (RFC 7692 6.1). */
+	if ((b & WS_RSV & ~WS_RSV1) || ((b & WS_RSV1) &&
+	    (!r->deflate || is_control(opcode) || opcode == WS_OP_CONT)))
 		return fail(r, WS_CLOSE_PROTOCOL, "reserved bits set", why);
 	if (!is_known_opcode(opcode))
 		return fail(r, WS_CLOSE_PROTOCOL, "reserved opcode", why);
@@ -140,6 +149,7 @@ static int check_byte0(struct ws_reader *r, const char **why)
 	if (r->msg_opcode)
 		return fail(r, WS_CLOSE_PROTOCOL, "expected a continuation frame", why);
 	r->msg_opcode = opcode;
+	r->msg_deflated = (b & WS_RSV1) != 0;
 	r->msg_len = 0;
 	r->utf8_state = UTF8_ACCEPT;
 	return 0;
@@ -269,6 +279,7 @@ static int msg_reserve(struct ws_reader *r, size_t need)
 static void msg_reset(struct ws_reader *r)
 {
 	r->msg_opcode = 0;
+	r->msg_deflated = 0;
 	r->msg_len = 0;
 	r->utf8_state = UTF8_ACCEPT;
 	/* An idle socket holds no message buffer: clients send a few small
@@ -292,7 +303,7 @@ static int data_payload(struct ws_reader *r, const uint8_t *src, size_t n,
 	r->msg_len += n;
 	/* Checking each piece as it lands rejects bad text without waiting
 	 * for the rest of the message. */
-	if (r->msg_opcode == WS_OP_TEXT &&
+	if (r->msg_opcode == WS_OP_TEXT && !r->msg_deflated &&
 	    utf8_feed(&r->utf8_state, dst, n) == UTF8_REJECT)
 		return fail(r, WS_CLOSE_BAD_DATA, "invalid UTF-8 in text message", why);
 	return 0;
@@ -366,14 +377,27 @@ static int finish_data(struct ws_reader *r, const char **why)
 	static const uint8_t empty[1];
 	const struct ws_reader_callbacks *cb = r->cb;
 
+	const uint8_t *data = r->msg ? r->msg : empty;
+	size_t len = r->msg_len;
+	int rc;
+
 	if (!r->fin)
 		return 0;
-	if (r->msg_opcode == WS_OP_TEXT && r->utf8_state != UTF8_ACCEPT)
+	if (r->msg_deflated) {
+		rc = ws_inflate_message(data, len, r->max_message, &data, &len);
+		if (rc != 0)
+			return fail(r, rc, rc == WS_CLOSE_TOO_BIG ? "message too big once inflated" :
+				    rc == WS_CLOSE_BAD_DATA ? "invalid deflate data" :
+				    "out of memory", why);
+		if (r->msg_opcode == WS_OP_TEXT && !utf8_valid((const char *)data, len))
+			return fail(r, WS_CLOSE_BAD_DATA, "invalid UTF-8 in text message", why);
+	} else if (r->msg_opcode == WS_OP_TEXT && r->utf8_state != UTF8_ACCEPT) {
 		return fail(r, WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence", why);
+	}
 	/* Callers should not have to special-case a NULL pointer for an empty
 	 * message that never needed a buffer. */
 	if (cb && cb->on_message)
-		cb->on_message(r->arg, r->msg_opcode, r->msg ? r->msg : empty, r->msg_len);
+		cb->on_message(r->arg, r->msg_opcode, data, len);
 	msg_reset(r);
 	return 0;
 }
@@ -439,6 +463,18 @@ size_t ws_header_encode(uint8_t *out, int opcode, uint64_t payload_len)
 	for (i = 0; i < 8; i++)
 		out[2 + i] = (uint8_t)(payload_len >> (56 - 8 * i));
 	return 10;
+}
+
+size_t ws_header_len(const uint8_t *frame)
+{
+	switch (frame[1] & WS_LEN7) {
+	case WS_LEN16_MARK:
+		return 4;
+	case WS_LEN64_MARK:
+		return 10;
+	default:
+		return 2;
+	}
 }
 
 /* The longest prefix of s, at most max bytes, that does not end inside a

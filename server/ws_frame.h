@@ -71,11 +71,18 @@ struct ws_reader {
 	uint8_t ctl[125];             /* payload of the current control frame */
 	size_t ctl_len;
 	int done;                     /* close seen or error: ignore input */
+	int deflate;                  /* permessage-deflate was negotiated */
+	int msg_deflated;             /* the message being assembled is */
 };
 
 void ws_reader_init(struct ws_reader *r, size_t max_message,
 		    const struct ws_reader_callbacks *cb, void *arg);
 void ws_reader_free(struct ws_reader *r);
+
+/* After the handshake agreed on permessage-deflate: RSV1 may mark a
+ * compressed message, which is inflated (at most max_message bytes) before
+ * it is checked and delivered. */
+void ws_reader_allow_deflate(struct ws_reader *r);
 
 /*
  * Feed bytes. Returns 0 when all of them were consumed (callbacks may have
@@ -93,6 +100,12 @@ int ws_reader_feed(struct ws_reader *r, const void *data, size_t len,
  */
 #define WS_MAX_HEADER 10
 size_t ws_header_encode(uint8_t *out, int opcode, uint64_t payload_len);
+
+/* The length of the server frame header at frame (2, 4 or 10). */
+size_t ws_header_len(const uint8_t *frame);
+
+/* RSV1: the message is compressed (permessage-deflate). */
+#define WS_RSV1 0x40
 
 /*
  * Build a close frame body (2-byte code + reason, reason truncated to fit in

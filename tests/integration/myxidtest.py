@@ -924,7 +924,7 @@ class RawWS(ClosedOnExit):
 
     After a valid handshake it has read the Welcome frame. Every frame it
     reads is checked to be unmasked (server frames never are) and to have
-    no RSV bits.
+    no RSV bits (but RSV1 on data frames once permessage-deflate is agreed).
     """
 
     def __init__(self, port, timeout=5.0, extra=b"", headers=None,
@@ -944,6 +944,9 @@ class RawWS(ClosedOnExit):
             raise AssertionError(f"handshake refused: {self.response!r}")
         if self.response.headers.get("sec-websocket-accept") != ws_accept(self.key):
             raise AssertionError(f"bad Sec-WebSocket-Accept: {self.response!r}")
+        # permessage-deflate agreed: server frames may carry RSV1.
+        self.deflate = self.response.headers.get(
+            "sec-websocket-extensions", "").startswith("permessage-deflate")
         self.welcome = None
         if read_welcome:
             f = self.recv_frame()
@@ -1009,8 +1012,9 @@ class RawWS(ClosedOnExit):
         suite = Suite.current
         if f.masked:
             suite.check(False, "server frames are never masked", repr(f))
-        if f.rsv:
-            suite.check(False, "server frames have no RSV bits", repr(f))
+        if f.rsv and not (f.rsv == 4 and self.deflate and f.opcode in (OP_TEXT, OP_BINARY)):
+            suite.check(False, "server frames have no RSV bits (RSV1 only on compressed "
+                        "data frames, once negotiated)", repr(f))
         return f
 
     def recv_text(self):
