@@ -6,13 +6,16 @@
  * a stream anywhere. Every reported message must also obey the reader's
  * contract (text is valid UTF-8, sizes are within the limits).
  *
- * Input: byte 0 picks max_message, byte 1 seeds the cutting points, the
- * rest is the stream of client frames.
+ * Input: byte 0 picks max_message, byte 1 seeds the cutting points and
+ * (its low bit) turns permessage-deflate on, so RSV1 messages go through
+ * the inflater (whose output limit and errors must not depend on the
+ * cuts either); the rest is the stream of client frames.
  */
 #include "fuzz_check.h"
 #include "utf8.h"
 #include "ws_frame.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 /* What a run reported, serialised: one record per callback. */
@@ -111,20 +114,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int verdict_a = 0, verdict_b = 0;
 	uint32_t rng;
 	size_t max_message, pos = 0;
+	bool deflate;
 
 	if (size < 2)
 		return 0;
 	/* Small limits reach "too big" often; 0 stands for the default. */
 	max_message = data[0] == 0 ? 64 * 1024 : (size_t)data[0] * 3;
 	rng = data[1] * 2654435761u + 1;
+	deflate = data[1] & 1;
 	data += 2;
 	size -= 2;
 	whole.max_message = cut.max_message = max_message;
 
 	ws_reader_init(&a, max_message, &callbacks, &whole);
+	if (deflate)
+		ws_reader_allow_deflate(&a);
 	feed(&a, data, size, &verdict_a, &why_a);
 
 	ws_reader_init(&b, max_message, &callbacks, &cut);
+	if (deflate)
+		ws_reader_allow_deflate(&b);
 	while (pos < size) {
 		size_t n;
 		rng = rng * 1103515245u + 12345u;
