@@ -66,6 +66,14 @@ async function main() {
     eq(r.body && r.body.delivered, 1, 'POST /publish reaches the page\'s socket');
     await page.waitForSelector('#log li:has-text("browser-test: Deploying release 42")', { timeout: 5000 });
     check(true, 'the published log line appears in the page');
+    eq(await page.evaluate(() => window.myxidDemo.conn.websocket.extensions),
+      'permessage-deflate; server_no_context_takeover; client_no_context_takeover',
+      'Chromium agreed on permessage-deflate');
+    const long = `browser-test: a long compressed line ${'x'.repeat(600)} end`;
+    await publish(port, 'd1', 'LogLine', { line: long });
+    await page.waitForSelector('#log li:has-text("a long compressed line")', { timeout: 5000 });
+    eq((await logLines(page, /a long compressed line/))[0], long,
+      'a line long enough to be compressed arrives intact');
 
     await publish(port, 'd1', 'StatusChanged', { status: 'deployed' });
     await page.waitForSelector('#status[data-status=deployed]', { timeout: 5000 });
