@@ -3,7 +3,6 @@
  */
 #include "ws_deflate.h"
 #include "http_parse.h"
-#include "ws_frame.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -250,8 +249,8 @@ static bool out_reserve(struct zstate *z, size_t need)
 	return true;
 }
 
-int ws_inflate_message(const uint8_t *in, size_t len, size_t max,
-		       const uint8_t **out, size_t *out_len)
+enum ws_inflate_status ws_inflate_message(const uint8_t *in, size_t len, size_t max,
+					  const uint8_t **out, size_t *out_len)
 {
 	static const uint8_t tail[4] = { 0x00, 0x00, 0xff, 0xff };
 	struct zstate *z = zstate();
@@ -259,10 +258,10 @@ int ws_inflate_message(const uint8_t *in, size_t len, size_t max,
 	int rc = Z_OK;
 
 	if (z == NULL)
-		return WS_CLOSE_INTERNAL;
+		return WS_INFLATE_NO_MEMORY;
 	if (!z->inf_ready) {
 		if (inflateInit2(&z->inf, -WS_DEFLATE_MAX_BITS) != Z_OK)
-			return WS_CLOSE_INTERNAL;
+			return WS_INFLATE_NO_MEMORY;
 		z->inf_ready = true;
 	} else {
 		inflateReset(&z->inf);
@@ -275,22 +274,22 @@ int ws_inflate_message(const uint8_t *in, size_t len, size_t max,
 			/* One byte beyond max tells "too big" from "exactly max". */
 			size_t room = max + 1 - have;
 			if (!out_reserve(z, have + (room < 65536 ? room : 65536)))
-				return WS_CLOSE_INTERNAL;
+				return WS_INFLATE_NO_MEMORY;
 			z->inf.next_out = z->out + have;
 			z->inf.avail_out = (uInt)(z->out_cap - have < room ? z->out_cap - have : room);
 			rc = inflate(&z->inf, Z_SYNC_FLUSH);
 			have = (size_t)(z->inf.next_out - z->out);
 			if (have > max)
-				return WS_CLOSE_TOO_BIG;
+				return WS_INFLATE_TOO_BIG;
 			if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
-				return WS_CLOSE_BAD_DATA;
+				return WS_INFLATE_BAD_DATA;
 			if (rc == Z_BUF_ERROR && z->inf.avail_out > 0)
-				return WS_CLOSE_BAD_DATA;   /* no progress possible */
+				return WS_INFLATE_BAD_DATA;   /* no progress possible */
 		}
 	}
 	*out = z->out ? z->out : tail;
 	*out_len = have;
-	return 0;
+	return WS_INFLATE_OK;
 }
 
 uint8_t *ws_deflate_message(const uint8_t *in, size_t len, unsigned bits, int level,

@@ -38,15 +38,20 @@ struct http_request;
 bool ws_deflate_negotiate(const struct http_request *req, unsigned *server_bits,
 			  char response[WS_DEFLATE_RESPONSE_MAX]);
 
+enum ws_inflate_status {
+	WS_INFLATE_OK = 0,
+	WS_INFLATE_TOO_BIG,       /* past max: a deflate bomb stops there */
+	WS_INFLATE_BAD_DATA,      /* not valid deflate data */
+	WS_INFLATE_NO_MEMORY
+};
+
 /*
  * Inflate one whole compressed message (its frames' payloads joined) into
- * this thread's buffer, refusing to produce more than max bytes. Returns 0
- * with *out (valid until this thread's next call) and *out_len, or a close
- * code: WS_CLOSE_TOO_BIG when it inflates past max (a deflate bomb stops
- * there), WS_CLOSE_BAD_DATA when it is not valid deflate data,
- * WS_CLOSE_INTERNAL when memory runs out.
+ * this thread's buffer, refusing to produce more than max bytes. Returns
+ * WS_INFLATE_OK with *out (valid until this thread's next call) and
+ * *out_len, or why not.
  */
-int ws_inflate_message(const uint8_t *in, size_t len, size_t max,
+enum ws_inflate_status ws_inflate_message(const uint8_t *in, size_t len, size_t max,
 		       const uint8_t **out, size_t *out_len);
 
 /*

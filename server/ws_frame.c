@@ -379,16 +379,20 @@ static int finish_data(struct ws_reader *r, const char **why)
 
 	const uint8_t *data = r->msg ? r->msg : empty;
 	size_t len = r->msg_len;
-	int rc;
 
 	if (!r->fin)
 		return 0;
 	if (r->msg_deflated) {
-		rc = ws_inflate_message(data, len, r->max_message, &data, &len);
-		if (rc != 0)
-			return fail(r, rc, rc == WS_CLOSE_TOO_BIG ? "message too big once inflated" :
-				    rc == WS_CLOSE_BAD_DATA ? "invalid deflate data" :
-				    "out of memory", why);
+		switch (ws_inflate_message(data, len, r->max_message, &data, &len)) {
+		case WS_INFLATE_OK:
+			break;
+		case WS_INFLATE_TOO_BIG:
+			return fail(r, WS_CLOSE_TOO_BIG, "message too big once inflated", why);
+		case WS_INFLATE_BAD_DATA:
+			return fail(r, WS_CLOSE_BAD_DATA, "invalid deflate data", why);
+		default:
+			return fail(r, WS_CLOSE_INTERNAL, "out of memory", why);
+		}
 		if (r->msg_opcode == WS_OP_TEXT && !utf8_valid((const char *)data, len))
 			return fail(r, WS_CLOSE_BAD_DATA, "invalid UTF-8 in text message", why);
 	} else if (r->msg_opcode == WS_OP_TEXT && r->utf8_state != UTF8_ACCEPT) {
