@@ -24,6 +24,7 @@
 struct myxid_config;
 struct shared_frame;
 struct broker;
+struct history_store;
 
 enum broker_state {
 	BROKER_CONNECTING,   /* never connected yet, or trying again */
@@ -51,7 +52,26 @@ struct broker_sink {
  * be created.
  */
 struct broker *broker_start(const struct myxid_config *cfg,
-			    const struct broker_sink *sink, unsigned n_loops);
+			    const struct broker_sink *sink, unsigned n_loops,
+			    struct history_store *history);
+
+/*
+ * History (exchanges with a history block) lives on RabbitMQ streams that
+ * every node mirrors into history (broker_stream.c). Has every stream been
+ * read up to the time it started (or did the first connection attempt
+ * fail)? The daemon waits for it before serving, so that a resume is not
+ * refused for want of reading.
+ */
+bool broker_history_ready(struct broker *b);
+
+/* The stream of exchange's history, or NULL when it keeps none. */
+const char *broker_history_stream(const struct broker *b, const char *exchange);
+
+/* Queue body for exchange's history stream (through the default exchange,
+ * routing_key in the "myxid-routing-key" header): kept, positioned, and
+ * delivered by every node. 0, or -1 as broker_publish. */
+int broker_publish_history(struct broker *b, const char *exchange,
+			   const char *routing_key, const char *body, size_t len);
 
 /* Stop the thread, close the connection (the queue expires on its own). */
 void broker_stop(struct broker **b);

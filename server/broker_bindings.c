@@ -163,8 +163,9 @@ void broker_unbind(struct broker *b, unsigned loop, const char *ex,
 		broker_wake(b);
 }
 
-int broker_publish(struct broker *b, const char *ex, const char *key,
-		   const char *body, size_t len)
+/* Queue a publish to ex (or, to_stream, to the stream named ex). */
+static int publish(struct broker *b, const char *ex, const char *key,
+		   const char *body, size_t len, bool to_stream)
 {
 	struct cmd *c;
 
@@ -174,6 +175,7 @@ int broker_publish(struct broker *b, const char *ex, const char *key,
 		return -1;
 	}
 	c = cmd_new(CMD_PUBLISH, ex, key);
+	c->to_stream = to_stream;
 	c->body = xmalloc(len ? len : 1);
 	memcpy(c->body, body, len);
 	c->len = len;
@@ -183,6 +185,20 @@ int broker_publish(struct broker *b, const char *ex, const char *key,
 	pthread_mutex_unlock(&b->lock);
 	broker_wake(b);
 	return 0;
+}
+
+int broker_publish(struct broker *b, const char *ex, const char *key,
+		   const char *body, size_t len)
+{
+	return publish(b, ex, key, body, len, false);
+}
+
+int broker_publish_history(struct broker *b, const char *ex, const char *key,
+			   const char *body, size_t len)
+{
+	const char *stream = broker_history_stream(b, ex);
+
+	return stream ? publish(b, stream, key, body, len, true) : -1;
 }
 
 enum broker_state broker_state(const struct broker *b)

@@ -19,9 +19,14 @@
 #include "broker.h"
 #include "redelivery.h"
 
+struct history_store;
+struct history_log;
+struct myxid_config;
+
 #define CH_CONSUME 1
 #define CH_TOPOLOGY 2
 #define CH_PUBLISH 3
+#define CH_STREAM 4       /* history streams' consumers (broker_stream.c) */
 
 #define CONNECT_TIMEOUT_S 5
 #define RPC_TIMEOUT_S 10
@@ -48,6 +53,8 @@ struct cmd {
 	char *key;
 	char *body;
 	size_t len;
+	bool to_stream;          /* CMD_PUBLISH: exchange is a history stream,
+				  * reached through the default exchange */
 };
 
 struct binding {
@@ -65,6 +72,22 @@ struct xdecl {
 	bool durable;
 };
 
+/*
+ * An exchange's history on RabbitMQ: a stream every node mirrors into the
+ * daemon's history store (broker_stream.c). Positions are the stream's
+ * offsets + 1, the same on every node.
+ */
+struct xstream {
+	char *exchange;
+	char name[256];                /* <queue_prefix>.history.<exchange> */
+	struct history_log *log;       /* the mirror, in the daemon's store */
+	unsigned age_s;                /* x-max-age (0: none) */
+	uint64_t max_bytes;            /* x-max-length-bytes */
+	uint64_t started_s;            /* the consumer's start (wall clock) */
+	bool consuming;                /* consume-ok seen on this link */
+	bool caught_up;                /* read up to when it started */
+};
+
 struct broker {
 	/* set at start, read-only afterwards */
 	char **urls;
@@ -76,6 +99,8 @@ struct broker {
 	size_t n_exchanges;
 	struct broker_sink sink;
 	uint64_t all_loops;
+	struct xstream *streams;        /* exchanges with history */
+	size_t n_streams;
 	pthread_t thread;
 	int wake_fd;
 
@@ -105,6 +130,10 @@ struct broker {
 	uint64_t ack_tag;           /* highest delivery tag handled, not yet acked */
 	unsigned unacked;
 	unsigned unflushed;         /* handed to the sink since its last flush */
+	uint64_t stream_ack_tag;    /* the same, for CH_STREAM */
+	unsigned stream_unacked;
+	uint64_t stream_rx_ms;      /* last stream delivery (monotonic) */
+	bool tried;                 /* a first connection attempt has ended */
 };
 
 /* The binding of ex/key, or where to link a new one; caller holds the lock. */
@@ -118,5 +147,25 @@ void broker_wake(struct broker *b);
 
 /* Bind tickets up to seq are done; broker thread only. */
 void broker_finish_through(struct broker *b, uint64_t seq);
+
+/* broker_stream.c, on the broker thread: */
+/* The history streams from cfg's exchanges, their mirrors in store. */
+void broker_streams_init(struct broker *b, const struct myxid_config *cfg,
+			 struct history_store *store);
+void broker_streams_free(struct broker *b);
+/* Declare and consume every stream (after a (re)connect): -1 link lost. */
+int broker_streams_link_up(struct broker *b);
+void broker_streams_link_down(struct broker *b);
+/* One delivery on CH_STREAM: mirrored, then handed to the loops. */
+void broker_stream_delivery(struct broker *b, const amqp_envelope_t *env);
+/* Acknowledge what CH_STREAM delivered. -1: link lost. */
+int broker_streams_ack(struct broker *b);
+/* Streams with nothing delivered for a while have caught up. */
+void broker_streams_tick(struct broker *b);
+/* Deliveries are over: hand what was batched to the loops (thread's). */
+void broker_flush_sink(struct broker *b);
+/* A message dropped: counted, and logged at most once a second. */
+void broker_log_drop(struct broker *b, const char *ex, const char *key, const char *why);
+const char *broker_reply_text(amqp_rpc_reply_t r, char *buf, size_t size);
 
 #endif

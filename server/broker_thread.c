@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <amqp_ssl_socket.h>
@@ -45,7 +46,7 @@ static void hide_password(const char *url, char *out, size_t size)
 		snprintf(out, size, "%s", url);
 }
 
-static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t size)
+const char *broker_reply_text(amqp_rpc_reply_t r, char *buf, size_t size)
 {
 	switch (r.reply_type) {
 	case AMQP_RESPONSE_NORMAL:
@@ -132,7 +133,7 @@ static int connect_url(struct broker *b, const char *url)
 		       AMQP_SASL_METHOD_PLAIN, info.user, info.password);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 		log_warn("broker: login to %s failed: %s", shown,
-			 reply_text(r, buf, sizeof(buf)));
+			 broker_reply_text(r, buf, sizeof(buf)));
 		goto fail;
 	}
 	pthread_mutex_lock(&b->lock);
@@ -202,7 +203,7 @@ static int declare_exchanges(struct broker *b)
 		 * durability. Its bindings may still work, so go on. */
 		log_error("broker: cannot declare %s exchange '%s'%s: %s", x->type,
 			  x->name, x->durable ? " (durable)" : "",
-			  reply_text(r, buf, sizeof(buf)));
+			  broker_reply_text(r, buf, sizeof(buf)));
 		if (recover_channel(b, CH_TOPOLOGY, r) != 0)
 			return -1;
 	}
@@ -225,7 +226,7 @@ static int declare_queue(struct broker *b)
 	r = amqp_get_rpc_reply(b->conn);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 		log_error("broker: cannot declare queue %s: %s", b->queue,
-			  reply_text(r, buf, sizeof(buf)));
+			  broker_reply_text(r, buf, sizeof(buf)));
 		return -1;
 	}
 	/* Acknowledged, not auto-acked: a message the broker has handed to
@@ -234,7 +235,7 @@ static int declare_queue(struct broker *b)
 	r = amqp_get_rpc_reply(b->conn);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 		log_error("broker: cannot set the prefetch count: %s",
-			  reply_text(r, buf, sizeof(buf)));
+			  broker_reply_text(r, buf, sizeof(buf)));
 		return -1;
 	}
 	b->ack_tag = 0;
@@ -244,7 +245,7 @@ static int declare_queue(struct broker *b)
 	r = amqp_get_rpc_reply(b->conn);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 		log_error("broker: cannot consume from %s: %s", b->queue,
-			  reply_text(r, buf, sizeof(buf)));
+			  broker_reply_text(r, buf, sizeof(buf)));
 		return -1;
 	}
 	return 0;
@@ -270,7 +271,7 @@ static int do_binding(struct broker *b, bool bind, const char *ex, const char *k
 		return 0;
 	}
 	log_error("broker: cannot %s %s/%s: %s", bind ? "bind" : "unbind", ex, key,
-		  reply_text(r, buf, sizeof(buf)));
+		  broker_reply_text(r, buf, sizeof(buf)));
 	return recover_channel(b, CH_TOPOLOGY, r);
 }
 
@@ -285,7 +286,8 @@ static int link_up(struct broker *b)
 	size_t n = 0;
 
 	if (open_channel(b, CH_CONSUME) || open_channel(b, CH_TOPOLOGY) ||
-	    open_channel(b, CH_PUBLISH) || declare_exchanges(b) || declare_queue(b))
+	    open_channel(b, CH_PUBLISH) || declare_exchanges(b) || declare_queue(b) ||
+	    broker_streams_link_up(b))
 		return -1;
 	pthread_mutex_lock(&b->lock);
 	for (struct cmd *c = b->q_head, *next, **pp = &b->q_head; c; c = next) {
@@ -347,6 +349,7 @@ static void link_down(struct broker *b)
 	/* Binds still queued will be made from the table on reconnect; no
 	 * Subscribe waits for them meanwhile. */
 	broker_finish_through(b, seq);
+	broker_streams_link_down(b);
 	disconnect(b);
 }
 
@@ -371,6 +374,7 @@ static int run_commands(struct broker *b)
 		if (c->kind == CMD_PUBLISH) {
 			amqp_bytes_t body = { c->len, c->body };
 			amqp_basic_properties_t props;
+			amqp_table_entry_t rk;
 
 			/* What Bunny sends for Myxi.push_event, so consumers
 			 * cannot tell our publishes from a Myxi app's. */
@@ -380,9 +384,20 @@ static int run_commands(struct broker *b)
 			props.content_type = amqp_cstring_bytes("application/octet-stream");
 			props.delivery_mode = 2;
 			props.priority = 0;
+			if (c->to_stream) {
+				/* A history stream, through the default exchange;
+				 * the timestamp tells mirrors they have caught up. */
+				rk.key = amqp_cstring_bytes("myxid-routing-key");
+				rk.value.kind = AMQP_FIELD_KIND_UTF8;
+				rk.value.value.bytes = amqp_cstring_bytes(c->key);
+				props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+				props.headers = (amqp_table_t){ 1, &rk };
+				props.timestamp = (uint64_t)time(NULL);
+			}
 			rc = amqp_basic_publish(b->conn, CH_PUBLISH,
-						amqp_cstring_bytes(c->exchange),
-						amqp_cstring_bytes(c->key), 0, 0, &props, body);
+						amqp_cstring_bytes(c->to_stream ? "" : c->exchange),
+						amqp_cstring_bytes(c->to_stream ? c->exchange : c->key),
+						0, 0, &props, body);
 			if (rc != AMQP_STATUS_OK) {
 				log_warn("broker: publish to %s/%s failed: %s", c->exchange,
 					 c->key, amqp_error_string2(rc));
@@ -413,7 +428,7 @@ static int run_commands(struct broker *b)
 	return 0;
 }
 
-static void log_drop(struct broker *b, const char *ex, const char *key,
+void broker_log_drop(struct broker *b, const char *ex, const char *key,
 		     const char *why)
 {
 	uint64_t now = monotonic_ms();
@@ -455,7 +470,7 @@ static uint64_t loops_for(struct broker *b, const char *ex, const char *key)
 	return loops;
 }
 
-static void flush_sink(struct broker *b)
+void broker_flush_sink(struct broker *b)
 {
 	if (b->unflushed == 0)
 		return;
@@ -488,7 +503,7 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 	/* A NUL cuts key short: the event would reach another key's
 	 * subscribers. */
 	if (memchr(env->routing_key.bytes, '\0', env->routing_key.len) != NULL) {
-		log_drop(b, ex, key, "routing key holds a NUL byte");
+		broker_log_drop(b, ex, key, "routing key holds a NUL byte");
 		return;
 	}
 	loops = loops_for(b, ex, key);
@@ -497,18 +512,20 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 	f = event_frame_encode_body(env->message.body.bytes, env->message.body.len,
 				ex, key, 0, &why);
 	if (f == NULL) {
-		log_drop(b, ex, key, why);
+		broker_log_drop(b, ex, key, why);
 		return;
 	}
 	b->sink.deliver(b->sink.arg, f, loops);
 	shared_frame_unref(f);
 	if (++b->unflushed >= HANDOFF_BATCH)
-		flush_sink(b);
+		broker_flush_sink(b);
 }
 
 /* Acknowledge everything handled so far in one frame. -1: link lost. */
 static int ack_handled(struct broker *b)
 {
+	if (broker_streams_ack(b) != 0)
+		return -1;
 	if (b->unacked == 0)
 		return 0;
 	b->unacked = 0;
@@ -530,8 +547,8 @@ static int handle_other_frame(struct broker *b)
 	case AMQP_CHANNEL_CLOSE_METHOD: {
 		amqp_rpc_reply_t r = { AMQP_RESPONSE_SERVER_EXCEPTION, frame.payload.method, 0 };
 		log_error("broker: channel %u closed by the server: %s", frame.channel,
-			  reply_text(r, buf, sizeof(buf)));
-		if (frame.channel == CH_CONSUME)
+			  broker_reply_text(r, buf, sizeof(buf)));
+		if (frame.channel == CH_CONSUME || frame.channel == CH_STREAM)
 			return -1;
 		return recover_channel(b, frame.channel, r);
 	}
@@ -539,7 +556,7 @@ static int handle_other_frame(struct broker *b)
 		amqp_rpc_reply_t r = { AMQP_RESPONSE_SERVER_EXCEPTION, frame.payload.method, 0 };
 		amqp_connection_close_ok_t ok;
 		log_error("broker: connection closed by the server: %s",
-			  reply_text(r, buf, sizeof(buf)));
+			  broker_reply_text(r, buf, sizeof(buf)));
 		amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
 		return -1;
 	}
@@ -563,9 +580,13 @@ static int drain_deliveries(struct broker *b)
 		amqp_maybe_release_buffers(b->conn);
 		r = amqp_consume_message(b->conn, &env, &zero, 0);
 		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-			handle_delivery(b, &env);
+			if (env.channel == CH_STREAM)
+				broker_stream_delivery(b, &env);
+			else
+				handle_delivery(b, &env);
 			amqp_destroy_envelope(&env);
-			if (b->unacked >= ACK_BATCH && ack_handled(b) != 0)
+			if ((b->unacked >= ACK_BATCH || b->stream_unacked >= ACK_BATCH) &&
+			    ack_handled(b) != 0)
 				return -1;
 			continue;
 		}
@@ -589,7 +610,7 @@ static int consume_available(struct broker *b)
 {
 	int rc = drain_deliveries(b);
 
-	flush_sink(b);
+	broker_flush_sink(b);
 	return rc;
 }
 
@@ -630,6 +651,7 @@ static int serve(struct broker *b)
 			return ack_handled(b), 0;
 		if (run_commands(b) != 0 || consume_available(b) != 0)
 			return -1;
+		broker_streams_tick(b);
 		/* Keep: poll only once rabbitmq-c's own buffers are drained, or
 		 * frames it already read would wait a whole tick. */
 		if (!amqp_frames_enqueued(b->conn) && !amqp_data_in_buffer(b->conn))
@@ -646,6 +668,7 @@ static void *broker_main(void *arg)
 	while (!stopping(b)) {
 		if (connect_any(b) == 0 && link_up(b) == 0) {
 			set_state(b, BROKER_UP);
+			__atomic_store_n(&b->tried, true, __ATOMIC_RELEASE);
 			backoff = BACKOFF_MIN_MS;
 			announced = false;
 			if (serve(b) == 0)
@@ -655,6 +678,7 @@ static void *broker_main(void *arg)
 		}
 		link_down(b);
 		set_state(b, BROKER_CONNECTING);
+		__atomic_store_n(&b->tried, true, __ATOMIC_RELEASE);
 		if (!announced) {
 			log_warn("broker: not connected; retrying with backoff "
 				 "(WebSockets stay up, events wait in the broker)");
@@ -678,7 +702,8 @@ static const char *type_name(enum exchange_type t)
 }
 
 struct broker *broker_start(const struct myxid_config *cfg,
-			    const struct broker_sink *sink, unsigned n_loops)
+			    const struct broker_sink *sink, unsigned n_loops,
+			    struct history_store *history)
 {
 	struct broker *b = xcalloc(1, sizeof(*b));
 	char host[64] = "host", id[17];
@@ -701,6 +726,7 @@ struct broker *broker_start(const struct myxid_config *cfg,
 		b->exchanges[i].direct = cfg->exchanges[i].type == EXCHANGE_DIRECT;
 		b->exchanges[i].durable = cfg->exchanges[i].durable;
 	}
+	broker_streams_init(b, cfg, history);
 	b->sink = *sink;
 	b->all_loops = n_loops >= 64 ? ~0ull : (1ull << n_loops) - 1;
 	b->state = BROKER_CONNECTING;
@@ -753,6 +779,7 @@ void broker_stop(struct broker **bp)
 		free(b->exchanges[i].name);
 	free(b->exchanges);
 	redelivery_free(&b->handled);
+	broker_streams_free(b);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }

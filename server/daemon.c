@@ -38,6 +38,9 @@
 /* How long a reload may take before it counts as failed. */
 #define RELOAD_WAIT_S 60
 
+/* How long startup waits for the history streams to be read. */
+#define HISTORY_WAIT_MS 10000
+
 struct daemon {
 	struct event_base *base;          /* the main thread's: signals */
 	struct worker **workers;          /* 64 slots, n_workers used */
@@ -323,6 +326,29 @@ static void worker_stopped(void *daemon, struct worker *w)
 
 /* ---------------------------------------------------------------- main */
 
+/*
+ * Before serving, read the history streams up to now, so that a client
+ * resuming on this node (another one died) finds what it missed. Bounded:
+ * a broker that cannot be reached must not keep the sockets out.
+ */
+static void wait_for_history(struct broker *b)
+{
+	uint64_t start = monotonic_ms();
+
+	while (!broker_history_ready(b)) {
+		if (monotonic_ms() - start >= HISTORY_WAIT_MS) {
+			log_warn("history: the streams are not read up to now after %d s; "
+				 "serving anyway (resumes may be answered recovered:false "
+				 "until they are)", HISTORY_WAIT_MS / 1000);
+			return;
+		}
+		usleep(10000);
+	}
+	if (monotonic_ms() - start > 100)
+		log_info("history: streams read up to now in %llu ms",
+			 (unsigned long long)(monotonic_ms() - start));
+}
+
 /* An exchange nobody publishes to must still forget events past its age. */
 static void history_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -425,7 +451,8 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 
 		for (unsigned i = 0; i < d.n_workers; i++)
 			worker_use_broker(d.workers[i]);
-		d.broker = broker_start(worker_config(d.workers[0]), &sink, d.n_workers);
+		d.broker = broker_start(worker_config(d.workers[0]), &sink, d.n_workers,
+					d.history);
 		if (d.broker == NULL) {
 			fprintf(stderr, "myxid: cannot start the broker link\n");
 			goto out;
@@ -433,6 +460,7 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 		for (unsigned i = 0; i < d.n_workers; i++)
 			worker_set_broker(d.workers[i], d.broker);
 		broker_set_progress(d.broker, binds_to_workers, &d);
+		wait_for_history(d.broker);
 	}
 	for (; started < d.n_workers; started++)
 		if (worker_start(d.workers[started]) != 0) {

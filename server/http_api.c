@@ -145,7 +145,14 @@ static void publish_via_broker(struct conn *c, json_object *event,
 							     &len);
 	json_object *o;
 
-	if (broker_publish(worker_broker(c->w), exchange, key, body, len) != 0) {
+	struct broker *b = worker_broker(c->w);
+	/* An exchange with history goes to its stream, which every node
+	 * mirrors: positions, resume and late joiners on every node. */
+	int rc = broker_history_stream(b, exchange) != NULL ?
+		broker_publish_history(b, exchange, key, body, len) :
+		broker_publish(b, exchange, key, body, len);
+
+	if (rc != 0) {
 		reply_http_error(c, 503, "Retry-After: 1\r\n",
 				 "the broker is not connected; try again");
 		return;

@@ -1,0 +1,258 @@
+#!/usr/bin/python3
+"""
+History in broker mode, on a real RabbitMQ stream that two myxid nodes
+mirror: numbered log lines, and every client checks it saw lines 1..N
+exactly once, in order.
+
+- the stream exists (x-queue-type stream) and both nodes give the same
+  epoch; a late joiner on node B gets the last lines published through
+  node A's POST /publish;
+- the node holding a client is SIGKILLed mid-stream (lines keep coming
+  through the other node): the client resumes on the other node,
+  recovered, with every line once;
+- RabbitMQ is restarted: a client that stayed connected misses nothing and
+  sees nothing twice (the mirror resumes at its position), and one that
+  was away resumes after it;
+- a resume older than the mirror keeps is recovered:false;
+- a Myxi.push_event-style publish (to the exchange itself) still reaches
+  subscribers live, without a position; a publish to the stream through
+  the default exchange with the myxid-routing-key header (what a Ruby app
+  does to get history) is positioned.
+"""
+import asyncio
+import json
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True   # keep the source tree clean
+
+from myxidtest import PUBLISH_KEY, Client, Daemon, compact, http_request, publish
+from rabbitmq import (Publisher, broker_config, broker_suite, start_node, wait_broker)
+
+T = broker_suite()
+R = start_node()
+
+HISTORY_EXCHANGES = """\
+exchange log {
+    history {
+        events 1000
+        age 1h
+    }
+    policy static {
+        allow public
+    }
+}
+exchange short {
+    history {
+        events 20
+    }
+    policy static {
+        allow public
+    }
+}
+"""
+CONF = broker_config(R.url, exchanges=HISTORY_EXCHANGES)
+A = Daemon(CONF, name="node-a")
+B = Daemon(CONF, name="node-b")
+
+
+def pub(node, key, n, exchange="log"):
+    """POST /publish through node; retried while its broker link is down."""
+    for _ in range(200):
+        r = publish(node.port, exchange, key, "Line", {"n": n})
+        if r.status == 202:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"publish {n} via {node.name}: {r.status} {r.body!r}")
+
+
+class Lines(threading.Thread):
+    """Lines first..last of key through node, at rate per second."""
+
+    def __init__(self, node, key, first, last, rate):
+        super().__init__(daemon=True)
+        self.args = (node, key, first, last, rate)
+        self.error = None
+
+    def run(self):
+        node, key, first, last, rate = self.args
+        try:
+            t0 = time.monotonic()
+            for n in range(first, last + 1):
+                pub(node, key, n)
+                delay = t0 + (n - first + 1) / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+        except Exception as exc:
+            self.error = exc
+
+
+class Reader:
+    def __init__(self, key, label):
+        self.key, self.label = key, label
+        self.lines, self.position, self.epoch, self.c = [], 0, None, None
+
+    async def subscribe(self, node, extra=None):
+        self.c = await Client(node.port, label=self.label).connect()
+        payload = {"exchange": "log", "routing_key": self.key}
+        payload.update(extra or {})
+        await self.c.send("Subscribe", payload, "s")
+        reply = await self.c.recv_json(10)
+        p = reply.get("payload", {})
+        self.epoch = p.get("epoch", self.epoch)
+        if not extra and "offset" in p:
+            self.position = p["offset"]
+        return reply
+
+    async def resume(self, node):
+        return await self.subscribe(node, {"since": {"offset": self.position,
+                                                     "epoch": self.epoch}})
+
+    async def read_until(self, last, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while not self.lines or self.lines[-1] < last:
+            ev = await self.c.recv_json(max(0.1, deadline - time.monotonic()))
+            if ev.get("event") != "Line":
+                T.check(False, f"{self.label}: only lines arrive", repr(ev))
+                return False
+            self.lines.append(ev["payload"]["n"])
+            self.position = ev["mq"]["o"]
+        return True
+
+
+def once_in_order(lines, first, last):
+    return lines == list(range(first, last + 1))
+
+
+def where_wrong(lines, first):
+    i = next((i for i, n in enumerate(lines) if n != first + i), None)
+    return f"{len(lines)} lines; first wrong at {i}: {lines[max(0, (i or 0) - 3):(i or 0) + 3]}"
+
+
+@T.test(timeout=90)
+async def stream_epoch_and_late_joiner():
+    for d in (A, B):
+        T.check(await wait_broker(d.port, "up", 30) is not None, f"{d.name} is up")
+    queues = R.list_queues()
+    T.check("myxid.history.log" in json.dumps(queues), "the stream myxid.history.log exists",
+            queues)
+    for n in range(1, 11):
+        pub(A, "late", n)
+    async with Client(B.port) as c:
+        await c.send("Subscribe", {"exchange": "log", "routing_key": "late", "history": 3}, "s")
+        got = await c.recv_json(10)
+        epoch = got["payload"].get("epoch", "")
+        T.check(epoch.startswith("s") and epoch.endswith("-1") and len(epoch) == 19,
+                "node B: a stream epoch (s<16 hex>-1)", got)
+        lines = [await c.recv_json(10) for _ in range(3)]
+        T.eq([ev["payload"]["n"] for ev in lines], [8, 9, 10],
+             "a late joiner on node B gets the last 3 lines published through node A")
+        T.eq(lines[-1]["mq"]["o"], got["payload"]["offset"],
+             "the newest line's position is the reply's offset")
+        T.eq(sorted(lines[-1]["mq"]), ["e", "o", "rk"], "lines carry e, rk and o")
+    async with Client(A.port) as c:
+        await c.send("Subscribe", {"exchange": "log", "routing_key": "late"}, "s")
+        got = await c.recv_json(10)
+        T.eq(got["payload"].get("epoch"), epoch, "node A gives the same epoch")
+
+
+@T.test(timeout=120)
+async def sigkill_the_clients_node_and_resume_on_the_other():
+    r = Reader("kill", "kill")
+    await r.subscribe(A)
+    feed = Lines(B, "kill", 1, 200, 50)
+    feed.start()
+    T.check(await r.read_until(50), "lines up to 50 on node A")
+    A.kill()
+    await asyncio.sleep(0.5)
+    reply = await r.resume(B)
+    T.eq((reply["event"], reply["payload"].get("recovered")), ("Subscribed", True),
+         "resumed on node B: recovered")
+    T.check(await r.read_until(200, 40), "every line arrives")
+    await asyncio.get_running_loop().run_in_executor(None, feed.join, 30)
+    T.check(feed.error is None, "the publisher never failed", feed.error)
+    T.check(once_in_order(r.lines, 1, 200), "lines 1..200 exactly once, in order across the kill",
+            where_wrong(r.lines, 1))
+    await r.c.close()
+    A.start()
+    T.check(await wait_broker(A.port, "up", 30) is not None, "node A restarted")
+
+
+@T.test(timeout=240)
+async def rabbitmq_restart_loses_and_repeats_nothing():
+    stay = Reader("restart", "stays")
+    away = Reader("restart", "away")
+    await stay.subscribe(A)
+    await away.subscribe(B)
+    for n in range(1, 31):
+        pub(B, "restart", n)
+    T.check(await stay.read_until(30) and await away.read_until(30), "30 lines before")
+    await away.c.close()
+    R.stop()
+    R.start()
+    for d in (A, B):
+        T.check(await wait_broker(d.port, "up", 60) is not None,
+                f"{d.name} reconnected after the RabbitMQ restart")
+    for n in range(31, 61):
+        pub(A, "restart", n)
+    T.check(await stay.read_until(60), "the client that stayed gets lines 31..60")
+    await stay.c.expect_nothing("and nothing more (no line redelivered)", 1.0)
+    T.check(once_in_order(stay.lines, 1, 60), "it saw 1..60 exactly once",
+            where_wrong(stay.lines, 1))
+    reply = await away.resume(B)
+    T.eq(reply["payload"].get("recovered"), True, "the client away during it resumes, recovered")
+    T.check(await away.read_until(60), "and gets lines 31..60")
+    T.check(once_in_order(away.lines, 1, 60), "it too saw 1..60 exactly once",
+            where_wrong(away.lines, 1))
+    await stay.c.close()
+    await away.c.close()
+
+
+@T.test(timeout=60)
+async def older_than_kept_is_not_recovered():
+    for n in range(1, 51):
+        pub(A, "k", n, exchange="short")
+    async with Client(B.port) as c:
+        await c.send("Subscribe", {"exchange": "short", "routing_key": "k", "history": 20}, "s")
+        got = await c.recv_json(10)
+        first = (await c.recv_json(10))["mq"]["o"]
+        T.eq(got["event"], "Subscribed", "subscribed with history 20")
+    async with Client(B.port) as c:
+        await c.send("Subscribe", {"exchange": "short", "routing_key": "k",
+                                   "since": {"offset": first - 5, "epoch": got["payload"]["epoch"]}},
+                     "s")
+        got = await c.recv_json(10)
+        T.eq(got["payload"].get("recovered"), False,
+             "a resume older than the 20 kept: recovered false")
+        await c.expect_nothing("nothing replayed", 0.5)
+
+
+@T.test(timeout=60)
+async def myxi_publishers_stay_live_and_stream_publishers_get_history():
+    async with Client(A.port) as c:
+        await c.send("Subscribe", {"exchange": "log", "routing_key": "ruby"}, "s")
+        await c.recv_json(10)
+        with Publisher(R.url) as p:
+            p.publish("log", "ruby", "Line", {"n": 1})    # Myxi.push_event: the exchange
+            await c.expect({"event": "Line", "payload": {"n": 1},
+                            "mq": {"e": "log", "rk": "ruby"}},
+                           "a Myxi.push_event publish arrives live, without a position")
+            import pika
+            props = pika.BasicProperties(headers={"myxid-routing-key": "ruby"},
+                                         timestamp=int(time.time()))
+            p.publish_raw("", "myxid.history.log", compact({"event": "Line",
+                                                             "payload": {"n": 2}}),
+                          declare=None, properties=props)
+            ev = await c.recv_json(10)
+            T.eq((ev["payload"], sorted(ev["mq"])), ({"n": 2}, ["e", "o", "rk"]),
+                 "a publish to the stream (default exchange, myxid-routing-key) is positioned")
+            p.publish_raw("", "myxid.history.log", compact({"event": "Line"}),
+                          declare=None)
+            await c.expect_nothing("one without the header is dropped (and logged)", 0.5)
+    T.check("without a valid myxid-routing-key header" in A.read_log(),
+            "the drop is logged")
+
+
+if __name__ == "__main__":
+    T.run()
