@@ -42,6 +42,8 @@
 #define DEFAULT_TIMEOUT 10
 #define MAX_TIMEOUT 3600
 #define CHANNEL 1
+/* Where the history stream is looked for: a 404 closes the channel. */
+#define PROBE_CHANNEL 2
 /* Exchange names and routing keys are AMQP short strings. */
 #define SHORTSTR_MAX 255
 /* myxid drops broker bodies nesting deeper than 64 levels (publish.c); the
@@ -61,6 +63,10 @@ struct options {
 	const char *routing_key;
 	const char *event;
 	const char *payload;    /* JSON text, or NULL for {} */
+	const char *history;    /* auto, on or off: publish to the stream */
+	const char *prefix;     /* myxid's queue_prefix: names the stream */
+	char stream[2 * SHORTSTR_MAX];   /* PREFIX.history.EXCHANGE */
+	bool to_stream;         /* decided: the stream, not the exchange */
 };
 
 struct broker_url {
@@ -74,7 +80,8 @@ static volatile sig_atomic_t quiet;
 
 static const char usage_text[] =
 	"usage: " PROG " [-u URL] [-t TYPE] [-d] [-T SECONDS] [-q|-v] [--cacert FILE]\n"
-	"                  [--insecure] EXCHANGE ROUTING_KEY EVENT [JSON_PAYLOAD]\n"
+	"                  [--insecure] [-H auto|on|off] [--prefix PREFIX]\n"
+	"                  EXCHANGE ROUTING_KEY EVENT [JSON_PAYLOAD]\n"
 	"\n"
 	"Publish {\"event\":EVENT,\"payload\":JSON_PAYLOAD} as Myxi.push_event does.\n"
 	"\n"
@@ -85,6 +92,10 @@ static const char usage_text[] =
 	"  -T, --timeout SECS  wait at most this long for each broker step (default 10)\n"
 	"      --cacert FILE   CA certificates for amqps:// (default: the system's)\n"
 	"      --insecure      do not verify the amqps:// server's certificate\n"
+	"  -H, --history WHEN  publish to the exchange's history stream\n"
+	"                      (PREFIX.history.EXCHANGE, kept and positioned by\n"
+	"                      myxid): auto (default: if it exists), on, or off\n"
+	"      --prefix PREFIX myxid's queue_prefix (default myxid)\n"
 	"  -q, --quiet         print no broker errors; the exit status tells\n"
 	"  -v, --verbose       print one line once the broker has the message\n"
 	"  -h, --help          this text\n"
@@ -176,6 +187,13 @@ static void check_args(struct options *o)
 	/* Ruby's to_json raises on a string that is not UTF-8. */
 	if (!utf8_valid(o->event, strlen(o->event)))
 		usage_error("EVENT is not valid UTF-8");
+	if (strcmp(o->history, "auto") != 0 && strcmp(o->history, "on") != 0 &&
+	    strcmp(o->history, "off") != 0)
+		usage_error("--history must be auto, on or off: %s", o->history);
+	check_shortstr("PREFIX", o->prefix);
+	snprintf(o->stream, sizeof(o->stream), "%s.history.%s", o->prefix, o->exchange);
+	if (strcmp(o->history, "off") != 0)
+		check_shortstr("the stream name", o->stream);
 	if (o->urls == NULL)
 		o->urls = getenv("RABBITMQ_URL");
 	if (o->urls == NULL || *o->urls == '\0')
@@ -191,6 +209,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "cacert", required_argument, NULL, 'C' },
 		{ "insecure", no_argument, NULL, 'k' },
+		{ "history", required_argument, NULL, 'H' },
+		{ "prefix", required_argument, NULL, 'P' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -201,7 +221,7 @@ static void parse_args(int argc, char **argv, struct options *o)
 
 	/* "+": options end at the first operand, so a payload such as -1 or
 	 * an event name starting with '-' is never taken for an option. */
-	while ((c = getopt_long(argc, argv, "+u:t:dT:qvhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+u:t:dT:H:qvhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'u': o->urls = optarg; break;
 		case 't': o->type = optarg; break;
@@ -209,6 +229,8 @@ static void parse_args(int argc, char **argv, struct options *o)
 		case 'T': o->timeout = parse_timeout(optarg); break;
 		case 'C': o->cacert = optarg; break;
 		case 'k': o->insecure = true; break;
+		case 'H': o->history = optarg; break;
+		case 'P': o->prefix = optarg; break;
 		case 'q': quiet = 1; break;
 		case 'v': o->verbose = true; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
@@ -613,6 +635,40 @@ static bool declare_exchange(amqp_connection_state_t conn, const struct options 
 	return false;
 }
 
+/*
+ * Does the exchange keep history (myxid declared its stream)? A passive
+ * declare, on a channel of its own since "not found" closes it. Decides
+ * o->to_stream; false only when --history on and there is no stream.
+ */
+static bool find_stream(amqp_connection_state_t conn, struct options *o)
+{
+	amqp_rpc_reply_t r;
+	char why[512];
+
+	o->to_stream = false;
+	if (strcmp(o->history, "off") == 0)
+		return true;
+	amqp_channel_open(conn, PROBE_CHANNEL);
+	r = amqp_get_rpc_reply(conn);
+	if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+		amqp_queue_declare(conn, PROBE_CHANNEL, amqp_cstring_bytes(o->stream),
+				   1, 0, 0, 0, amqp_empty_table);
+		r = amqp_get_rpc_reply(conn);
+		if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+			o->to_stream = true;
+			amqp_channel_close(conn, PROBE_CHANNEL, AMQP_REPLY_SUCCESS);
+			return true;
+		}
+	}
+	describe_reply(r, why, sizeof why);
+	if (strcmp(o->history, "on") == 0) {
+		complain("no history stream %s (%s): is the exchange's history on in "
+			 "myxid, with queue_prefix %s?", o->stream, why, o->prefix);
+		return false;
+	}
+	return true;
+}
+
 static struct timeval time_left(const struct timespec *end)
 {
 	struct timespec now;
@@ -682,6 +738,7 @@ static bool publish(amqp_connection_state_t conn, const struct options *o,
 		.delivery_mode = 2,
 		.priority = 0,
 	};
+	amqp_table_entry_t rk;
 	amqp_rpc_reply_t r;
 	char why[512];
 	bool ok;
@@ -696,9 +753,21 @@ static bool publish(amqp_connection_state_t conn, const struct options *o,
 	}
 	/* A backstop only: wait_confirm's own deadline comes first. */
 	alarm((unsigned)o->timeout + 1);
-	status = amqp_basic_publish(conn, CHANNEL, amqp_cstring_bytes(o->exchange),
-				    amqp_cstring_bytes(o->routing_key), 0, 0,
-				    &props, amqp_cstring_bytes(body));
+	if (o->to_stream) {
+		/* To the history stream through the default exchange, the
+		 * routing key in the header myxid reads it from; the timestamp
+		 * tells a starting node's mirror it has caught up. */
+		rk.key = amqp_cstring_bytes("myxid-routing-key");
+		rk.value.kind = AMQP_FIELD_KIND_UTF8;
+		rk.value.value.bytes = amqp_cstring_bytes(o->routing_key);
+		props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+		props.headers = (amqp_table_t){ 1, &rk };
+		props.timestamp = (uint64_t)time(NULL);
+	}
+	status = amqp_basic_publish(conn, CHANNEL,
+				    amqp_cstring_bytes(o->to_stream ? "" : o->exchange),
+				    amqp_cstring_bytes(o->to_stream ? o->stream : o->routing_key),
+				    0, 0, &props, amqp_cstring_bytes(body));
 	if (status != AMQP_STATUS_OK) {
 		describe_status(status, why, sizeof why);
 		complain("cannot publish: %s", why);
@@ -723,7 +792,8 @@ static void close_broker(amqp_connection_state_t conn)
 
 int main(int argc, char **argv)
 {
-	struct options o = { .type = "direct", .timeout = DEFAULT_TIMEOUT };
+	struct options o = { .type = "direct", .timeout = DEFAULT_TIMEOUT,
+			     .history = "auto", .prefix = "myxid" };
 	const struct broker_url *used = NULL;
 	amqp_connection_state_t conn;
 	struct broker_url *urls;
@@ -739,12 +809,14 @@ int main(int argc, char **argv)
 	urls = parse_urls(o.urls, &n);
 
 	conn = connect_any(urls, n, &o, &used);
-	ok = conn != NULL && declare_exchange(conn, &o) && publish(conn, &o, body);
+	ok = conn != NULL && declare_exchange(conn, &o) && find_stream(conn, &o) &&
+		publish(conn, &o, body);
 	if (conn != NULL)
 		close_broker(conn);
 	if (ok && o.verbose && !quiet)
-		printf("published %s to exchange %s with routing key %s via %s\n",
-		       o.event, o.exchange, o.routing_key, used->masked);
+		printf("published %s to %s %s with routing key %s via %s\n",
+		       o.event, o.to_stream ? "the history stream" : "exchange",
+		       o.to_stream ? o.stream : o.exchange, o.routing_key, used->masked);
 	free_urls(urls, n);
 	free(body);
 	return ok ? 0 : EXIT_BROKER;

@@ -17,6 +17,8 @@ exactly once, in order.
 - 1,000 clients resume at once on a node restarted under them (a
   reconnect storm): each complete; the time to catch up and RabbitMQ's
   CPU meanwhile are printed;
+- myxid-push finds the stream by itself (its events are positioned),
+  -H off publishes as Myxi does, -H on without a stream fails clearly;
 - a Myxi.push_event-style publish (to the exchange itself) still reaches
   subscribers live, without a position; a publish to the stream through
   the default exchange with the myxid-routing-key header (what a Ruby app
@@ -31,10 +33,14 @@ import time
 
 sys.dont_write_bytecode = True   # keep the source tree clean
 
-from myxidtest import PUBLISH_KEY, Client, Daemon, compact, http_request, publish
+import subprocess
+
+from myxidtest import MYXID_BIN, Client, Daemon, compact, publish
 from rabbitmq import (Publisher, broker_config, broker_suite, start_node, wait_broker)
 
 T = broker_suite()
+MYXID_PUSH = os.environ.get("MYXID_PUSH") or os.path.normpath(
+    os.path.join(os.path.dirname(MYXID_BIN), "..", "clients", "myxid-push"))
 R = start_node()
 
 HISTORY_EXCHANGES = """\
@@ -297,6 +303,33 @@ async def a_thousand_clients_resume_after_a_node_restart():
         f.join(30)
     for r in readers:
         r.c.ws.transport.abort()
+
+
+def push(*args):
+    return subprocess.run([MYXID_PUSH, "-u", R.url] + list(args), capture_output=True,
+                          timeout=30, stdin=subprocess.DEVNULL)
+
+
+@T.test(timeout=60)
+async def myxid_push_finds_the_stream():
+    async with Client(B.port) as c:
+        await c.send("Subscribe", {"exchange": "log", "routing_key": "push"}, "s")
+        await c.recv_json(10)
+        p = push("-v", "log", "push", "Line", '{"n":1}')
+        T.check(p.returncode == 0, "myxid-push exits 0", p.stderr)
+        T.check(b"to the history stream myxid.history.log" in p.stdout,
+                "it found the exchange's stream by itself", p.stdout)
+        ev = await c.recv_json(10)
+        T.eq((ev["payload"], sorted(ev["mq"])), ({"n": 1}, ["e", "o", "rk"]),
+             "its event is positioned")
+        p = push("-H", "off", "log", "push", "Line", '{"n":2}')
+        T.check(p.returncode == 0, "myxid-push -H off exits 0", p.stderr)
+        await c.expect({"event": "Line", "payload": {"n": 2},
+                        "mq": {"e": "log", "rk": "push"}},
+                       "-H off publishes to the exchange as Myxi does: live, no position")
+    p = push("-H", "on", "deployment", "d1", "Line")
+    T.check(p.returncode == 1 and b"no history stream myxid.history.deployment" in p.stderr,
+            "-H on for an exchange without history fails with a clear message", p.stderr)
 
 
 if __name__ == "__main__":
