@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "history_stream.h"
 #include <unistd.h>
 
 #define PROG "myxid-push"
@@ -753,17 +754,8 @@ static bool publish(amqp_connection_state_t conn, const struct options *o,
 	}
 	/* A backstop only: wait_confirm's own deadline comes first. */
 	alarm((unsigned)o->timeout + 1);
-	if (o->to_stream) {
-		/* To the history stream through the default exchange, the
-		 * routing key in the header myxid reads it from; the timestamp
-		 * tells a starting node's mirror it has caught up. */
-		rk.key = amqp_cstring_bytes("myxid-routing-key");
-		rk.value.kind = AMQP_FIELD_KIND_UTF8;
-		rk.value.value.bytes = amqp_cstring_bytes(o->routing_key);
-		props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
-		props.headers = (amqp_table_t){ 1, &rk };
-		props.timestamp = (uint64_t)time(NULL);
-	}
+	if (o->to_stream)
+		history_stream_props(&props, &rk, o->routing_key);
 	status = amqp_basic_publish(conn, CHANNEL,
 				    amqp_cstring_bytes(o->to_stream ? "" : o->exchange),
 				    amqp_cstring_bytes(o->to_stream ? o->stream : o->routing_key),

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "event_frame.h"
 #include "history.h"
+#include "history_stream.h"
 #include "log.h"
 #include "shared_frame.h"
 #include "util.h"
@@ -31,7 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-#define KEY_HEADER "myxid-routing-key"
+#define KEY_HEADER HISTORY_STREAM_KEY_HEADER
 /* Unacknowledged stream messages in flight to us, per consumer. */
 #define STREAM_PREFETCH 1000
 /* A stream that delivered nothing for this long has been read up to now. */

@@ -15,6 +15,7 @@
  * one) closes only channel 2 or 3, which is reopened; consuming goes on.
  */
 #include "broker_private.h"
+#include "history_stream.h"
 #include "config.h"
 #include "log.h"
 #include "event_frame.h"
@@ -384,16 +385,8 @@ static int run_commands(struct broker *b)
 			props.content_type = amqp_cstring_bytes("application/octet-stream");
 			props.delivery_mode = 2;
 			props.priority = 0;
-			if (c->to_stream) {
-				/* A history stream, through the default exchange;
-				 * the timestamp tells mirrors they have caught up. */
-				rk.key = amqp_cstring_bytes("myxid-routing-key");
-				rk.value.kind = AMQP_FIELD_KIND_UTF8;
-				rk.value.value.bytes = amqp_cstring_bytes(c->key);
-				props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
-				props.headers = (amqp_table_t){ 1, &rk };
-				props.timestamp = (uint64_t)time(NULL);
-			}
+			if (c->to_stream)   /* through the default exchange */
+				history_stream_props(&props, &rk, c->key);
 			rc = amqp_basic_publish(b->conn, CH_PUBLISH,
 						amqp_cstring_bytes(c->to_stream ? "" : c->exchange),
 						amqp_cstring_bytes(c->to_stream ? c->exchange : c->key),
