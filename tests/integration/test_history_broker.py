@@ -35,7 +35,7 @@ sys.dont_write_bytecode = True   # keep the source tree clean
 
 import subprocess
 
-from myxidtest import MYXID_BIN, Client, Daemon, compact, publish
+from myxidtest import MYXID_BIN, SRCDIR, Client, Daemon, compact, free_port, publish
 from rabbitmq import (Publisher, broker_config, broker_suite, start_node, wait_broker)
 
 T = broker_suite()
@@ -330,6 +330,53 @@ async def myxid_push_finds_the_stream():
     p = push("-H", "on", "deployment", "d1", "Line")
     T.check(p.returncode == 1 and b"no history stream myxid.history.deployment" in p.stderr,
             "-H on for an exchange without history fails with a clear message", p.stderr)
+
+
+@T.test(timeout=90)
+async def the_demo_config_in_broker_mode_survives_a_restart():
+    """scripts/demo.sh --broker: etc/myxid.conf with RABBITMQ_URL. A page
+    that asked for the last 50 lines resumes after myxid restarts and
+    loses nothing."""
+    port = free_port()
+    d = Daemon(start=False, env={"MYXI_PORT": str(port), "RABBITMQ_URL": R.url},
+               name="demo-broker")
+    d.conf_path = os.path.join(SRCDIR, "etc", "myxid.conf")
+    d.start(wait_port=port)
+    d.port = port
+    T.check(await wait_broker(port, "up", 30) is not None, "the demo config runs in broker mode")
+
+    def demo_pub(n):
+        r = publish(port, "deployment", "d1", "LogLine", {"line": f"line {n}"},
+                    key="demo-publish-key")
+        assert r.status == 202, r.status
+
+    for n in range(1, 6):
+        demo_pub(n)
+    c = await Client(port).connect()
+    await c.send("Authenticate", {"session_id": "demo-alice"}, "a")
+    await c.recv_json(10)
+    await c.send("Subscribe", {"exchange": "deployment", "routing_key": "d1", "history": 50}, "s")
+    sub = (await c.recv_json(10))["payload"]
+    got = [await c.recv_json(10) for _ in range(5)]
+    T.eq([g["payload"]["line"] for g in got], [f"line {n}" for n in range(1, 6)],
+         "the page gets the last lines first")
+    d.stop()
+    await c.close()
+    d.start(wait_port=port)
+    for n in range(6, 9):
+        demo_pub(n)
+    c = await Client(port).connect()
+    await c.send("Authenticate", {"session_id": "demo-alice"}, "a")
+    await c.recv_json(10)
+    await c.send("Subscribe", {"exchange": "deployment", "routing_key": "d1", "since": {
+        "offset": got[-1]["mq"]["o"], "epoch": sub["epoch"]}}, "s")
+    reply = (await c.recv_json(10))["payload"]
+    got = [await c.recv_json(10) for _ in range(3)]
+    T.eq((reply.get("recovered"), [g["payload"]["line"] for g in got]),
+         (True, ["line 6", "line 7", "line 8"]),
+         "after a restart of myxid the page resumes: recovered, nothing lost")
+    await c.close()
+    d.stop()
 
 
 if __name__ == "__main__":
