@@ -79,7 +79,7 @@ def kib(rec):
 def cpu_per_delivery(rec):
     """Server CPU µs per delivery (S2, S3: the whole run's CPU, connecting
     included, over the deliveries)."""
-    if not rec["scenario"].startswith(("S2", "S3")):
+    if not rec["scenario"].startswith(("S2", "S3", "H")):
         return None
     n = rec["bare"]["messages"] if "bare" in rec else rec["result"].get("received")
     return server_cpu(rec) / n * 1e6 if n else None
@@ -134,6 +134,11 @@ def peer_ratio(rec, records):
         a, b = latency_ms(rec)[1], other and latency_ms(other)[1]
         if a is not None and b:
             return f"p99 {a / b:.2f}× nchan", a / b
+    elif sc.startswith(("H1", "H2")) and sc.endswith("history on"):
+        off = next((r for r in records if r["scenario"] == sc[:-2] + "off" and
+                    r.get("load") == rec["load"] and "not_run" not in r), None)
+        if off and rate(off) and rate(rec) is not None:
+            return f"{rate(rec) / rate(off):.2f}× history off", rate(rec) / rate(off)
     elif sc.startswith("S3"):
         other = find(records, sc, "bare consumer")
         if other and rate(other) and rate(rec) is not None:

@@ -11,6 +11,13 @@ bench/RESULTS.md (date, machine, table, targets, raw JSON of every run).
                 and the bare consumer on the same broker: its ceiling)
   S4 churn      connect, Authenticate, Subscribe, close, continuously; auth
                 static and PostgreSQL (myxid)
+  H1 history    S2 fan-out with the exchange's history off and on, interleaved
+                (off, on, off, on): what keeping and positioning costs
+  H2 history    the same on 100 keys of 100 subscribers
+  H3 replay     sockets each asking for the last 1,000 events (history): events
+                replayed per second
+  H4 storm      1,000 sockets cut at once while lines flow, all resuming with
+                "since": time until every one has every line (checked once each)
 
 Everything runs on loopback and is started here: myxid from the build tree
 ($MYXID_BIN, $MYXID_PLUGIN_DIR; bench/run --build-dir DIR), a private
@@ -113,6 +120,9 @@ exchange {EXCHANGE} {{
     }}
 }}
 """
+# The same exchange keeping history (H scenarios): 1,000 events per key.
+HISTORY_BLOCK = EXCHANGE_BLOCK.replace("    durable no\n",
+                                       "    durable no\n    history {\n        events 1000\n    }\n")
 
 # What would refuse or slow a benchmark's sockets: off or raised. The
 # per-IP limit is off (all sockets come from 127.0.0.x); pings and
@@ -131,9 +141,9 @@ class Myxid:
 
     name = "myxid"
 
-    def __init__(self, auth_block=STATIC_AUTH, extra=()):
+    def __init__(self, auth_block=STATIC_AUTH, extra=(), history=False):
         text = "".join(f"{k} {v}\n" for k, v in MYXID_SETTINGS + list(extra))
-        conf = text + auth_block + EXCHANGE_BLOCK
+        conf = text + auth_block + (HISTORY_BLOCK if history else EXCHANGE_BLOCK)
         self.daemon = Daemon(conf, name="myxid-bench-target",
                              files={"tokens": f"{TOKEN} {USER_ID} type=User\n"})
         ACTIVE["daemons"].append(self)
@@ -403,7 +413,89 @@ def s4_churn(opts, plan, runner):
         ACTIVE["suites"].remove(T)
 
 
-SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn}
+# ------------------------------------------------------------ history
+
+def h_cost(opts, plan, runner, name, keys):
+    """S2's fan-out with history off and on, interleaved twice, so drift in
+    the shared machine's load hits both alike."""
+    n = plan.s2_subscribers
+    load = ["--keys", keys, "--publish", "http", "--messages", plan.s2_messages * keys,
+            "--rate", 0, "--threads", opts.gen_threads, "--drain", 30]
+    for rnd in (1, 2):
+        for hist in (False, True):
+            with_server(lambda: Myxid(history=hist),
+                        lambda s: runner.run(f"{name}, history {'on' if hist else 'off'}",
+                                             s, n, f"max, {keys} key(s), round {rnd}", load))
+
+
+def h1_fanout(opts, plan, runner):
+    h_cost(opts, plan, runner, "H1 fan-out", 1)
+
+
+def h2_keys(opts, plan, runner):
+    h_cost(opts, plan, runner, "H2 fan-out", plan.s2_subscribers // 100)
+
+
+def history_record(runner, scenario, server, sockets, load, result, sampled):
+    rec = {"scenario": scenario, "server": "myxid", "sockets": sockets, "load": load,
+           "command": "bench/history_load.py", "result": result, "sampled": sampled,
+           "exit_status": 0 if result.get("lost") == 0 else 1, "wall_s": result.get("wall_s")}
+    runner.records.append(rec)
+    log(report.one_line(rec))
+    return rec
+
+
+def h3_replay(opts, plan, runner):
+    import history_load
+    sockets, history = (200, 1000) if plan.quick else (1000, 1000)
+    keys = [f"r{i}" for i in range(10)]
+
+    def run(s):
+        port = s.daemon.port
+        for k in keys:      # 1,000 events kept on each key
+            for n in range(history):
+                publish_http(port, k, n)
+        sampler = Sampler(s.pids).start()
+        result = history_load.replay(port, TOKEN, EXCHANGE, keys, sockets, history)
+        return history_record(runner, "H3 replay", s, sockets,
+                              f"history {history} on {len(keys)} keys", result, sampler.stop())
+    with_server(lambda: Myxid(history=True, extra=[("history_max_replay", "1000")]), run)
+
+
+def h4_storm(opts, plan, runner):
+    import history_load
+    sockets = 200 if plan.quick else 1000
+
+    def run(s):
+        port = s.daemon.port
+        sampler = Sampler(s.pids).start()
+        result = history_load.storm(port, TOKEN, EXCHANGE, lambda k, n: publish_http(port, k, n),
+                                    sockets, 10, 100, 20, 20)
+        result["deliveries_per_second"] = result["replayed"] / result["caught_up_s"]
+        result["latency_us"] = {"p50": None, "p99": None, "p999": None,
+                                "max": result["caught_up_s"] * 1e6}
+        return history_record(runner, "H4 storm", s, sockets,
+                              "cut at line 20 of 100, resume with since", result,
+                              sampler.stop())
+    with_server(lambda: Myxid(history=True), run)
+
+
+def publish_http(port, key, n):
+    """One POST /publish of {"n": n} (a line) to key, checked."""
+    import http.client
+    body = json.dumps({"exchange": EXCHANGE, "routing_key": key, "event": "Line",
+                       "payload": {"n": n, "seq": n, "t": 0}})
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("POST", "/publish", body, {"Authorization": f"Bearer {PUBLISH_KEY}",
+                                         "Content-Type": "application/json"})
+    status = c.getresponse().status
+    c.close()
+    if status != 200:
+        raise RuntimeError(f"publish to {key}: HTTP {status}")
+
+
+SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
+             "H1": h1_fanout, "H2": h2_keys, "H3": h3_replay, "H4": h4_storm}
 
 
 # ------------------------------------------------------------ signals
@@ -450,7 +542,8 @@ def parse_args():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, a couple of minutes; writes no file unless --output")
-    ap.add_argument("--only", default="S1,S2,S3,S4", help="scenarios, e.g. S1,S2 (all)")
+    ap.add_argument("--only", default="S1,S2,S3,S4,H1,H2,H3,H4",
+                    help="scenarios, e.g. S1,S2 (all)")
     ap.add_argument("--no-nchan", dest="nchan", action="store_false",
                     help="skip the nchan runs")
     ap.add_argument("--gen-threads", type=int, default=CPUS,
@@ -461,7 +554,7 @@ def parse_args():
     opts.only = [s.strip().upper() for s in opts.only.split(",") if s.strip()]
     for s in opts.only:
         if s not in SCENARIOS:
-            ap.error(f"unknown scenario {s!r} (S1, S2, S3, S4)")
+            ap.error(f"unknown scenario {s!r} ({', '.join(SCENARIOS)})")
     if opts.output is None and not opts.quick:
         opts.output = os.path.join(HERE, "RESULTS.md")
     return opts

@@ -163,19 +163,6 @@ static void publish_via_broker(struct conn *c, json_object *event,
 	reply_json(c, 202, NULL, o);
 }
 
-/* What history_append() encodes: the event, once its position is known. */
-struct publish_event {
-	json_object *event;
-	const char *exchange, *key;
-};
-
-static struct shared_frame *encode_at(uint64_t position, void *arg)
-{
-	struct publish_event *pe = arg;
-
-	return event_frame_encode(pe->event, pe->exchange, pe->key, position);
-}
-
 /* A POST /publish waiting for the other loops; c is NULL once gone. */
 struct publish_wait {
 	struct conn *c;
@@ -209,14 +196,57 @@ void http_api_forget(struct conn *c)
 		c->publish_wait->c = NULL;
 }
 
+/* One publish without a broker: the event, then its frame for every loop. */
+struct publish_event {
+	struct conn *c;
+	json_object *event;
+	const char *exchange, *key;
+	size_t delivered;          /* one loop: delivered at once */
+	bool waiting;              /* several: publish_done answers */
+};
+
+/* Hand f to the subscribers: with several loops through the daemon's
+ * fan-out (publish_done answers), else at once. */
+static void dispatch(struct publish_event *pe, struct shared_frame *f)
+{
+	struct conn *c = pe->c;
+
+	if (!worker_has_fanout(c->w)) {
+		pe->delivered = worker_publish_local(c->w, pe->exchange, pe->key, f);
+		return;
+	}
+	c->publish_wait = xcalloc(1, sizeof(*c->publish_wait));
+	c->publish_wait->c = c;
+	bufferevent_disable(c->bev, EV_READ);
+	evtimer_del(c->timer);
+	worker_fanout(c->w, pe->exchange, pe->key, f, publish_done, c->publish_wait);
+	pe->waiting = true;
+}
+
+/*
+ * What history_append() calls under the history's lock once the position
+ * is known (and do_publish directly without history). The frame is handed
+ * to the loops right here: so every loop gets an exchange's events in
+ * position order, even when loops publish at once, which the replay seam
+ * (router_sub.seen) relies on.
+ */
+static struct shared_frame *encode_at(uint64_t position, void *arg)
+{
+	struct publish_event *pe = arg;
+	struct shared_frame *f = event_frame_encode(pe->event, pe->exchange, pe->key, position);
+
+	dispatch(pe, f);
+	return f;
+}
+
 static void do_publish(struct conn *c, json_object *doc)
 {
 	json_object *ex, *rk = NULL, *event, *payload = NULL, *o;
 	struct exchange_rt *xrt;
 	struct history_log *log;
+	struct publish_event pe;
 	struct shared_frame *f;
 	char *key;
-	size_t n;
 
 	if (!json_object_is_type(doc, json_type_object)) {
 		reply_http_error(c, 400, NULL, "body must be a JSON object");
@@ -259,14 +289,11 @@ static void do_publish(struct conn *c, json_object *doc)
 		return;
 	}
 	log = worker_history(c->w, xrt);
-	if (log != NULL) {
-		/* Positioned and kept in one step, so kept order is position
-		 * order even when loops publish at once. */
-		struct publish_event pe = { o, json_object_get_string(ex), key };
-		f = history_append(log, key, 0, (long long)monotonic_ms(), encode_at, &pe);
-	} else {
-		f = event_frame_encode(o, json_object_get_string(ex), key, 0);
-	}
+	pe = (struct publish_event){ c, o, json_object_get_string(ex), key, 0, false };
+	log_debug("%s: publishing %s to %s/%s", c->peer,
+		  json_object_get_string(event), json_object_get_string(ex), key);
+	f = log != NULL ? history_append(log, key, 0, (long long)monotonic_ms(), encode_at, &pe) :
+		encode_at(0, &pe);
 	json_object_put(o);
 	if (f == NULL) {
 		reply_http_error(c, 507, NULL, "the exchange's history has run out of positions (2^53)");
@@ -274,20 +301,8 @@ static void do_publish(struct conn *c, json_object *doc)
 		return;
 	}
 	metrics_inc(M_PUBLISHED);
-	log_debug("%s: publishing %s to %s/%s", c->peer,
-		  json_object_get_string(event), json_object_get_string(ex), key);
-	if (worker_has_fanout(c->w)) {
-		/* Every loop has subscribers: answer once all have delivered. */
-		c->publish_wait = xcalloc(1, sizeof(*c->publish_wait));
-		c->publish_wait->c = c;
-		bufferevent_disable(c->bev, EV_READ);
-		evtimer_del(c->timer);
-		worker_fanout(c->w, json_object_get_string(ex), key, f,
-			      publish_done, c->publish_wait);
-	} else {
-		n = worker_publish_local(c->w, json_object_get_string(ex), key, f);
-		reply_delivered(c, n);
-	}
+	if (!pe.waiting)
+		reply_delivered(c, pe.delivered);
 	shared_frame_unref(f);
 	free(key);
 }
