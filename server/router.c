@@ -372,11 +372,11 @@ static size_t deliver_route(struct router *r, struct route *rt,
 		struct router_sub *sub = rt->subs[i];
 		if (sub->list->last_seq == r->seq)
 			continue;
-		if (f->position != 0) {
-			if (f->position <= sub->seen)
-				continue;
-			sub->seen = f->position;
-		}
+		/* Positioned frames reach each loop in position order (one
+		 * ordered source: the history's lock, or the broker thread), so
+		 * only what a replay already sent is at or below seen. */
+		if (f->position != 0 && f->position <= sub->seen)
+			continue;
 		sub->list->last_seq = r->seq;
 		r->deliver(sub->owner, f);
 		n++;

@@ -25,9 +25,10 @@ struct router_sub {
 	struct router_list *list;     /* the owner's list this sub is on */
 	const char *exchange;         /* points into route's key */
 	const char *routing_key;      /* points into route's key */
-	/* The highest history position this subscription has had (replayed
-	 * or live): frames at or below it are not delivered again, which
-	 * closes the seam between a replay and live delivery. */
+	/* The history position its replay reached (UINT64_MAX while the
+	 * replay is pending): frames at or below it are not delivered again,
+	 * which closes the seam between a replay and live delivery. Frames
+	 * arrive in position order, so nothing later can be at or below. */
 	uint64_t seen;
 	struct router_sub *next, *prev;  /* the owner's list */
 };
