@@ -134,7 +134,7 @@ def peer_ratio(rec, records):
         a, b = latency_ms(rec)[1], other and latency_ms(other)[1]
         if a is not None and b:
             return f"p99 {a / b:.2f}× nchan", a / b
-    elif sc.startswith(("H1", "H2")) and sc.endswith("history on"):
+    elif sc.startswith(("H1", "H2", "H5")) and sc.endswith("history on"):
         off = next((r for r in records if r["scenario"] == sc[:-2] + "off" and
                     r.get("load") == rec["load"] and "not_run" not in r), None)
         if off and rate(off) and rate(rec) is not None:

@@ -18,6 +18,8 @@ bench/RESULTS.md (date, machine, table, targets, raw JSON of every run).
                 replayed per second
   H4 storm      1,000 sockets cut at once while lines flow, all resuming with
                 "since": time until every one has every line (checked once each)
+  H5 broker     broker mode, 10,000 keys over POST /publish, history off (the
+                exchange) and on (its stream, mirrored by the node)
 
 Everything runs on loopback and is started here: myxid from the build tree
 ($MYXID_BIN, $MYXID_PLUGIN_DIR; bench/run --build-dir DIR), a private
@@ -494,8 +496,40 @@ def publish_http(port, key, n):
         raise RuntimeError(f"publish to {key}: HTTP {status}")
 
 
+def h5_broker(opts, plan, runner):
+    """Broker mode: S3's 10,000 keys (one subscriber each), published over
+    POST /publish, history off (to the exchange) and on (to its stream,
+    mirrored by the node before delivery), interleaved twice."""
+    import rabbitmq
+    if rabbitmq.RABBITMQ_SERVER is None or rabbitmq.RABBITMQCTL is None:
+        runner.not_run("H5 broker", "myxid", plan.s3_keys, "no RabbitMQ installed")
+        return
+    T = rabbitmq.BrokerSuite("bench-h5")
+    ACTIVE["suites"].append(T)
+    install_signals()
+    try:
+        node = rabbitmq.RabbitNode(suite=T).start(quiet=True)
+        k, m = plan.s3_keys, plan.s3_messages // 4
+        load = ["--keys", k, "--publish", "http", "--messages", m, "--rate", 0,
+                "--window", plan.s3_window, "--hold", plan.s3_hold, "--drain", 60]
+        block = STATIC_AUTH + rabbitmq.broker_block(node.url) + "\n"
+        broker = {"rabbitmq": [node.pid]}
+        for rnd in (1, 2):
+            for hist in (False, True):
+                clear_queues(node)
+                with_server(lambda: Myxid(auth_block=block, history=hist),
+                            lambda s: runner.run(
+                                f"H5 broker, history {'on' if hist else 'off'}", s, k,
+                                f"max, {k} keys, round {rnd}", load, others=broker))
+    finally:
+        T.kill_services()
+        T.cleanup()
+        ACTIVE["suites"].remove(T)
+
+
 SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
-             "H1": h1_fanout, "H2": h2_keys, "H3": h3_replay, "H4": h4_storm}
+             "H1": h1_fanout, "H2": h2_keys, "H3": h3_replay, "H4": h4_storm,
+             "H5": h5_broker}
 
 
 # ------------------------------------------------------------ signals
@@ -542,7 +576,7 @@ def parse_args():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, a couple of minutes; writes no file unless --output")
-    ap.add_argument("--only", default="S1,S2,S3,S4,H1,H2,H3,H4",
+    ap.add_argument("--only", default="S1,S2,S3,S4,H1,H2,H3,H4,H5",
                     help="scenarios, e.g. S1,S2 (all)")
     ap.add_argument("--no-nchan", dest="nchan", action="store_false",
                     help="skip the nchan runs")

@@ -83,6 +83,10 @@ struct history_log *worker_history(struct worker *w, struct exchange_rt *ex)
 
 	if (!h->enabled || w->history == NULL)
 		return NULL;
+	/* In broker mode history is a stream's mirror; one a reload added
+	 * has no stream until a restart, so it keeps nothing meanwhile. */
+	if (w->broker != NULL && broker_history_stream(w->broker, ex->conf->name) == NULL)
+		return NULL;
 	/* Found once per running configuration: a reload brings the
 	 * exchange's new limits to the same log. */
 	if (ex->history == NULL)
