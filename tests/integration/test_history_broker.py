@@ -223,11 +223,20 @@ async def rabbitmq_restart_loses_and_repeats_nothing():
 async def older_than_kept_is_not_recovered():
     for n in range(1, 51):
         pub(A, "k", n, exchange="short")
-    async with Client(B.port) as c:
-        await c.send("Subscribe", {"exchange": "short", "routing_key": "k", "history": 20}, "s")
-        got = await c.recv_json(10)
-        first = (await c.recv_json(10))["mq"]["o"]
-        T.eq(got["event"], "Subscribed", "subscribed with history 20")
+    # Published through A: wait until B's mirror has read all 50.
+    deadline = time.monotonic() + 20
+    while True:
+        async with Client(B.port) as c:
+            await c.send("Subscribe", {"exchange": "short", "routing_key": "k",
+                                       "history": 20}, "s")
+            got = await c.recv_json(10)
+            lines = [await c.recv_json(10) for _ in range(min(20, got["payload"]["offset"]))]
+        if (lines and lines[-1]["payload"]["n"] == 50) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    T.eq([ev["payload"]["n"] for ev in lines], list(range(31, 51)),
+         "node B keeps the last 20 of the 50 lines")
+    first = lines[0]["mq"]["o"]
     async with Client(B.port) as c:
         await c.send("Subscribe", {"exchange": "short", "routing_key": "k",
                                    "since": {"offset": first - 5, "epoch": got["payload"]["epoch"]}},
