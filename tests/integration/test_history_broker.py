@@ -131,6 +131,23 @@ class Reader:
         return True
 
 
+async def wait_mirrored(node, exchange, key, last, timeout=20):
+    """Until node's mirror has line `last` of exchange/key (it was published
+    through the other node, so it reaches this one a moment later)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with Client(node.port) as c:
+            await c.send("Subscribe", {"exchange": exchange, "routing_key": key,
+                                       "history": 1}, "w")
+            got = await c.recv_json(10)
+            if got["payload"].get("offset", 0) > 0:
+                ev = await c.recv_json(10)
+                if ev["payload"]["n"] == last:
+                    return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 def once_in_order(lines, first, last):
     return lines == list(range(first, last + 1))
 
@@ -149,6 +166,7 @@ async def stream_epoch_and_late_joiner():
             queues)
     for n in range(1, 11):
         pub(A, "late", n)
+    T.check(await wait_mirrored(B, "log", "late", 10), "node B's mirror has the 10 lines")
     async with Client(B.port) as c:
         await c.send("Subscribe", {"exchange": "log", "routing_key": "late", "history": 3}, "s")
         got = await c.recv_json(10)
@@ -223,17 +241,11 @@ async def rabbitmq_restart_loses_and_repeats_nothing():
 async def older_than_kept_is_not_recovered():
     for n in range(1, 51):
         pub(A, "k", n, exchange="short")
-    # Published through A: wait until B's mirror has read all 50.
-    deadline = time.monotonic() + 20
-    while True:
-        async with Client(B.port) as c:
-            await c.send("Subscribe", {"exchange": "short", "routing_key": "k",
-                                       "history": 20}, "s")
-            got = await c.recv_json(10)
-            lines = [await c.recv_json(10) for _ in range(min(20, got["payload"]["offset"]))]
-        if (lines and lines[-1]["payload"]["n"] == 50) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
+    T.check(await wait_mirrored(B, "short", "k", 50), "node B's mirror has the 50 lines")
+    async with Client(B.port) as c:
+        await c.send("Subscribe", {"exchange": "short", "routing_key": "k", "history": 20}, "s")
+        got = await c.recv_json(10)
+        lines = [await c.recv_json(10) for _ in range(20)]
     T.eq([ev["payload"]["n"] for ev in lines], list(range(31, 51)),
          "node B keeps the last 20 of the 50 lines")
     first = lines[0]["mq"]["o"]
