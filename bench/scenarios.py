@@ -301,35 +301,42 @@ def s2_fanout(opts, plan, runner):
                                      runner.run("S2 latency, many keys", s, n, keys_load, keys)))
 
 
-def s3_many_keys(opts, plan, runner):
+def with_rabbit(scenario, runner, plan, fn):
+    """A private RabbitMQ node for one scenario: fn(node, block, broker)
+    with the node, myxid's broker block and the {name: pids} to sample;
+    the node is always stopped. Not run without RabbitMQ installed."""
     import rabbitmq
     if rabbitmq.RABBITMQ_SERVER is None or rabbitmq.RABBITMQCTL is None:
-        runner.not_run("S3 many keys", "myxid", plan.s3_keys, "no RabbitMQ installed")
+        runner.not_run(scenario, "myxid", plan.s3_keys, "no RabbitMQ installed")
         return
-    T = rabbitmq.BrokerSuite("bench-s3")
+    T = rabbitmq.BrokerSuite("bench-" + scenario.split()[0].lower())
     ACTIVE["suites"].append(T)
     install_signals()
     try:
         node = rabbitmq.RabbitNode(suite=T).start(quiet=True)
-        log(f"# S3: RabbitMQ node on port {node.port}")
+        log(f"# {scenario.split()[0]}: RabbitMQ node on port {node.port}")
+        fn(node, STATIC_AUTH + rabbitmq.broker_block(node.url) + "\n", {"rabbitmq": [node.pid]})
+    finally:
+        T.kill_services()
+        T.cleanup()
+        ACTIVE["suites"].remove(T)
+
+
+def s3_many_keys(opts, plan, runner):
+    def run(node, block, broker):
         k, m = plan.s3_keys, plan.s3_messages
         pub = ["--publish", "amqp", "--amqp-url", node.url, "--keys", k]
         # myxid answers Subscribed once RabbitMQ has bound the key; the
         # short hold only lets the broker settle after 10,000 binds.
         load = ["--messages", m, "--rate", 0, "--window", plan.s3_window,
                 "--hold", plan.s3_hold] + pub
-        block = STATIC_AUTH + rabbitmq.broker_block(node.url) + "\n"
-        broker = {"rabbitmq": [node.pid]}
         clear_queues(node)
         with_server(lambda: Myxid(auth_block=block),
                     lambda s: runner.run("S3 many keys", s, k, f"max, window {plan.s3_window}",
                                          load, others=broker))
         clear_queues(node)
         bare_consumer_run(opts, runner, block, node, k, m, pub, 1, broker)
-    finally:
-        T.kill_services()
-        T.cleanup()
-        ACTIVE["suites"].remove(T)
+    with_rabbit("S3 many keys", runner, plan, run)
 
 
 class BareTarget:
@@ -500,20 +507,10 @@ def h5_broker(opts, plan, runner):
     """Broker mode: S3's 10,000 keys (one subscriber each), published over
     POST /publish, history off (to the exchange) and on (to its stream,
     mirrored by the node before delivery), interleaved twice."""
-    import rabbitmq
-    if rabbitmq.RABBITMQ_SERVER is None or rabbitmq.RABBITMQCTL is None:
-        runner.not_run("H5 broker", "myxid", plan.s3_keys, "no RabbitMQ installed")
-        return
-    T = rabbitmq.BrokerSuite("bench-h5")
-    ACTIVE["suites"].append(T)
-    install_signals()
-    try:
-        node = rabbitmq.RabbitNode(suite=T).start(quiet=True)
+    def run(node, block, broker):
         k, m = plan.s3_keys, plan.s3_messages // 4
         load = ["--keys", k, "--publish", "http", "--messages", m, "--rate", 0,
                 "--window", plan.s3_window, "--hold", plan.s3_hold, "--drain", 60]
-        block = STATIC_AUTH + rabbitmq.broker_block(node.url) + "\n"
-        broker = {"rabbitmq": [node.pid]}
         for rnd in (1, 2):
             for hist in (False, True):
                 clear_queues(node)
@@ -521,11 +518,7 @@ def h5_broker(opts, plan, runner):
                             lambda s: runner.run(
                                 f"H5 broker, history {'on' if hist else 'off'}", s, k,
                                 f"max, {k} keys, round {rnd}", load, others=broker))
-    finally:
-        T.kill_services()
-        T.cleanup()
-        ACTIVE["suites"].remove(T)
-
+    with_rabbit("H5 broker", runner, plan, run)
 
 SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
              "H1": h1_fanout, "H2": h2_keys, "H3": h3_replay, "H4": h4_storm,
