@@ -86,6 +86,15 @@ struct xstream {
 	uint64_t started_s;            /* the consumer's start (wall clock) */
 	bool consuming;                /* consume-ok seen on this link */
 	bool caught_up;                /* read up to when it started */
+	char epoch[65];                /* the mirror's, while it is the stream's */
+	/* Positions are base + offset + 1; base stays 0 unless the stream
+	 * turned out not to be the one mirrored (remade), when positions go
+	 * on from the mirror's under an epoch of this node's own. */
+	uint64_t base;
+	int64_t last_offset;           /* the last message read (-1: none) */
+	uint64_t last_fp;              /* its fingerprint */
+	uint64_t verify_ms;            /* resumed at last_offset, waiting to read
+					* it again to recognise the stream (0: no) */
 };
 
 struct broker {
@@ -134,6 +143,8 @@ struct broker {
 	unsigned stream_unacked;
 	uint64_t stream_rx_ms;      /* last stream delivery (monotonic) */
 	bool tried;                 /* a first connection attempt has ended */
+	bool stream_relink;         /* a mirror restarted: consume streams anew */
+	uint64_t stream_check_ms;   /* when the streams were last looked for */
 };
 
 /* The binding of ex/key, or where to link a new one; caller holds the lock. */
@@ -160,8 +171,14 @@ void broker_streams_link_down(struct broker *b);
 void broker_stream_delivery(struct broker *b, const amqp_envelope_t *env);
 /* Acknowledge what CH_STREAM delivered. -1: link lost. */
 int broker_streams_ack(struct broker *b);
-/* Streams with nothing delivered for a while have caught up. */
+/* Streams with nothing delivered for a while have caught up; one that
+ * does not deliver its last read message again was remade. */
 void broker_streams_tick(struct broker *b);
+/* A mirror restarted: the link must be made again to read from the start
+ * of the new stream (checked and cleared by the thread). */
+bool broker_streams_relink(struct broker *b);
+/* Every few seconds: are the streams still there? -1: link again. */
+int broker_streams_check(struct broker *b);
 /* Deliveries are over: hand what was batched to the loops (thread's). */
 void broker_flush_sink(struct broker *b);
 /* A message dropped: counted, and logged at most once a second. */

@@ -23,6 +23,7 @@
 #include "history.h"
 #include "history_stream.h"
 #include "log.h"
+#include "redelivery.h"
 #include "shared_frame.h"
 #include "util.h"
 
@@ -37,6 +38,14 @@
 #define STREAM_PREFETCH 1000
 /* A stream that delivered nothing for this long has been read up to now. */
 #define CAUGHT_UP_IDLE_MS 300
+/* A consumer resumed at the last message read gets that message at once
+ * from the same stream; a stream that holds nothing there was remade. */
+#define VERIFY_MS 3000
+/* RabbitMQ (3.10) does not cancel a stream's consumers when the stream is
+ * deleted: how often each stream is looked for. */
+#define STREAM_CHECK_MS 5000
+
+typedef char epoch_fits[sizeof(((struct xstream *)0)->epoch) == HISTORY_EPOCH_MAX + 1 ? 1 : -1];
 
 static uint64_t fnv1a(const char *s)
 {
@@ -61,8 +70,6 @@ void broker_streams_init(struct broker *b, const struct myxid_config *cfg,
 		const struct conf_exchange *x = &cfg->exchanges[i];
 		const struct conf_history *h = &x->history;
 		struct xstream *st;
-		char epoch[HISTORY_EPOCH_MAX + 1];
-
 		if (!h->enabled)
 			continue;
 		st = &b->streams[b->n_streams++];
@@ -75,9 +82,10 @@ void broker_streams_init(struct broker *b, const struct myxid_config *cfg,
 			&(struct history_limits){ h->events, h->bytes, h->age_ms });
 		/* The same on every node and across restarts of either side;
 		 * "epoch" in the config changes it once a stream is remade. */
-		snprintf(epoch, sizeof(epoch), "s%016" PRIx64 "-%s", fnv1a(st->name),
+		snprintf(st->epoch, sizeof(st->epoch), "s%016" PRIx64 "-%s", fnv1a(st->name),
 			 h->epoch ? h->epoch : "1");
-		history_log_set_epoch(st->log, epoch);
+		history_log_set_epoch(st->log, st->epoch);
+		st->last_offset = -1;
 	}
 }
 
@@ -131,8 +139,9 @@ static int declare_stream(struct broker *b, struct xstream *st)
 	return 0;
 }
 
-/* Consume from where the mirror stands: the next offset after the last
- * one kept, or (first start) as far back as the history's age. */
+/* Consume from where the mirror stands: the last message read, again, to
+ * tell the stream is the same one (stream_recognised), or (first start,
+ * or a new stream) as far back as the history's age. */
 static int consume_stream(struct broker *b, struct xstream *st)
 {
 	amqp_table_entry_t arg;
@@ -142,9 +151,11 @@ static int consume_stream(struct broker *b, struct xstream *st)
 	char buf[256];
 
 	arg.key = amqp_cstring_bytes("x-stream-offset");
-	if (pos > 0) {
+	st->verify_ms = 0;
+	if (st->last_offset >= 0) {
 		arg.value.kind = AMQP_FIELD_KIND_I64;
-		arg.value.value.i64 = (int64_t)pos;   /* offset pos-1 is kept */
+		arg.value.value.i64 = st->last_offset;
+		st->verify_ms = monotonic_ms();
 	} else if (st->age_s) {
 		arg.value.kind = AMQP_FIELD_KIND_TIMESTAMP;
 		arg.value.value.u64 = (uint64_t)time(NULL) - st->age_s;
@@ -183,6 +194,8 @@ int broker_streams_link_up(struct broker *b)
 	b->stream_ack_tag = 0;
 	b->stream_unacked = 0;
 	b->stream_rx_ms = monotonic_ms();
+	b->stream_relink = false;
+	b->stream_check_ms = monotonic_ms();
 	for (size_t i = 0; i < b->n_streams; i++)
 		if (declare_stream(b, &b->streams[i]) || consume_stream(b, &b->streams[i]))
 			return -1;
@@ -217,11 +230,104 @@ static const amqp_field_value_t *header(const amqp_basic_properties_t *p, const 
 	return NULL;
 }
 
+/*
+ * The stream is not the one mirrored: remade (deleted, or RabbitMQ's data
+ * lost), or it dropped messages this node never read (retention, while
+ * the link was down). Its offsets no longer say what this node kept, so
+ * the mirror takes an epoch of its own: resumes from before are answered
+ * recovered:false here rather than served wrongly. Positions keep growing
+ * (base), so subscriptions' seen positions and the log stay valid.
+ */
+static void mirror_restart(struct broker *b, struct xstream *st, bool remade,
+			   const char *why)
+{
+	char epoch[HISTORY_EPOCH_MAX + 1];
+
+	/* st->epoch is at most 50 characters (an epoch setting, 32 at most) */
+	snprintf(epoch, sizeof(epoch), "%.50s.%012" PRIx64, st->epoch,
+		 (uint64_t)(random_u64() & 0xffffffffffffull));
+	history_log_set_epoch(st->log, epoch);
+	if (remade) {
+		/* Read the new stream from its start: nothing of it was read. */
+		st->base = history_position(st->log);
+		st->last_offset = -1;
+		b->stream_relink = true;
+	}
+	log_error("broker: stream %s %s; this node's history of %s goes on under "
+		  "epoch %s (resumes from before it: recovered:false)", st->name, why,
+		  st->exchange, epoch);
+}
+
+/*
+ * The first message of a consumer resumed at last_offset: the same stream
+ * gives that message again (already mirrored: skipped). true: skip it.
+ */
+static bool stream_recognised(struct broker *b, struct xstream *st, int64_t offset,
+			      uint64_t fp)
+{
+	st->verify_ms = 0;
+	if (offset == st->last_offset && fp == st->last_fp)
+		return true;
+	if (offset > st->last_offset) {
+		mirror_restart(b, st, false, "lost messages this node never read "
+			       "(retention passed it while disconnected)");
+		return false;
+	}
+	mirror_restart(b, st, true, "is not the one this node mirrored (remade)");
+	return true;
+}
+
+int broker_streams_check(struct broker *b)
+{
+	uint64_t now = monotonic_ms();
+	amqp_rpc_reply_t r;
+	char buf[256];
+
+	if (b->n_streams == 0 || now - b->stream_check_ms < STREAM_CHECK_MS)
+		return 0;
+	b->stream_check_ms = now;
+	for (size_t i = 0; i < b->n_streams; i++) {
+		/* Passive: a 404 closes the channel, but we relink then anyway. */
+		amqp_queue_declare(b->conn, CH_TOPOLOGY, amqp_cstring_bytes(b->streams[i].name),
+				   1, 1, 0, 0, amqp_empty_table);
+		r = amqp_get_rpc_reply(b->conn);
+		if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+			log_error("broker: history stream %s is gone (%s); linking again to "
+				  "make it", b->streams[i].name,
+				  broker_reply_text(r, buf, sizeof(buf)));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+bool broker_streams_relink(struct broker *b)
+{
+	bool r = b->stream_relink;
+
+	b->stream_relink = false;
+	return r;
+}
+
 struct stream_body {
 	const amqp_envelope_t *env;
 	const char *exchange, *key;
 	const char *why;
 };
+
+/* What recognises a message when it is read again: its body, routing key
+ * header and timestamp. */
+static uint64_t stream_fingerprint(const amqp_envelope_t *env, const amqp_field_value_t *rk)
+{
+	const amqp_basic_properties_t *p = &env->message.properties;
+	uint64_t ts = (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) ? p->timestamp : 0;
+	bool text = rk != NULL && (rk->kind == AMQP_FIELD_KIND_UTF8 ||
+				   rk->kind == AMQP_FIELD_KIND_BYTES);
+
+	return redelivery_fingerprint(&ts, sizeof(ts), text ? rk->value.bytes.bytes : "",
+				      text ? rk->value.bytes.len : 0,
+				      env->message.body.bytes, env->message.body.len);
+}
 
 static struct shared_frame *encode_at(uint64_t position, void *arg)
 {
@@ -237,12 +343,15 @@ void broker_stream_delivery(struct broker *b, const amqp_envelope_t *env)
 	const amqp_field_value_t *off, *rk;
 	struct stream_body sb = { env, NULL, NULL, NULL };
 	struct shared_frame *f;
+	uint64_t fp;
 	char key[256];
 
 	b->stream_ack_tag = env->delivery_tag;
 	b->stream_unacked++;
 	b->stream_rx_ms = monotonic_ms();
-	if (st == NULL)
+	/* After a mirror restart the rest of this link's deliveries would be
+	 * read from the middle of the new stream: they come again. */
+	if (st == NULL || b->stream_relink)
 		return;
 	if ((env->message.properties._flags & AMQP_BASIC_TIMESTAMP_FLAG) &&
 	    env->message.properties.timestamp >= st->started_s)
@@ -250,10 +359,16 @@ void broker_stream_delivery(struct broker *b, const amqp_envelope_t *env)
 		__atomic_store_n(&st->caught_up, true, __ATOMIC_RELEASE);
 	off = header(&env->message.properties, "x-stream-offset");
 	rk = header(&env->message.properties, KEY_HEADER);
-	if (off == NULL || (off->kind != AMQP_FIELD_KIND_I64 && off->kind != AMQP_FIELD_KIND_U64)) {
+	if (off == NULL || (off->kind != AMQP_FIELD_KIND_I64 && off->kind != AMQP_FIELD_KIND_U64) ||
+	    off->value.i64 < 0) {
 		broker_log_drop(b, st->exchange, "?", "stream message without x-stream-offset");
 		return;
 	}
+	fp = stream_fingerprint(env, rk);
+	if (st->verify_ms != 0 && stream_recognised(b, st, off->value.i64, fp))
+		return;
+	st->last_offset = off->value.i64;
+	st->last_fp = fp;
 	if (rk == NULL || (rk->kind != AMQP_FIELD_KIND_UTF8 && rk->kind != AMQP_FIELD_KIND_BYTES) ||
 	    rk->value.bytes.len >= sizeof(key) ||
 	    memchr(rk->value.bytes.bytes, '\0', rk->value.bytes.len) != NULL) {
@@ -266,7 +381,7 @@ void broker_stream_delivery(struct broker *b, const amqp_envelope_t *env)
 	sb.exchange = st->exchange;
 	sb.key = key;
 	__atomic_add_fetch(&b->stats.received, 1, __ATOMIC_RELAXED);
-	f = history_append(st->log, key, (uint64_t)off->value.i64 + 1,
+	f = history_append(st->log, key, st->base + (uint64_t)off->value.i64 + 1,
 			   (long long)monotonic_ms(), encode_at, &sb);
 	if (f == NULL) {
 		if (sb.why != NULL)
@@ -292,11 +407,20 @@ int broker_streams_ack(struct broker *b)
 
 void broker_streams_tick(struct broker *b)
 {
-	bool idle = monotonic_ms() - b->stream_rx_ms >= CAUGHT_UP_IDLE_MS;
+	uint64_t now = monotonic_ms();
+	bool idle = now - b->stream_rx_ms >= CAUGHT_UP_IDLE_MS;
 
-	for (size_t i = 0; i < b->n_streams; i++)
-		if (b->streams[i].consuming && idle)
-			__atomic_store_n(&b->streams[i].caught_up, true, __ATOMIC_RELEASE);
+	for (size_t i = 0; i < b->n_streams; i++) {
+		struct xstream *st = &b->streams[i];
+
+		if (st->consuming && st->verify_ms != 0 && now - st->verify_ms >= VERIFY_MS) {
+			st->verify_ms = 0;
+			mirror_restart(b, st, true, "does not hold the last message this "
+				       "node read (remade)");
+		}
+		if (st->consuming && idle && st->verify_ms == 0)
+			__atomic_store_n(&st->caught_up, true, __ATOMIC_RELEASE);
+	}
 }
 
 bool broker_history_ready(struct broker *b)

@@ -553,10 +553,14 @@ static int handle_other_frame(struct broker *b)
 		amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
 		return -1;
 	}
-	case AMQP_BASIC_CANCEL_METHOD:
-		log_error("broker: the server cancelled our consumer (queue %s deleted?)",
-			  b->queue);
+	case AMQP_BASIC_CANCEL_METHOD: {
+		/* A stream consumer's tag is the stream's name; the node
+		 * queue's is the server's (amq.ctag-...). */
+		amqp_bytes_t tag = ((amqp_basic_cancel_t *)frame.payload.method.decoded)->consumer_tag;
+		log_error("broker: the server cancelled our consumer %.*s (queue %s or a "
+			  "history stream deleted?)", (int)tag.len, (const char *)tag.bytes, b->queue);
 		return -1;
+	}
 	default:
 		return 0;
 	}
@@ -645,6 +649,10 @@ static int serve(struct broker *b)
 		if (run_commands(b) != 0 || consume_available(b) != 0)
 			return -1;
 		broker_streams_tick(b);
+		/* A remade stream is read from its start on a new link; a
+		 * deleted one is made again by one. */
+		if (broker_streams_relink(b) || broker_streams_check(b) != 0)
+			return -1;
 		/* Keep: poll only once rabbitmq-c's own buffers are drained, or
 		 * frames it already read would wait a whole tick. */
 		if (!amqp_frames_enqueued(b->conn) && !amqp_data_in_buffer(b->conn))

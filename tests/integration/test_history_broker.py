@@ -22,7 +22,10 @@ exactly once, in order.
 - a Myxi.push_event-style publish (to the exchange itself) still reaches
   subscribers live, without a position; a publish to the stream through
   the default exchange with the myxid-routing-key header (what a Ruby app
-  does to get history) is positioned.
+  does to get history) is positioned;
+- the stream is deleted under a node, which makes it again: live delivery
+  goes on, positions keep growing, and a resume in the old epoch is
+  recovered:false instead of being served from the new stream.
 """
 import asyncio
 import json
@@ -148,6 +151,15 @@ async def wait_mirrored(node, exchange, key, last, timeout=20):
     return False
 
 
+async def saw_all(reader, last, who):
+    """reader gets lines up to last, then nothing more, and has seen
+    1..last exactly once, in order."""
+    T.check(await reader.read_until(last), f"{who} gets lines up to {last}")
+    await reader.c.expect_nothing(f"{who}: nothing more (no line repeated)", 1.0)
+    T.check(once_in_order(reader.lines, 1, last), f"{who} saw 1..{last} exactly once, in order",
+            where_wrong(reader.lines, 1))
+
+
 def once_in_order(lines, first, last):
     return lines == list(range(first, last + 1))
 
@@ -224,10 +236,7 @@ async def rabbitmq_restart_loses_and_repeats_nothing():
                 f"{d.name} reconnected after the RabbitMQ restart")
     for n in range(31, 61):
         pub(A, "restart", n)
-    T.check(await stay.read_until(60), "the client that stayed gets lines 31..60")
-    await stay.c.expect_nothing("and nothing more (no line redelivered)", 1.0)
-    T.check(once_in_order(stay.lines, 1, 60), "it saw 1..60 exactly once",
-            where_wrong(stay.lines, 1))
+    await saw_all(stay, 60, "the client that stayed")
     reply = await away.resume(B)
     T.eq(reply["payload"].get("recovered"), True, "the client away during it resumes, recovered")
     T.check(await away.read_until(60), "and gets lines 31..60")
@@ -399,6 +408,65 @@ async def the_demo_config_in_broker_mode_survives_a_restart():
     await c.close()
     d.stop()
 
+
+async def wait_log(node, text, count, timeout=30.0):
+    """Until node's log holds text count times."""
+    deadline = time.monotonic() + timeout
+    while node.read_log().count(text) < count:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+@T.test(timeout=120)
+async def a_remade_stream_keeps_live_delivery_and_refuses_old_resumes():
+    # Last: node A's mirror of "log" takes an epoch of its own here. Node B
+    # is stopped: RabbitMQ 3.10 does not cancel a deleted stream's
+    # consumers, so only a node that finds it gone (404) remakes it, and a
+    # node whose stream another node remade first would not notice.
+    mirroring = "mirroring stream myxid.history.log"
+    restarted = "this node's history of log goes on under epoch"
+    B.stop()
+    r = Reader("remade", "remade")
+    await r.subscribe(A)
+    for n in range(1, 11):
+        pub(A, "remade", n)
+    T.check(await r.read_until(10), "lines 1..10 before the stream is deleted")
+    old_epoch, old_position = r.epoch, r.position
+    before = A.read_log().count(mirroring)
+    R.ctl("delete_queue", "myxid.history.log")
+    # Until node A has made the stream again, publishes to it go nowhere.
+    T.check(await wait_log(A, "history stream myxid.history.log is gone", 1),
+            "node A finds the stream gone and says so")
+    T.check(await wait_log(A, mirroring, before + 1), "node A consumes the stream made again")
+    for n in range(11, 21):
+        pub(A, "remade", n)
+    T.check(await wait_log(A, restarted, 1),
+            "node A sees the stream is not the one it mirrored, and says so")
+    for n in range(21, 31):
+        pub(A, "remade", n)
+    await saw_all(r, 30, "live delivery goes on: the subscriber")
+    T.check(r.position > old_position, "positions keep growing",
+            (old_position, r.position))
+    old = Reader("remade", "old")
+    old.epoch, old.position = old_epoch, old_position - 5
+    reply = await old.resume(A)
+    T.eq(reply["payload"].get("recovered"), False,
+         "a resume in the old stream's epoch is refused, not served from the new one")
+    await old.c.expect_nothing("nothing replayed", 0.5)
+    fresh = Reader("remade", "fresh")
+    await fresh.subscribe(A)
+    T.check(fresh.epoch != old_epoch and fresh.epoch.startswith(old_epoch + "."),
+            "node A's mirror has an epoch of its own", (old_epoch, fresh.epoch))
+    await fresh.c.close()
+    reply = await fresh.resume(A)
+    T.eq(reply["payload"].get("recovered"), True, "a resume in the new epoch is recovered")
+    pub(A, "remade", 31)
+    T.check(await fresh.read_until(31) and fresh.lines == [31], "then live", fresh.lines)
+    for c in (r.c, old.c, fresh.c):
+        await c.close()
+    B.start()
 
 if __name__ == "__main__":
     T.run()
