@@ -244,8 +244,26 @@ def targets(records, opts):
         out.append((f"p99 publish→receive ≤5 ms at 100,000 deliveries/s ({sc}: {shape})",
                     f"p99 {p99:.2f} ms at {rate(lat):,.0f} deliveries/s" if p99 is not None
                     else "-", _verdict(lat, p99 is not None and p99 <= 5)))
+    out += history_targets(records)
     if opts.quick:
         out = [(t, m + " (quick sizes)" if m != "-" else m, v) for t, m, v in out]
+    return out
+
+
+def history_targets(records):
+    """Issue 14: history may cost at most 15% of deliveries/s, every round
+    (H1, H2: embedded; H5: broker mode, its stream)."""
+    out = []
+    for sc in ("H1 fan-out", "H2 fan-out", "H5 broker", "H5 broker, RabbitMQ on its own CPU"):
+        on = [r for r in records if r["scenario"] == f"{sc}, history on" and "not_run" not in r]
+        ratios = [x for x in (peer_ratio(r, records)[1] for r in on) if x is not None]
+        target = f"{sc}: history on ≥0.85× history off's deliveries/s (every round)"
+        if not ratios:
+            out.append((target, "-", "not run"))
+            continue
+        measured = ", ".join(f"{x:.2f}×" for x in ratios)
+        worst = next((r for r in on if not ok(r)), on[0])
+        out.append((target, measured, _verdict(worst, min(ratios) >= 0.85)))
     return out
 
 

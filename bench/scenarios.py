@@ -192,9 +192,10 @@ class Runner:
         self.count = 0
 
     def run(self, scenario, server, sockets, load, args, timeout=600, quiet=False,
-            others=None):
+            others=None, cpus=None):
         """One generator run; returns its record (also kept). others:
-        {name: pids} also sampled (the broker), as record["others"]."""
+        {name: pids} also sampled (the broker), as record["others"]. cpus:
+        the server and the generator run on these CPUs only."""
         self.count += 1
         json_path = os.path.join(self.opts.tmp, f"run{self.count}.json")
         # One source address per 5,000 sockets: connect() searches for a
@@ -207,8 +208,11 @@ class Runner:
         sampler = Sampler(server.pids).start()
         side = {name: Sampler(pids).start() for name, pids in (others or {}).items()}
         t0 = time.monotonic()
+        if cpus:
+            pin(server.pids() if callable(server.pids) else server.pids, cpus)
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         ACTIVE["generators"].append(p)
         try:
             out, _ = p.communicate(timeout=timeout)
@@ -299,6 +303,17 @@ def s2_fanout(opts, plan, runner):
         with_server(make, lambda s: (runner.run("S2 fan-out", s, n, "max", flat),
                                      runner.run("S2 latency", s, n, lat_load, lat),
                                      runner.run("S2 latency, many keys", s, n, keys_load, keys)))
+
+
+def pin(pids, cpus):
+    """Every thread of these processes onto cpus (threads started later
+    inherit it from the thread that starts them)."""
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def with_rabbit(scenario, runner, plan, fn):
@@ -506,18 +521,30 @@ def publish_http(port, key, n):
 def h5_broker(opts, plan, runner):
     """Broker mode: S3's 10,000 keys (one subscriber each), published over
     POST /publish, history off (to the exchange) and on (to its stream,
-    mirrored by the node before delivery), interleaved twice."""
+    mirrored by the node before delivery), interleaved twice. Then again
+    with RabbitMQ on a CPU of its own (myxid and the generator on the
+    other): a stream costs the broker more CPU than a queue, and on shared
+    CPUs that slows myxid down too; this layout shows what is left when
+    the broker has its own host, as in production."""
+    layouts = [("", None, None)]
+    if len(os.sched_getaffinity(0)) >= 2:
+        cpus = sorted(os.sched_getaffinity(0))
+        layouts.append((", RabbitMQ on its own CPU", {cpus[0]}, {cpus[1]}))
+
     def run(node, block, broker):
         k, m = plan.s3_keys, plan.s3_messages // 4
         load = ["--keys", k, "--publish", "http", "--messages", m, "--rate", 0,
                 "--window", plan.s3_window, "--hold", plan.s3_hold, "--drain", 60]
-        for rnd in (1, 2):
-            for hist in (False, True):
-                clear_queues(node)
-                with_server(lambda: Myxid(auth_block=block, history=hist),
-                            lambda s: runner.run(
-                                f"H5 broker, history {'on' if hist else 'off'}", s, k,
-                                f"max, {k} keys, round {rnd}", load, others=broker))
+        for name, ours, theirs in layouts:
+            pin(broker["rabbitmq"], theirs or os.sched_getaffinity(0))
+            for rnd in (1, 2):
+                for hist in (False, True):
+                    clear_queues(node)
+                    with_server(lambda: Myxid(auth_block=block, history=hist),
+                                lambda s: runner.run(
+                                    f"H5 broker{name}, history {'on' if hist else 'off'}", s, k,
+                                    f"max, {k} keys, round {rnd}", load, others=broker,
+                                    cpus=ours))
     with_rabbit("H5 broker", runner, plan, run)
 
 SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
