@@ -1,7 +1,8 @@
 /*
  * Fuzz target: the HTTP request-head parser and what the daemon does with a
  * parsed head before any plugin sees it (upgrade detection, the WebSocket
- * handshake check, the Origin match, X-Forwarded-For).
+ * handshake check, the Origin match, X-Forwarded-For, an SSE request's
+ * query and Last-Event-ID).
  *
  * Beyond "no crash", it checks the parser's contract: every string points
  * inside the head; a complete head parses the same when more bytes follow;
@@ -13,6 +14,7 @@
 #include "access_rules.h"
 #include "config.h"
 #include "http_parse.h"
+#include "sse_query.h"
 #include "ws_handshake.h"
 
 #include <string.h>
@@ -49,6 +51,26 @@ static int parse_prefix(const char *buf, size_t len, size_t *head_len)
 	return r;
 }
 
+/* What sse_query_parse() promises: at most max subscriptions, each with
+ * an exchange and a key, a since only with an epoch fit for an id. */
+static void use_sse_query(const struct http_request *req)
+{
+	struct sse_query q;
+
+	if (sse_query_parse(req, 4, &q) != NULL) {
+		FUZZ_CHECK(q.subs == NULL && q.n_subs == 0 && q.token == NULL);
+		return;
+	}
+	FUZZ_CHECK(q.n_subs <= 4);
+	for (size_t i = 0; i < q.n_subs; i++) {
+		FUZZ_CHECK(q.subs[i].exchange[0] != '\0' && q.subs[i].routing_key != NULL);
+		if (q.subs[i].since)
+			FUZZ_CHECK(sse_epoch_ok(q.subs[i].since_epoch) &&
+				   q.subs[i].since_offset < (1ULL << 53));
+	}
+	sse_query_free(&q);
+}
+
 static void use_head(const struct http_request *req)
 {
 	static char pattern_a[] = "https://*.example.com", pattern_b[] = "http://localhost:*";
@@ -80,6 +102,7 @@ static void use_head(const struct http_request *req)
 	h = http_find_header(req, "connection");
 	if (h != NULL)
 		(void)http_has_token(&h->value, "upgrade");
+	use_sse_query(req);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -288,6 +288,18 @@ static int set_string(struct loader *ld, const struct conf_node *n,
 	return conf_replace(field, n->args[1]) ? oom(ld, n) : 0;
 }
 
+/* A URL path of our own (sse_path): absolute, no query, nothing to escape. */
+static int set_url_path(struct loader *ld, const struct conf_node *n,
+			void *field, const void *spec)
+{
+	const char *p = n->args[1];
+
+	if (p[0] != '/' || strlen(p) > 200 || strpbrk(p, "?#% \t") != NULL)
+		return fail(ld, n, "'%s' must be a path starting with '/' (no query, "
+			    "no spaces, at most 200 characters)", n->args[0]);
+	return set_string(ld, n, field, spec);
+}
+
 /* What a path directive must name: spec of set_path. */
 enum path_kind { PATH_DIR, PATH_FILE };
 static const enum path_kind path_dir = PATH_DIR, path_file = PATH_FILE;
@@ -807,6 +819,9 @@ static const struct conf_cmd top_cmds[] = {
 	  &compression_min },
 	{ "websocket_compression_level", 0, set_size_unsigned,
 	  TOP(websocket_compression_level), &compression_level },
+	{ "sse", 0, set_bool, TOP(sse), booleans },
+	{ "sse_path", 0, set_url_path, TOP(sse_path), NULL },
+	{ "sse_keepalive", 0, set_time, TOP(sse_keepalive_ms), &cache_time },
 	{ "history_memory", 0, set_size, TOP(history_memory), &history_memory },
 	{ "history_max_replay", 0, set_size, TOP(history_max_replay), &positive_count },
 	{ NULL, 0, NULL, 0, NULL }
@@ -839,6 +854,8 @@ static struct myxid_config *config_new(const char *path)
 	cfg->ping_timeout_ms = 10000;
 	cfg->drain_time_ms = 5000;
 	cfg->log_level = MYXID_LOG_INFO;
+	cfg->sse = true;
+	cfg->sse_keepalive_ms = 15000;
 	cfg->websocket_compression = true;
 	cfg->websocket_compression_min_size = 256;
 	cfg->websocket_compression_level = 1;
@@ -957,6 +974,7 @@ void config_free(struct myxid_config **cfg_p)
 	free(cfg->syslog_address);
 	free(cfg->plugin_dir);
 	free(cfg->static_dir);
+	free(cfg->sse_path);
 	free(cfg->client_js);
 	free(cfg->publish_key);
 	free(cfg->path);

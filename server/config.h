@@ -55,6 +55,9 @@
  *   websocket_compression on       # permessage-deflate when a client offers it
  *   websocket_compression_min_size 256   # smaller frames are sent plain
  *   websocket_compression_level 1  # zlib level 1-9 (each frame is compressed once)
+ *   sse on                         # GET /events?token=..&subscribe=EXCHANGE:KEY
+ *   sse_path /events
+ *   sse_keepalive 15s              # a comment line this often; 0: none
  *   history_memory 64m             # all history kept in memory, at most
  *   history_max_replay 1000        # events one Subscribe may replay
  *   exchange deployment {
@@ -192,6 +195,11 @@ struct myxid_config {
 	bool websocket_compression;      /* offer accepted when a client makes one (on) */
 	size_t websocket_compression_min_size;  /* smaller frames go plain (256) */
 	unsigned websocket_compression_level;   /* zlib level, 1-9 (1) */
+
+	/* Server-Sent Events, the fallback for networks that break WebSocket */
+	bool sse;                        /* GET sse_path streams events (on) */
+	char *sse_path;                  /* NULL: "/events" */
+	unsigned sse_keepalive_ms;       /* a comment this often (15 s; 0 = none) */
 
 	/* History (exchanges with a history block) */
 	size_t history_memory;           /* every exchange's together (64 MiB) */

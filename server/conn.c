@@ -159,6 +159,8 @@ static void conn_free(struct conn *c)
 	}
 	if (c->handler->closed != NULL)
 		c->handler->closed(c);
+	if (c->stream != NULL)
+		c->stream->freed(c);
 	if (c->ip_counted)
 		ip_table_release(worker_ips(c->w), c->client_ip);
 	ws_reader_free(&c->reader);
@@ -192,7 +194,7 @@ static void send_control(struct conn *c, int opcode, const void *payload, size_t
  * drop what waits and close it, rather than let its buffer grow without
  * bound (the classic way push servers run out of memory).
  */
-static bool output_room(struct conn *c, size_t frame_len)
+bool conn_output_room(struct conn *c, size_t frame_len)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	size_t pending = outq_pending(&c->outq, out);
@@ -215,10 +217,14 @@ void conn_send_text(struct conn *c, const char *payload, size_t len)
 	size_t hlen;
 	struct evbuffer *dst;
 
+	if (c->state == CONN_STREAM) {
+		c->stream->text(c, payload, len);
+		return;
+	}
 	if (c->state != CONN_WS)
 		return;
 	hlen = ws_header_encode(hdr, WS_OP_TEXT, len);
-	if (!output_room(c, hlen + len))
+	if (!conn_output_room(c, hlen + len))
 		return;
 	dst = outq_target(&c->outq, bufferevent_get_output(c->bev), hlen + len);
 	evbuffer_add(dst, hdr, hlen);
@@ -278,6 +284,10 @@ void conn_send_shared(struct conn *c, struct shared_frame *f)
 {
 	size_t sent;
 
+	if (c->state == CONN_STREAM) {
+		c->stream->shared(c, f);
+		return;
+	}
 	if (c->state != CONN_WS) {
 		metrics_inc(M_DROPPED_FRAMES);
 		return;
@@ -286,7 +296,7 @@ void conn_send_shared(struct conn *c, struct shared_frame *f)
 	if (c->deflate_bits && f->len >= worker_config(c->w)->websocket_compression_min_size)
 		f = shared_frame_deflated(f, c->deflate_bits,
 					  (int)worker_config(c->w)->websocket_compression_level);
-	if (!output_room(c, f->len))
+	if (!conn_output_room(c, f->len))
 		return;
 	sent = write_if_idle(c, f->data, f->len);
 	if (sent > 0 && sent < f->len)
@@ -320,6 +330,8 @@ void conn_close(struct conn *c, int code, const char *reason)
 			ws_close_body(body, code, reason ? reason : "");
 		send_control(c, WS_OP_CLOSE, body, len);
 	}
+	if (c->state == CONN_STREAM)
+		c->stream->closing(c, code, reason);
 	if (c->session != NULL)
 		log_info("[%s] %s: closing (%d%s%s)", log_name(c),
 			 c->peer, code, reason && *reason ? " " : "",
@@ -344,10 +356,12 @@ static const char *status_text(int status)
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 406: return "Not Acceptable";
 	case 408: return "Request Timeout";
 	case 411: return "Length Required";
 	case 413: return "Content Too Large";
 	case 426: return "Upgrade Required";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
@@ -361,7 +375,7 @@ void conn_http_reply(struct conn *c, int status, const char *content_type,
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	if (c->state != CONN_HTTP)
+	if (c->state != CONN_HTTP && c->state != CONN_STREAM)
 		return;
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d %s\r\n"
@@ -498,8 +512,7 @@ static void client_address(struct conn *c, const struct http_request *req)
 				 xff->value.len, c->client_ip, sizeof(c->client_ip));
 }
 
-/* Limits and origin; returns 0, or an HTTP status already answered. */
-static int admit(struct conn *c, const struct http_request *req)
+int conn_admit(struct conn *c, const struct http_request *req)
 {
 	const struct myxid_config *cfg = worker_config(c->w);
 	const struct http_header *origin = http_find_header(req, "Origin");
@@ -545,7 +558,7 @@ static void upgrade(struct conn *c, const struct http_request *req,
 	unsigned bits = 0;
 
 	client_address(c, req);
-	if (admit(c, req) != 0)
+	if (conn_admit(c, req) != 0)
 		return;
 	if (!cfg->websocket_compression || !ws_deflate_negotiate(req, &bits, ext))
 		bits = 0;
@@ -575,6 +588,32 @@ static void upgrade(struct conn *c, const struct http_request *req,
 	arm_ping(c);
 	/* Frames may have arrived in the same read as the request. */
 	feed_frames(c);
+}
+
+void conn_stream_start(struct conn *c, const struct http_request *req,
+		       const struct conn_stream *stream, void *state, unsigned tick_ms)
+{
+	evbuffer_drain(bufferevent_get_input(c->bev), req->head_len);
+	evtimer_del(c->timer);
+	c->stream = stream;
+	c->stream_state = state;
+	c->state = CONN_STREAM;
+	c->last_rx_ms = monotonic_ms();
+	worker_session_opened(c->w);
+	metrics_inc(M_SOCKETS_OPEN);
+	c->handler->upgraded(c);
+	if (tick_ms)
+		timer_arm(c, tick_ms);
+}
+
+void conn_stream_wake(struct conn *c, unsigned ms)
+{
+	timer_arm(c, ms);
+}
+
+struct evbuffer *conn_output(struct conn *c)
+{
+	return bufferevent_get_output(c->bev);
 }
 
 static void handle_request(struct conn *c)
@@ -635,6 +674,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	case CONN_WS:
 		feed_frames(c);
 		break;
+	case CONN_STREAM:   /* a one-way stream: what the client sends is ignored */
 	case CONN_CLOSING:
 		evbuffer_drain(in, evbuffer_get_length(in));
 		break;
@@ -708,6 +748,11 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		http_error(c, 408, "request not received in time", NULL);
 	else if (c->state == CONN_WS)
 		ping_tick(c);
-	else
+	else if (c->state == CONN_STREAM) {
+		unsigned next = c->stream->tick(c);
+
+		if (next && c->state == CONN_STREAM)
+			timer_arm(c, next);
+	} else
 		conn_free(c);
 }

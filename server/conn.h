@@ -67,7 +67,25 @@ struct conn_list {
 enum conn_state {
 	CONN_HTTP,      /* reading the request head (and a body, for /publish) */
 	CONN_WS,        /* upgraded */
+	CONN_STREAM,    /* a session over a one-way stream (SSE): see conn_stream */
 	CONN_CLOSING    /* flushing what is queued, then lingering for EOF */
+};
+
+/*
+ * A transport other than WebSocket under a session (sse.c's): how the
+ * session's messages are written, what the connection's timer does, and
+ * what happens at a close. conn_send_text() and conn_send_shared() hand
+ * their messages to it in CONN_STREAM.
+ */
+struct conn_stream {
+	void (*text)(struct conn *c, const char *json, size_t len);
+	void (*shared)(struct conn *c, struct shared_frame *f);
+	/* The timer fired; returns ms until it should fire again (0: never). */
+	unsigned (*tick)(struct conn *c);
+	/* conn_close() was called (before the lingering close). */
+	void (*closing)(struct conn *c, int code, const char *reason);
+	/* c is about to be freed: free the transport's state. */
+	void (*freed)(struct conn *c);
 };
 
 struct conn {
@@ -95,6 +113,8 @@ struct conn {
 	uint16_t turn_frames;
 	bool burst;
 	uint8_t deflate_bits;          /* permessage-deflate's window, or 0: off */
+	const struct conn_stream *stream;  /* CONN_STREAM's transport (static) */
+	void *stream_state;            /* its state, owned by it */
 	int shut_wr;                   /* we sent FIN */
 	int peer_gone;                 /* peer sent FIN while we still write */
 	struct conn *next, *prev;      /* on list */
@@ -111,6 +131,30 @@ void conn_send_text(struct conn *c, const char *payload, size_t len);
 
 /* Queue a shared frame (no copy for large frames). */
 void conn_send_shared(struct conn *c, struct shared_frame *f);
+
+/*
+ * Admit a client that will hold a session (limits, draining, Origin) and
+ * keep its headers for plugins: 0, or the HTTP status already answered.
+ */
+int conn_admit(struct conn *c, const struct http_request *req);
+
+/*
+ * Start a session over a stream transport on an admitted connection whose
+ * request (head_len bytes) has been handled: the transport gets the
+ * session's output from now on; first tick after tick_ms (0: none).
+ */
+void conn_stream_start(struct conn *c, const struct http_request *req,
+		       const struct conn_stream *stream, void *state, unsigned tick_ms);
+
+/* Room for len more bytes in c's output? If not, c is closed as a slow
+ * consumer (counted and logged) and false is returned. */
+bool conn_output_room(struct conn *c, size_t len);
+
+/* Fire c's stream tick in ms (0: at the next loop turn). */
+void conn_stream_wake(struct conn *c, unsigned ms);
+
+/* c's output buffer (for a stream transport's writes). */
+struct evbuffer *conn_output(struct conn *c);
 
 /* Close codes of our own (documented in myxid.conf(5)). */
 #define CLOSE_PING_TIMEOUT 4000   /* no answer to our pings */

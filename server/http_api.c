@@ -5,6 +5,7 @@
  * 4xx status that says what to fix.
  */
 #include "http_api.h"
+#include "sse.h"
 #include "broker.h"
 #include "config.h"
 #include "conn.h"
@@ -442,6 +443,11 @@ int http_api_handle(struct conn *c, const struct http_request *req,
 		if (http_str_eq(&req->method, "POST"))
 			return handle_publish(c, req, buf, avail);
 		reply_http_error(c, 405, "Allow: POST\r\n", "use POST on /publish");
+		return 1;
+	}
+	if (worker_config(c->w)->sse &&
+	    path_is(req, worker_config(c->w)->sse_path ? worker_config(c->w)->sse_path : "/events")) {
+		sse_open(c, req);
 		return 1;
 	}
 	if (static_request(c, req, get))

@@ -35,11 +35,14 @@ static const struct {
 	[M_HISTORY_REPLAYED] = { "myxid_history_replayed_total", "counter", "Events replayed from history to resuming sockets and late joiners" },
 	[M_HISTORY_RECOVERED] = { "myxid_history_recovered_total", "counter", "Resumes (Subscribe with since) that got every missed event" },
 	[M_HISTORY_NOT_RECOVERED] = { "myxid_history_not_recovered_total", "counter", "Resumes answered recovered:false (too old, another epoch, no history)" },
+	[M_SSE_STREAMS] = { "myxid_sse_streams_total", "counter", "SSE requests answered 200 (a stream of events)" },
+	[M_SSE_REFUSED] = { "myxid_sse_refused_total", "counter", "SSE requests answered with an error status (token, subscription, limits)" },
 	[M_CONNECTIONS_OPEN] = { "myxid_connections", "gauge", "Open TCP connections" },
 	[M_SOCKETS_OPEN] = { "myxid_sockets", "gauge", "Open WebSocket connections" },
 	[M_SOCKETS_AUTHENTICATED] = { "myxid_sockets_authenticated", "gauge", "Authenticated WebSocket connections" },
 	[M_SUBSCRIPTIONS] = { "myxid_subscriptions", "gauge", "Subscriptions held by sockets" },
 	[M_HISTORY_BYTES] = { "myxid_history_bytes", "gauge", "Memory held by kept history (frames and bookkeeping)" },
+	[M_SSE_OPEN] = { "myxid_sse_streams", "gauge", "Open SSE streams (counted in myxid_sockets too)" },
 };
 
 /*

@@ -32,12 +32,15 @@ enum metric {
 	M_HISTORY_REPLAYED,       /* events replayed to resuming or late sockets */
 	M_HISTORY_RECOVERED,      /* resumes that got every missed event */
 	M_HISTORY_NOT_RECOVERED,  /* resumes answered recovered:false */
+	M_SSE_STREAMS,            /* SSE requests answered 200 */
+	M_SSE_REFUSED,            /* SSE requests answered with an error status */
 	/* gauges */
 	M_CONNECTIONS_OPEN,       /* TCP connections, upgraded or not */
 	M_SOCKETS_OPEN,           /* upgraded WebSockets */
 	M_SOCKETS_AUTHENTICATED,
 	M_SUBSCRIPTIONS,
 	M_HISTORY_BYTES,          /* memory held by history (swept each second) */
+	M_SSE_OPEN,               /* SSE streams sending events (also in M_SOCKETS_OPEN) */
 	M_COUNT
 };
 

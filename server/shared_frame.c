@@ -27,6 +27,7 @@ struct shared_frame *shared_frame_event(const char *payload, size_t len,
 	f->len = hlen + len;
 	f->position = 0;
 	memset(f->deflated, 0, sizeof(f->deflated));
+	f->sse = NULL;
 	memcpy(f->data, hdr, hlen);
 	memcpy(f->data + hlen, payload, len);
 	f->exchange = memcpy(names, exchange, el);
@@ -47,7 +48,40 @@ void shared_frame_unref(struct shared_frame *f)
 	for (int i = 0; i < WS_DEFLATE_VARIANTS; i++)
 		if (f->deflated[i] != NULL && f->deflated[i] != f)
 			shared_frame_unref(f->deflated[i]);
+	shared_frame_unref(f->sse);
 	free(f);
+}
+
+const uint8_t *shared_frame_payload(const struct shared_frame *f, size_t *len)
+{
+	size_t hlen = ws_header_len(f->data);
+
+	*len = f->len - hlen;
+	return f->data + hlen;
+}
+
+struct shared_frame *shared_frame_raw(const void *data, size_t len)
+{
+	struct shared_frame *r = xmalloc(sizeof(*r) + len);
+
+	memset(r, 0, sizeof(*r));
+	r->refs = 1;
+	r->len = len;
+	memcpy(r->data, data, len);
+	return r;
+}
+
+struct shared_frame *shared_frame_install(struct shared_frame **slot,
+					  struct shared_frame *v)
+{
+	struct shared_frame *none = NULL;
+
+	/* Two loops may build it at once: the first stored wins. */
+	if (__atomic_compare_exchange_n(slot, &none, v, false, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE))
+		return v;
+	shared_frame_unref(v);
+	return none;
 }
 
 /* A frame of its own for the compressed bytes: RSV1 set in its header
@@ -81,14 +115,15 @@ struct shared_frame *shared_frame_deflated(struct shared_frame *f, unsigned bits
 	d = z != NULL && zlen < f->len - hlen ?
 		deflated_copy(z, zlen, f->data[0] & 0x0f) : f;
 	free(z);
-	/* Two loops may compress at once: the first stored wins. */
-	if (!__atomic_compare_exchange_n(slot, &none, d, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE)) {
-		if (d != f)
-			shared_frame_unref(d);
-		d = none;
+	/* Two loops may compress at once: the first stored wins. The frame
+	 * itself (not worth compressing) holds no extra reference. */
+	if (d == f) {
+		if (!__atomic_compare_exchange_n(slot, &none, d, false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE))
+			d = none;
+		return d;
 	}
-	return d;
+	return shared_frame_install(slot, d);
 }
 
 static void release_reference(const void *data, size_t len, void *arg)

@@ -29,6 +29,9 @@ struct shared_frame {
 	 * socket that needs one and shared by all (atomic; see
 	 * shared_frame_deflated()). */
 	struct shared_frame *deflated[WS_DEFLATE_VARIANTS];
+	/* The event as an SSE message, made by the first SSE stream that
+	 * needs it and shared by all (atomic; see shared_frame_install()). */
+	struct shared_frame *sse;
 	uint8_t data[];
 };
 
@@ -46,6 +49,18 @@ struct shared_frame *shared_frame_event(const char *payload, size_t len,
  */
 struct shared_frame *shared_frame_deflated(struct shared_frame *f, unsigned bits,
 					   int level);
+
+/* f's payload (the event's JSON text), past the WebSocket header. */
+const uint8_t *shared_frame_payload(const struct shared_frame *f, size_t *len);
+
+/* Bytes framed for another transport (an SSE message): no WebSocket
+ * header, no names. The caller owns one reference. */
+struct shared_frame *shared_frame_raw(const void *data, size_t len);
+
+/* Store v in *slot (a variant of a shared frame) unless another loop
+ * stored one first: returns the one stored, and drops v if it lost. */
+struct shared_frame *shared_frame_install(struct shared_frame **slot,
+					  struct shared_frame *v);
 
 struct shared_frame *shared_frame_ref(struct shared_frame *f);
 void shared_frame_unref(struct shared_frame *f);

@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "http_parse.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,17 +31,6 @@
 #ifndef PATH_MAX
 #define PATH_MAX 4096
 #endif
-
-static int hex_value(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
 
 /*
  * Percent-decode target[0..len) (an origin-form path, query and fragment
@@ -59,8 +49,8 @@ static int decode_path(const char *target, size_t len, char *out, size_t out_siz
 
 			if (i + 2 >= len)
 				return 400;
-			hi = hex_value(target[i + 1]);
-			lo = hex_value(target[i + 2]);
+			hi = hex_digit(target[i + 1]);
+			lo = hex_digit(target[i + 2]);
 			if (hi < 0 || lo < 0)
 				return 400;
 			ch = (char)(hi * 16 + lo);

@@ -111,3 +111,14 @@ int secret_equal(const void *a, size_t alen, const void *b, size_t blen)
 	SHA256(b, blen, db);
 	return CRYPTO_memcmp(da, db, sizeof(da)) == 0 && alen == blen;
 }
+
+int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}

@@ -29,4 +29,7 @@ uint64_t monotonic_us(void);
  * differ; the comparison time depends only on the lengths). 1 if equal. */
 int secret_equal(const void *a, size_t alen, const void *b, size_t blen);
 
+/* The value of one hexadecimal digit, or -1. */
+int hex_digit(char ch);
+
 #endif

@@ -61,6 +61,14 @@ export interface ConnectionOptions {
   requestTimeout?: number;
   authRetries?: number;
   logger?: { debug(...args: unknown[]): void } | null;
+  /** Fall back to the SSE transport when a WebSocket cannot open (default true). */
+  sse?: boolean;
+  /** The SSE endpoint; default the server's http(s) URL with path /events. */
+  sseUrl?: string | null;
+  /** The first transport tried (default 'websocket'). */
+  transport?: 'websocket' | 'sse';
+  /** fetch() for the SSE transport; default globalThis.fetch. */
+  fetch?: unknown;
 }
 
 /** A connection callback: `this` is the connection. */
@@ -133,6 +141,8 @@ export interface Connection {
   authentication_callback: ((this: Connection) => void) | null;
   /** The latest socket, open or not. */
   websocket: unknown;
+  /** 'websocket', or 'sse' once a WebSocket could not open (or when asked). */
+  transport: 'websocket' | 'sse';
   options: Required<Omit<ConnectionOptions, 'url'>>;
   /** The Welcome id of the current socket (myxid). */
   sessionId: string | null;

@@ -23,6 +23,10 @@ const DEFAULTS = {
   requestTimeout: 10000,    // default timeout of request()
   authRetries: 5,           // AuthUnavailable: retry Authenticate this often
   logger: null,             // e.g. console: debug lines
+  sse: true,                // fall back to EventSource (SSE) when a WebSocket cannot open
+  sseUrl: null,             // default: the server's http(s) URL with path /events
+  transport: 'websocket',   // the first transport tried: 'websocket' or 'sse'
+  fetch: null,              // for SSE; default: globalThis.fetch
 };
 
 // Close codes the daemon sends (myxid.conf(5)).
@@ -49,6 +53,14 @@ function defaultUrl() {
 function toWsUrl(url) {
   if (url === undefined || url === null || url === '') return defaultUrl();
   return String(url).replace(/^http(s?):/i, 'ws$1:');
+}
+
+function toSseUrl(wsUrl) {
+  const u = new URL(wsUrl);
+  u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+  u.pathname = '/events';
+  u.search = '';
+  return u.toString();
 }
 
 // An Error from a reply: err.code is payload.error ("SubscriptionDenied"...).
@@ -287,6 +299,7 @@ export function Connection(serverURL, options) {
   this._openedAt = 0;
   this._authRetries = 0;
   this._authRetryTimer = null;
+  this.transport = this.options.transport === 'sse' ? 'sse' : 'websocket';
   if (this.options.autoConnect) this.connect();
 }
 
@@ -301,16 +314,29 @@ Connection.prototype = {
     this.reconnectTimer = null;
     this.reconnect = this.options.reconnect;
     if (this._live) return true;
-    const WS = this.options.WebSocket || globalThis.WebSocket;
-    if (!WS) throw new Error('myxid: no WebSocket implementation (pass options.WebSocket)');
-    const ws = new WS(this.serverURL);     // a bad URL throws, as in Myxi
+    let ws;
+    if (this.transport === 'sse') {
+      ws = new SseSocket(this, this.options.sseUrl || toSseUrl(this.serverURL));
+    } else {
+      const WS = this.options.WebSocket || globalThis.WebSocket;
+      if (!WS) throw new Error('myxid: no WebSocket implementation (pass options.WebSocket)');
+      ws = new WS(this.serverURL);     // a bad URL throws, as in Myxi
+    }
+    let opened = false;
     this.websocket = ws;
     this._live = ws;
-    ws.onopen = () => this._opened(ws);
+    ws.onopen = () => { opened = true; this._opened(ws); };
     ws.onmessage = (ev) => this._message(ws, ev);
     ws.onerror = () => {};            // onclose follows and says why
     ws.onclose = (ev) => {
       if (this._live !== ws) return;
+      // A WebSocket that never opened (a proxy that breaks the upgrade):
+      // the next attempt, and every one after, goes over SSE.
+      if (!opened && this.transport === 'websocket' && this.options.sse &&
+          (this.options.fetch || globalThis.fetch)) {
+        this._log('WebSocket did not open; falling back to SSE');
+        this.transport = 'sse';
+      }
       this._closed({ code: ev.code, reason: ev.reason || '', wasClean: !!ev.wasClean, local: false });
     };
     return true;
@@ -732,6 +758,212 @@ Connection.prototype = {
       delay = Math.max(delay, this.options.slowDelay);
     }
     return { delay, why: '' };
+  },
+};
+
+// ------------------------------------------------------------ SSE transport
+//
+// For networks whose proxies break WebSocket: a stand-in for the socket the
+// Connection drives (onopen, onmessage, onclose, send, close) over myxid's
+// EventSource endpoint, so the page's API and the Connection's logic stay
+// the same. An SSE stream cannot carry actions, so they are played out:
+// Authenticate and every Subscribe/Unsubscribe (re)open the stream with the
+// token and the subscriptions in the query, each resumed after the last
+// position received; Ping is answered here while the stream is alive (the
+// server's keepalive comments keep it so). It reads the stream with fetch()
+// rather than EventSource, which cannot tell a refused token (HTTP 401 and
+// its JSON body) from a network error, nor deliver events by any name.
+
+function SseSocket(conn, url) {
+  this._conn = conn;
+  this.url = url;
+  this.readyState = 0;
+  this.onopen = this.onmessage = this.onclose = this.onerror = null;
+  this._token = null;
+  this._authTag = null;
+  this._wanted = [];           // [{exchange, routing_key, history}] in query order
+  this._streamed = new Set();  // keys whose Subscribed this socket already passed on
+  this._welcomed = false;
+  this._authed = false;
+  this._abort = null;          // the open request's AbortController
+  this._openTimer = null;
+  this._lastByteAt = Date.now();
+  setTimeout(() => {
+    if (this.readyState !== 0) return;
+    this.readyState = 1;
+    if (this.onopen) this.onopen({});
+  }, 0);
+}
+
+SseSocket.prototype = {
+  send(text) {
+    if (this.readyState !== 1) throw new Error('myxid: SSE stream not open');
+    const { action, tag, payload } = JSON.parse(text);
+    const p = payload || {};
+    if (action === 'Authenticate') {
+      this._token = p.session_id;
+      this._authTag = tag;
+      this._authed = false;
+      this._reopen();
+    } else if (action === 'Subscribe') {
+      const k = Subscription.keyFor(p.exchange, p.routing_key);
+      if (!this._wanted.some((w) => Subscription.keyFor(w.exchange, w.routing_key) === k)) {
+        this._wanted.push({ exchange: p.exchange, routing_key: p.routing_key, history: p.history });
+        this._reopen();
+      } else if (this._streamed.has(k)) {
+        this._deliver({ event: 'Error', tag, payload: { error: 'AlreadySubscribed', exchange: p.exchange, routing_key: p.routing_key } });
+      }
+    } else if (action === 'Unsubscribe') {
+      const k = Subscription.keyFor(p.exchange, p.routing_key);
+      this._wanted = this._wanted.filter((w) => Subscription.keyFor(w.exchange, w.routing_key) !== k);
+      this._streamed.delete(k);
+      this._reopen();
+      this._deliver({ event: 'Unsubscribed', tag, payload: { exchange_name: p.exchange, routing_key: p.routing_key } });
+    } else if (action === 'Ping') {
+      const o = this._conn.options;
+      if (this._abort && Date.now() - this._lastByteAt < o.keepalive + o.keepaliveTimeout) {
+        this._deliver({ event: 'Pong', tag, payload: {} });
+      }
+    } else {
+      this._deliver({ event: 'Error', tag, payload: { error: 'NotSupportedOverSse', action } });
+    }
+  },
+
+  close(code, reason) {
+    if (this.readyState >= 2) return;
+    this._stop();
+    this.readyState = 3;
+    setTimeout(() => this._fire(code || 1000, reason || '', true), 0);
+  },
+
+  _fire(code, reason, wasClean) {
+    this.readyState = 3;
+    if (this.onclose) this.onclose({ code, reason, wasClean });
+  },
+
+  _stop() {
+    if (this._openTimer) clearTimeout(this._openTimer);
+    this._openTimer = null;
+    if (this._abort) this._abort.abort();
+    this._abort = null;
+  },
+
+  _deliver(data) {
+    setTimeout(() => {
+      if (this.readyState === 1 && this.onmessage) this.onmessage({ data: JSON.stringify(data) });
+    }, 0);
+  },
+
+  // Actions of one tick (Authenticate, then every Subscribe that
+  // isAuthenticated() sends) make one request, not one each.
+  _reopen() {
+    if (this._openTimer) return;
+    this._openTimer = setTimeout(() => { this._openTimer = null; this._open(); }, 0);
+  },
+
+  _query() {
+    const q = new URLSearchParams();
+    if (this._token !== null && this._token !== undefined) q.set('token', this._token);
+    const since = [];
+    const history = [];
+    for (const w of this._wanted) {
+      q.append('subscribe', `${w.exchange}:${w.routing_key === undefined || w.routing_key === null ? '' : w.routing_key}`);
+      const sub = this._conn._subscriptionFor(w.exchange, w.routing_key);
+      since.push(sub && sub.epoch !== null && sub.position !== null ? `${sub.epoch}/${sub.position}` : '');
+      history.push(!since[since.length - 1] && w.history > 0 ? String(w.history) : '');
+    }
+    if (since.some((x) => x)) q.set('last_event_id', since.join(','));
+    if (history.some((x) => x)) q.set('history', history.join(','));
+    return q.toString();
+  },
+
+  _open() {
+    if (this.readyState !== 1) return;
+    if (this._abort) this._abort.abort();
+    const fetchImpl = this._conn.options.fetch || globalThis.fetch;
+    const abort = new AbortController();
+    this._abort = abort;
+    this._lastByteAt = Date.now();
+    fetchImpl(`${this.url}?${this._query()}`, {
+      headers: { Accept: 'text/event-stream' }, signal: abort.signal, cache: 'no-store',
+    }).then((res) => {
+      if (this._abort !== abort) return null;
+      if (!res.ok) return res.text().then((body) => this._refused(abort, res.status, body));
+      return this._read(abort, res.body.getReader());
+    }).catch((e) => {
+      if (this._abort === abort) this._lost(`SSE request failed: ${e && e.message}`);
+    });
+  },
+
+  // A refusal in HTTP terms becomes the Error event a WebSocket would have
+  // had; a subscription refused is dropped and the rest are asked again.
+  _refused(abort, status, body) {
+    this._abort = null;
+    let p = {};
+    try { p = JSON.parse(body) || {}; } catch (e) { /* not JSON */ }
+    if (status === 401 || status === 403) {
+      const refusedSub = p.exchange !== undefined &&
+        this._wanted.some((w) => w.exchange === p.exchange && String(w.routing_key) === String(p.routing_key));
+      if (refusedSub) {
+        this._wanted = this._wanted.filter((w) => !(w.exchange === p.exchange && String(w.routing_key) === String(p.routing_key)));
+        this._deliver({ event: 'Error', payload: p });
+        if (this._wanted.length) this._reopen();
+        return;
+      }
+      if (!this._authed) {
+        this._deliver({ event: 'Error', tag: this._authTag, payload: p.error ? p : { error: 'InvalidAuthentication' } });
+        return;
+      }
+    }
+    this._lost(`SSE request refused: HTTP ${status} ${p.error || ''}`.trim());
+  },
+
+  _lost(why) {
+    this._stop();
+    if (this.readyState === 1) this._fire(1006, why, false);
+  },
+
+  _read(abort, reader) {
+    const decoder = new TextDecoder();
+    let buf = '';
+    const pump = () => reader.read().then(({ done, value }) => {
+      if (this._abort !== abort) return null;
+      if (done) return this._lost('SSE stream ended');
+      this._lastByteAt = Date.now();
+      buf += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buf.search(/\r?\n\r?\n/)) >= 0) {
+        const block = buf.slice(0, end);
+        buf = buf.slice(end + (buf[end] === '\r' ? 4 : 2));
+        this._block(block);
+        if (this._abort !== abort) return null;
+      }
+      return pump();
+    });
+    return pump();
+  },
+
+  // One SSE message: only its data (the JSON a WebSocket gets) matters.
+  _block(block) {
+    const data = block.split(/\r?\n/).filter((l) => l.startsWith('data:'))
+      .map((l) => l.slice(l[5] === ' ' ? 6 : 5)).join('\n');
+    if (!data) return;
+    let ev;
+    try { ev = JSON.parse(data); } catch (e) { return; }
+    const p = ev.payload || {};
+    if (ev.event === 'Welcome') {
+      if (this._welcomed) return;
+      this._welcomed = true;
+    } else if (ev.event === 'Authenticated') {
+      if (this._authed) return;
+      this._authed = true;
+      ev.tag = this._authTag;
+    } else if (ev.event === 'Subscribed') {
+      const k = Subscription.keyFor(p.exchange, p.routing_key);
+      if (this._streamed.has(k)) return;   // the stream was reopened for another key
+      this._streamed.add(k);
+    }
+    if (this.onmessage) this.onmessage({ data: JSON.stringify(ev) });
   },
 };
 

@@ -8,22 +8,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  MYXID_BIN, SRCDIR, check, eq, freePort, keepDir, loadModule, prerequisiteMissing, publish, run,
+  chromiumOrSkip, logLines,
+  SRCDIR, check, eq, freePort, keepDir, publish, run,
   startDaemon, stopDaemon, tempDir, writeConfig,
 } from './myxidtest.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const pw = loadModule('playwright-core');
-if (!pw) prerequisiteMissing('Node package playwright-core (npm ci in tests/integration)');
-if (!fs.existsSync(CHROMIUM)) prerequisiteMissing(`${CHROMIUM} (apt-get install chromium)`);
-if (!fs.existsSync(MYXID_BIN)) prerequisiteMissing(`the daemon ${MYXID_BIN}`);
+const launchChromium = chromiumOrSkip();
 
 // The texts of the log lines matching re, in page order (time stripped).
-async function logLines(page, re) {
-  const texts = await page.$$eval('#log li', (lis) => lis.map((li) => li.lastChild.textContent));
-  return texts.filter((t) => re.test(t));
-}
-
 async function main() {
   const dir = tempDir('myxidtest-browser-');
   const port = await freePort();
@@ -32,12 +24,7 @@ async function main() {
   { exchangeExtra: ['    history {', '        events 200', '    }'] });
   let d = await startDaemon(dir, port);
 
-  const browser = await pw.chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchChromium();
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
     const errors = [];

@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -193,4 +194,51 @@ export function run(main, timeoutMs = 60000) {
 // Keep a directory (e.g. the browser test's screenshot) after success.
 export function keepDir(dir) {
   state.keep = state.keep.filter((d) => d !== dir);
+}
+
+// A proxy that breaks WebSocket, as some corporate proxies do: plain HTTP
+// is passed on (streamed), an upgrade gets 403. cut() drops
+// every connection through it, as a proxy restart would.
+export function breakingProxy(target) {
+  const sockets = new Set();
+  const server = http.createServer((req, res) => {
+    const up = http.request({ host: '127.0.0.1', port: target, path: req.url, method: req.method,
+      headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  server.on('upgrade', (req, sock) => {
+    sock.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  });
+  return {
+    listen: (port) => new Promise((r) => server.listen(port, '127.0.0.1', r)),
+    cut: () => { for (const s of sockets) s.destroy(); },
+    close: () => { for (const s of sockets) s.destroy(); server.close(); },
+  };
+}
+
+// Debian's headless Chromium through playwright-core, or the test is
+// skipped (exit 77) when either is missing; and the page's log lines.
+export function chromiumOrSkip() {
+  const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+  const pw = loadModule('playwright-core');
+  if (!pw) prerequisiteMissing('Node package playwright-core (npm ci in tests/integration)');
+  if (!fs.existsSync(executablePath)) prerequisiteMissing(`${executablePath} (apt-get install chromium)`);
+  if (!fs.existsSync(MYXID_BIN)) prerequisiteMissing(`the daemon ${MYXID_BIN}`);
+  return () => pw.chromium.launch({
+    executablePath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+// The texts of the demo page's log lines matching re, in page order (time stripped).
+export async function logLines(page, re) {
+  const texts = await page.$$eval('#log li', (lis) => lis.map((li) => li.lastChild.textContent));
+  return texts.filter((t) => re.test(t));
 }

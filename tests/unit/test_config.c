@@ -766,6 +766,30 @@ static void test_history(void)
 	refuse("history_memory 1k\n", "1: 'history_memory' must be between 64k and 65536m");
 }
 
+/* The SSE endpoint's directives. */
+static void test_sse(void)
+{
+	struct myxid_config *cfg;
+
+	cfg = load_ok("", "no sse directives");
+	if (cfg != NULL) {
+		ok(cfg->sse && cfg->sse_path == NULL && cfg->sse_keepalive_ms == 15000,
+		   "sse on, at /events, keepalive 15s by default");
+	}
+	config_free(&cfg);
+	cfg = load_ok("sse off\nsse_path /push/events\nsse_keepalive 0\n", "every sse directive");
+	if (cfg != NULL) {
+		ok(!cfg->sse && cfg->sse_keepalive_ms == 0, "sse off, keepalive 0");
+		is_str(cfg->sse_path, "/push/events", "sse_path");
+	}
+	config_free(&cfg);
+	refuse("sse_path events\n", "1: 'sse_path' must be a path starting with '/' (no query, "
+	       "no spaces, at most 200 characters)");
+	refuse("sse_path /a?b\n", "1: 'sse_path' must be a path starting with '/' (no query, "
+	       "no spaces, at most 200 characters)");
+	refuse("sse maybe\n", "1: bad value 'maybe' for 'sse' (yes|no|true|false|on|off)");
+}
+
 int main(void)
 {
 	/* The daemon's own overrides must not leak in from the caller. */
@@ -789,6 +813,7 @@ int main(void)
 	test_exchanges();
 	test_env_overrides();
 	test_history();
+	test_sse();
 
 	snprintf(path, sizeof path, "%s/t.conf", dir);
 	unlink(path);
