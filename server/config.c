@@ -822,6 +822,7 @@ static const struct conf_cmd top_cmds[] = {
 	{ "sse", 0, set_bool, TOP(sse), booleans },
 	{ "sse_path", 0, set_url_path, TOP(sse_path), NULL },
 	{ "sse_keepalive", 0, set_time, TOP(sse_keepalive_ms), &cache_time },
+	{ "sse_token_cookie", 0, set_string, TOP(sse_token_cookie), NULL },
 	{ "history_memory", 0, set_size, TOP(history_memory), &history_memory },
 	{ "history_max_replay", 0, set_size, TOP(history_max_replay), &positive_count },
 	{ NULL, 0, NULL, 0, NULL }
@@ -975,6 +976,7 @@ void config_free(struct myxid_config **cfg_p)
 	free(cfg->plugin_dir);
 	free(cfg->static_dir);
 	free(cfg->sse_path);
+	free(cfg->sse_token_cookie);
 	free(cfg->client_js);
 	free(cfg->publish_key);
 	free(cfg->path);

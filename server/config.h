@@ -58,6 +58,7 @@
  *   sse on                         # GET /events?token=..&subscribe=EXCHANGE:KEY
  *   sse_path /events
  *   sse_keepalive 15s              # a comment line this often; 0: none
+ *   sse_token_cookie NAME          # the token from this cookie when token= is absent
  *   history_memory 64m             # all history kept in memory, at most
  *   history_max_replay 1000        # events one Subscribe may replay
  *   exchange deployment {
@@ -200,6 +201,7 @@ struct myxid_config {
 	bool sse;                        /* GET sse_path streams events (on) */
 	char *sse_path;                  /* NULL: "/events" */
 	unsigned sse_keepalive_ms;       /* a comment this often (15 s; 0 = none) */
+	char *sse_token_cookie;          /* no token= in the query: this cookie's value */
 
 	/* History (exchanges with a history block) */
 	size_t history_memory;           /* every exchange's together (64 MiB) */

@@ -493,6 +493,8 @@ void sse_open(struct conn *c, const struct http_request *req)
 		bad_request(c, 400, "BadRequest", why);
 		return;
 	}
+	if (q.token == NULL && cfg->sse_token_cookie != NULL)
+		q.token = sse_cookie(req, cfg->sse_token_cookie);
 	if (conn_admit(c, req) != 0) {
 		metrics_inc(M_SSE_REFUSED);
 		sse_query_free(&q);

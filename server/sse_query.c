@@ -236,3 +236,37 @@ void sse_query_free(struct sse_query *q)
 	free(q->token);
 	memset(q, 0, sizeof(*q));
 }
+
+char *sse_cookie(const struct http_request *req, const char *name)
+{
+	size_t nlen = strlen(name);
+
+	/* RFC 6265 5.4: "name=value" pairs separated by "; ". */
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const struct http_header *h = &req->headers[i];
+		const char *p = h->value.p, *end = p + h->value.len;
+
+		if (!http_str_eq(&h->name, "Cookie"))
+			continue;
+		while (p < end) {
+			const char *semi = memchr(p, ';', (size_t)(end - p));
+			const char *stop = semi ? semi : end;
+
+			while (p < stop && (*p == ' ' || *p == '\t'))
+				p++;
+			if ((size_t)(stop - p) > nlen && memcmp(p, name, nlen) == 0 &&
+			    p[nlen] == '=') {
+				const char *v = p + nlen + 1;
+				size_t vlen = (size_t)(stop - v);
+
+				if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
+					v++;
+					vlen -= 2;
+				}
+				return memchr(v, '\0', vlen) ? NULL : xstrndup(v, vlen);
+			}
+			p = stop + 1;
+		}
+	}
+	return NULL;
+}

@@ -42,6 +42,10 @@ const char *sse_query_parse(const struct http_request *req, size_t max_subs,
 
 void sse_query_free(struct sse_query *q);
 
+/* The value of cookie name in req's Cookie headers (malloc'd, surrounding
+ * quotes removed), or NULL. */
+char *sse_cookie(const struct http_request *req, const char *name);
+
 /* Can epoch stand in an event id (no ",", "/", spaces or controls)? */
 bool sse_epoch_ok(const char *epoch);
 

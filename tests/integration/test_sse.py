@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 sys.dont_write_bytecode = True   # keep the source tree clean
 
-from myxidtest import PUBLISH_KEY, Daemon, Suite, http_request, publish, require, scrape
+from myxidtest import (PUBLISH_KEY, WRAPPER, Daemon, Suite, http_request, publish, require,
+                       scrape)
 
 require()
 T = Suite()
@@ -59,6 +60,9 @@ exchange log {{
 """
 
 D = Daemon(CONF)
+# Under valgrind (scripts/valgrind.sh) the crowd is smaller: the same paths,
+# in the time memcheck allows.
+CROWD = 200 if WRAPPER else 1000
 
 
 def path(token="demo-alice", subs=("deployment:d1",), extra=""):
@@ -169,7 +173,12 @@ async def headers_for_proxies():
 
 
 async def refused(target, want_status, want_body, what, headers=None, accept="text/event-stream"):
-    s = await Stream.open(D.port, target, headers, accept)
+    await refused_at(D.port, target, want_status, want_body, what, headers, accept)
+
+
+async def refused_at(port, target, want_status, want_body, what, headers=None,
+                     accept="text/event-stream"):
+    s = await Stream.open(port, target, headers, accept)
     body = await s.body()
     T.eq(s.status, want_status, f"{what}: HTTP {want_status}")
     got = json.loads(body)
@@ -300,7 +309,7 @@ async def a_client_that_stops_reading_is_cut_alone():
 
 @T.test(timeout=120)
 async def a_thousand_streams():
-    n = 1000
+    n = CROWD
     streams = await asyncio.gather(*(Stream.open(D.port, path(subs=("log:many",)))
                                      for _ in range(n)))
     await asyncio.gather(*(s.until("Subscribed", 20) for s in streams))
@@ -322,6 +331,23 @@ async def a_thousand_streams():
         s.close()
     await asyncio.sleep(0.5)
     T.eq(scrape(D.port)[1].get("myxid_sse_streams"), 0.0, "closed streams leave the gauge")
+
+
+@T.test
+async def the_token_may_come_from_a_cookie():
+    d = Daemon(CONF + "sse_token_cookie app_session\n", name="cookie")
+    s = await Stream.open(d.port, path(token=None), {"Cookie": "theme=dark; app_session=demo-alice"})
+    T.eq(s.status, 200, "sse_token_cookie: the session cookie authenticates the stream")
+    T.eq((await s.until("Authenticated"))["json"]["payload"], {"user_id": "1"}, "as demo-alice")
+    s.close()
+    s = await Stream.open(d.port, path(token="demo-bob", subs=("deployment:d3",)),
+                          {"Cookie": "app_session=demo-alice"})
+    T.eq((await s.until("Authenticated"))["json"]["payload"], {"user_id": "2"},
+         "a token in the query wins over the cookie")
+    s.close()
+    await refused_at(d.port, path(token=None), 401, {"error": "AuthRequired"},
+                     "no token and no cookie: a subscription that needs a user")
+    d.stop()
 
 
 @T.test
