@@ -34,7 +34,7 @@ void hs_new_key(char key[WS_KEY_LEN + 1], uint64_t *rng)
 }
 
 size_t hs_request(char *buf, size_t size, const char *host, unsigned port,
-		  const char *path, const char *key)
+		  const char *path, const char *key, bool deflate)
 {
 	int n = snprintf(buf, size,
 			 "GET %s HTTP/1.1\r\n"
@@ -43,7 +43,10 @@ size_t hs_request(char *buf, size_t size, const char *host, unsigned port,
 			 "Connection: Upgrade\r\n"
 			 "Sec-WebSocket-Key: %s\r\n"
 			 "Sec-WebSocket-Version: 13\r\n"
-			 "\r\n", path, host, port, key);
+			 "%s"
+			 "\r\n", path, host, port, key,
+			 deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+			 "client_no_context_takeover; server_no_context_takeover\r\n" : "");
 
 	return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }

@@ -6,6 +6,7 @@
 #ifndef BENCH_HANDSHAKE_H
 #define BENCH_HANDSHAKE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,10 +15,11 @@
 /* A new random key (24 characters and a NUL) from the caller's PRNG state. */
 void hs_new_key(char key[WS_KEY_LEN + 1], uint64_t *rng);
 
-/* Write the request for path into buf; returns its length, or 0 if it
+/* Write the request for path into buf (offering permessage-deflate
+ * without context takeover when deflate); returns its length, or 0 if it
  * does not fit. */
 size_t hs_request(char *buf, size_t size, const char *host, unsigned port,
-		  const char *path, const char *key);
+		  const char *path, const char *key, bool deflate);
 
 /*
  * Check a response head (up to and excluding the blank line) against key.

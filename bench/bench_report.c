@@ -137,6 +137,9 @@ int report_json(const char *path, const struct bench_results *r)
 		(unsigned long long)r->lost, (unsigned long long)run.duplicates,
 		(unsigned long long)run.bad_frames, (unsigned long long)run.conn_errors,
 		(unsigned long long)r->errors, r->delivery_s, r->deliveries_per_s);
+	fprintf(f, "\"deflate\":%s,\"line_bytes\":%u,\"wire_bytes\":%llu,\"deflated\":%llu,",
+		run.o.deflate ? "true" : "false", run.o.line_bytes,
+		(unsigned long long)run.wire_bytes, (unsigned long long)run.deflated);
 	fprintf(f, "\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,"
 		"\"samples\":%llu},",
 		hist_pct_us(h, 50), hist_pct_us(h, 99), hist_pct_us(h, 99.9),

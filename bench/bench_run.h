@@ -46,6 +46,8 @@ struct bench_opts {
 	unsigned threads;
 	char *json_path;
 	bool quiet;
+	bool deflate;                /* offer permessage-deflate */
+	unsigned line_bytes;         /* a log line this long in each payload */
 };
 
 /* Counters; all updated with __atomic builtins (relaxed is enough). */
@@ -69,6 +71,8 @@ struct bench_run {
 	uint64_t duplicates;
 	uint64_t bad_frames;         /* could not find seq/t, or seq unknown */
 	uint64_t conn_errors;        /* lost sockets, refusals, bad replies */
+	uint64_t wire_bytes;         /* read from the sockets once ready */
+	uint64_t deflated;           /* compressed messages received */
 	uint64_t t_first_publish;
 	uint64_t t_last_delivery;
 	bool publishing_done;

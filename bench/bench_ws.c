@@ -247,7 +247,8 @@ static void send_request(struct wsconn *c)
 	}
 	path[len] = '\0';
 	hs_new_key(c->wskey, &c->w->rng);
-	len = hs_request(req, sizeof(req), run.o.host, run.o.port, path, c->wskey);
+	len = hs_request(req, sizeof(req), run.o.host, run.o.port, path, c->wskey,
+			 run.o.deflate);
 	c->state = S_HANDSHAKE;
 	conn_write(c, req, len);
 }

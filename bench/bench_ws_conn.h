@@ -60,6 +60,9 @@ struct worker {
 	bool opening;                    /* inside open_more() */
 	uint64_t rng;
 	unsigned char *scratch;          /* SCRATCH_SIZE: every read lands here */
+	void *inflater;                  /* z_stream for compressed messages, made
+					  * at the first one (lives as the thread) */
+	unsigned char *inflated;         /* SCRATCH_SIZE: a message inflated */
 	struct bench_hist lat;           /* publish to receive */
 	struct bench_hist cycle;         /* churn: connect to Subscribed */
 };

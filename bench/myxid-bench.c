@@ -49,6 +49,8 @@ static const char USAGE[] =
 "  --publish-conns P (16)          parallel HTTP publish connections (at most 64)\n"
 "  --messages M (1000)  --rate R (0: window)  --window W (64)\n"
 "  --hold S (0)  --drain S (5)  --churn S  --server-pid PID  --threads T (1)\n"
+"  --deflate                       offer permessage-deflate (no context takeover)\n"
+"  --line-bytes N (0)              HTTP publish: a deploy-log line of N bytes in each payload\n"
 "  --json FILE|-  --quiet\n";
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -150,7 +152,8 @@ static void parse_args(int argc, char **argv)
 {
 	enum { O_URL = 256, O_MODE, O_CONNS, O_SOURCES, O_CONC, O_TOKEN, O_EXCH, O_KEYS,
 	       O_KEYFMT, O_PUB, O_AMQP, O_PUBURL, O_PUBKEY, O_PUBCONNS, O_MSGS, O_RATE,
-	       O_WINDOW, O_HOLD, O_DRAIN, O_CHURN, O_PID, O_THREADS, O_JSON, O_QUIET, O_HELP };
+	       O_WINDOW, O_HOLD, O_DRAIN, O_CHURN, O_PID, O_THREADS, O_JSON, O_QUIET, O_DEFLATE,
+	       O_LINE, O_HELP };
 	static const struct option opts[] = {
 		{ "url", 1, NULL, O_URL }, { "mode", 1, NULL, O_MODE },
 		{ "connections", 1, NULL, O_CONNS }, { "sources", 1, NULL, O_SOURCES },
@@ -164,6 +167,7 @@ static void parse_args(int argc, char **argv)
 		{ "drain", 1, NULL, O_DRAIN }, { "churn", 1, NULL, O_CHURN },
 		{ "server-pid", 1, NULL, O_PID }, { "threads", 1, NULL, O_THREADS },
 		{ "json", 1, NULL, O_JSON }, { "quiet", 0, NULL, O_QUIET },
+		{ "deflate", 0, NULL, O_DEFLATE }, { "line-bytes", 1, NULL, O_LINE },
 		{ "help", 0, NULL, O_HELP }, { NULL, 0, NULL, 0 }
 	};
 	struct bench_opts *o = &run.o;
@@ -224,6 +228,8 @@ static void parse_args(int argc, char **argv)
 		case O_THREADS: o->threads = (unsigned)num("--threads", optarg, 1, 64); break;
 		case O_JSON: o->json_path = optarg; break;
 		case O_QUIET: o->quiet = true; break;
+		case O_DEFLATE: o->deflate = true; break;
+		case O_LINE: o->line_bytes = (unsigned)num("--line-bytes", optarg, 0, 3000); break;
 		case O_HELP: fputs(USAGE, stdout); exit(0);
 		default: usage_error("unknown option");
 		}

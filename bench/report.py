@@ -79,7 +79,7 @@ def kib(rec):
 def cpu_per_delivery(rec):
     """Server CPU µs per delivery (S2, S3: the whole run's CPU, connecting
     included, over the deliveries)."""
-    if not rec["scenario"].startswith(("S2", "S3", "H")):
+    if not rec["scenario"].startswith(("S2", "S3", "H", "D")):
         return None
     n = rec["bare"]["messages"] if "bare" in rec else rec["result"].get("received")
     return server_cpu(rec) / n * 1e6 if n else None
@@ -115,6 +115,17 @@ def find(records, scenario, server, sockets=None):
     return None
 
 
+def off_round(rec, records):
+    """The "... off" run of the same round as rec (an "... on" run)."""
+    return next((r for r in records if r["scenario"] == rec["scenario"][:-2] + "off" and
+                 r.get("load") == rec["load"] and "not_run" not in r), None)
+
+
+def wire_per_delivery(rec):
+    r = rec["result"]
+    return r["wire_bytes"] / r["received"] if r.get("received") and "wire_bytes" in r else None
+
+
 def peer_ratio(rec, records):
     """myxid against the peer of its scenario: (text, value) or (None, None)."""
     if rec["server"] != "myxid" or "not_run" in rec:
@@ -134,11 +145,11 @@ def peer_ratio(rec, records):
         a, b = latency_ms(rec)[1], other and latency_ms(other)[1]
         if a is not None and b:
             return f"p99 {a / b:.2f}× nchan", a / b
-    elif sc.startswith(("H1", "H2", "H5")) and sc.endswith("history on"):
-        off = next((r for r in records if r["scenario"] == sc[:-2] + "off" and
-                    r.get("load") == rec["load"] and "not_run" not in r), None)
+    elif sc.startswith(("H1", "H2", "H5", "D1")) and sc.endswith(" on"):
+        off = off_round(rec, records)
         if off and rate(off) and rate(rec) is not None:
-            return f"{rate(rec) / rate(off):.2f}× history off", rate(rec) / rate(off)
+            what = sc.rsplit(", ", 1)[1][:-3]
+            return f"{rate(rec) / rate(off):.2f}× {what} off", rate(rec) / rate(off)
     elif sc.startswith("S3"):
         other = find(records, sc, "bare consumer")
         if other and rate(other) and rate(rec) is not None:
@@ -245,6 +256,7 @@ def targets(records, opts):
                     f"p99 {p99:.2f} ms at {rate(lat):,.0f} deliveries/s" if p99 is not None
                     else "-", _verdict(lat, p99 is not None and p99 <= 5)))
     out += history_targets(records)
+    out += deflate_targets(records)
     if opts.quick:
         out = [(t, m + " (quick sizes)" if m != "-" else m, v) for t, m, v in out]
     return out
@@ -265,6 +277,25 @@ def history_targets(records):
         worst = next((r for r in on if not ok(r)), on[0])
         out.append((target, measured, _verdict(worst, min(ratios) >= 0.85)))
     return out
+
+
+def deflate_targets(records):
+    """Issue 15: with deflate, CPU per delivery at most 1.5× without (every
+    round); and what it saves on the wire (measured, no target)."""
+    on = [r for r in records if r["scenario"] == "D1 fan-out, deflate on" and "not_run" not in r]
+    pairs = [(off_round(r, records), r) for r in on]
+    pairs = [(a, b) for a, b in pairs if a is not None]
+    cpu = [(cpu_per_delivery(b), cpu_per_delivery(a)) for a, b in pairs]
+    cpu = [x / y for x, y in cpu if x and y]
+    wire = [(wire_per_delivery(a), wire_per_delivery(b)) for a, b in pairs]
+    target = "D1: CPU per delivery with deflate ≤1.5× without (every round)"
+    if not cpu:
+        return [(target, "-", "not run"),
+                ("D1: bytes on the wire per delivery, deflate off → on", "-", "not run")]
+    worst = next((r for r in on if not ok(r)), on[0])
+    saved = ", ".join(f"{a:.0f} → {b:.0f} B ({b / a:.2f}×)" for a, b in wire if a and b)
+    return [(target, ", ".join(f"{x:.2f}×" for x in cpu), _verdict(worst, max(cpu) <= 1.5)),
+            ("D1: bytes on the wire per delivery, deflate off → on", saved or "-", "measured")]
 
 
 def text_targets(targets):

@@ -20,6 +20,8 @@ bench/RESULTS.md (date, machine, table, targets, raw JSON of every run).
                 "since": time until every one has every line (checked once each)
   H5 broker     broker mode, 10,000 keys over POST /publish, history off (the
                 exchange) and on (its stream, mirrored by the node)
+  D1 deflate    S2's fan-out of 300-byte deployment-log lines, the clients
+                offering permessage-deflate or not (off, on, off, on)
 
 Everything runs on loopback and is started here: myxid from the build tree
 ($MYXID_BIN, $MYXID_PLUGIN_DIR; bench/run --build-dir DIR), a private
@@ -136,6 +138,8 @@ MYXID_SETTINGS = [
     ("ping_interval", "0"), ("recheck_interval", "0"), ("handshake_timeout", "60s"),
 ]
 STATIC_AUTH = "auth static {\n    tokens_file tokens\n}\n"
+# D1's payload: a deployment-log line this long in each event.
+DEFLATE_LINE = 300
 
 
 class Myxid:
@@ -547,9 +551,24 @@ def h5_broker(opts, plan, runner):
                                     cpus=ours))
     with_rabbit("H5 broker", runner, plan, run)
 
+def d1_deflate(opts, plan, runner):
+    """S2's fan-out of deployment-log lines (a 300-byte line in each
+    payload), the clients offering permessage-deflate or not, interleaved
+    twice: deliveries/s, bytes on the wire and CPU per delivery."""
+    n = plan.s2_subscribers
+    load = ["--keys", 1, "--publish", "http", "--messages", plan.s2_messages, "--rate", 0,
+            "--threads", opts.gen_threads, "--drain", 30, "--line-bytes", DEFLATE_LINE]
+    for rnd in (1, 2):
+        for on in (False, True):
+            with_server(Myxid, lambda s: runner.run(
+                f"D1 fan-out, deflate {'on' if on else 'off'}", s, n,
+                f"max, {DEFLATE_LINE}-byte log lines, round {rnd}",
+                load + (["--deflate"] if on else [])))
+
+
 SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
              "H1": h1_fanout, "H2": h2_keys, "H3": h3_replay, "H4": h4_storm,
-             "H5": h5_broker}
+             "H5": h5_broker, "D1": d1_deflate}
 
 
 # ------------------------------------------------------------ signals
@@ -596,7 +615,7 @@ def parse_args():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, a couple of minutes; writes no file unless --output")
-    ap.add_argument("--only", default="S1,S2,S3,S4,H1,H2,H3,H4,H5",
+    ap.add_argument("--only", default="S1,S2,S3,S4,H1,H2,H3,H4,H5,D1",
                     help="scenarios, e.g. S1,S2 (all)")
     ap.add_argument("--no-nchan", dest="nchan", action="store_false",
                     help="skip the nchan runs")

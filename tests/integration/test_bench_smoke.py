@@ -106,6 +106,24 @@ def fanout_over_http():
 
 
 @T.test(timeout=60)
+def fanout_compressed():
+    """Tiny D1: the same with log lines, the clients offering
+    permessage-deflate: every message arrives compressed and inflates."""
+    server = scenarios.Myxid()
+    try:
+        r = generate("D1", server.generator_args(),
+                     ["--connections", 200, "--keys", 1, "--publish", "http",
+                      "--messages", 100, "--rate", 0, "--line-bytes", 300, "--deflate"])
+        check_delivery("D1 deflate on", r, 200, 100, 200)
+        T.eq(r.get("deflated"), 200 * 100, "D1: every delivery came compressed (RSV1) and inflated")
+        T.check(0 < r.get("wire_bytes", 0) / (200 * 100) < 300,
+                "D1: fewer bytes on the wire per delivery than the 300-byte line itself",
+                r.get("wire_bytes"))
+    finally:
+        server.stop()
+
+
+@T.test(timeout=60)
 def churn_with_authenticate():
     """Tiny S4: 2 s of connect, Authenticate, Subscribe, close."""
     server = scenarios.Myxid(extra=[("auth_cache", "0")])
