@@ -194,3 +194,27 @@ size_t answer_cache_size(const struct answer_cache *c)
 {
 	return c->n;
 }
+
+size_t answer_cache_forget_if(struct answer_cache *c, answer_cache_pred *pred, void *arg)
+{
+	size_t n = 0;
+
+	if (c == NULL)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n_buckets; i++)
+		for (struct entry **pp = &c->buckets[i]; *pp;) {
+			struct entry *e = *pp;
+
+			if (!pred(arg, e->key, e->key_len, e->id)) {
+				pp = &e->next;
+				continue;
+			}
+			*pp = e->next;
+			entry_free(e);
+			c->n--;
+			n++;
+		}
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}

@@ -10,6 +10,7 @@
 #ifndef MYXID_ANSWER_CACHE_H
 #define MYXID_ANSWER_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct identity;
@@ -36,5 +37,11 @@ void answer_cache_put(struct answer_cache *c, const void *key, size_t key_len,
 		      const struct identity *id);
 
 size_t answer_cache_size(const struct answer_cache *c);
+
+/* Drop every entry pred(arg, key, key_len, identity or NULL) is true of
+ * (a revoked user's, control commands); returns how many. */
+typedef bool answer_cache_pred(void *arg, const void *key, size_t key_len,
+			       const struct identity *id);
+size_t answer_cache_forget_if(struct answer_cache *c, answer_cache_pred *pred, void *arg);
 
 #endif

@@ -777,6 +777,7 @@ static const struct conf_cmd top_cmds[] = {
 	{ "listen", CMD_MULTI, set_listen, 0, NULL },
 	{ "plugin_dir", 0, set_string, TOP(plugin_dir), NULL },
 	{ "publish_key", 0, set_string, TOP(publish_key), NULL },
+	{ "control_key", 0, set_string, TOP(control_key), NULL },
 	{ "max_message_size", 0, set_size, TOP(max_message_size),
 	  &message_size },
 	{ "max_handshake_size", 0, set_size, TOP(max_handshake_size),
@@ -979,6 +980,7 @@ void config_free(struct myxid_config **cfg_p)
 	free(cfg->sse_token_cookie);
 	free(cfg->client_js);
 	free(cfg->publish_key);
+	free(cfg->control_key);
 	free(cfg->path);
 	free(cfg);
 	*cfg_p = NULL;

@@ -25,7 +25,7 @@ struct event;
 struct session;
 struct shared_frame;
 struct http_request;
-struct publish_wait;
+struct http_wait;
 
 struct conn;
 
@@ -105,7 +105,7 @@ struct conn {
 	const struct conn_handler *handler;  /* borrowed, static tables */
 	struct conn_list *list;        /* the list c is on, owned above */
 	struct session *session;       /* in CONN_WS; session.c's to set and free */
-	struct publish_wait *publish_wait;  /* a POST /publish in flight */
+	struct http_wait *http_wait;   /* an answer waiting for the other loops */
 	uint64_t last_rx_ms;           /* when the peer last sent anything */
 	uint32_t frame_turn;           /* the loop turn (conn.c) of the last
 					* data frame, the frames queued in it, and

@@ -228,6 +228,63 @@ static void fanout(void *daemon, struct worker *origin, const char *exchange,
 	}
 }
 
+/* ------------------------------------------------------------- broadcast */
+
+/* A task for every loop (worker_broadcast), answered on its origin's. */
+struct bcast {
+	struct worker *origin;
+	unsigned pending;            /* workers still to run it (atomic) */
+	worker_each_fn *each;
+	worker_done_fn *done;
+	void *op;
+};
+
+struct bcast_part {
+	struct bcast *bc;
+	struct worker *w;
+};
+
+static void bcast_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct bcast *bc = arg;
+
+	bc->done(bc->op);
+	free(bc);
+}
+
+static void bcast_part_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct bcast_part *part = arg;
+	struct bcast *bc = part->bc;
+	struct timeval zero = { 0, 0 };
+
+	bc->each(part->w, bc->op);
+	free(part);
+	if (__atomic_sub_fetch(&bc->pending, 1, __ATOMIC_ACQ_REL) == 0)
+		event_base_once(worker_base(bc->origin), -1, EV_TIMEOUT, bcast_done_cb, bc, &zero);
+}
+
+static void broadcast(void *daemon, struct worker *origin, worker_each_fn *each,
+		      worker_done_fn *done, void *op)
+{
+	struct daemon *d = daemon;
+	struct bcast *bc = xcalloc(1, sizeof(*bc));
+	struct timeval zero = { 0, 0 };
+
+	bc->origin = origin;
+	bc->pending = d->n_workers;
+	bc->each = each;
+	bc->done = done;
+	bc->op = op;
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		struct bcast_part *part = xmalloc(sizeof(*part));
+
+		part->bc = bc;
+		part->w = d->workers[i];
+		event_base_once(worker_base(part->w), -1, EV_TIMEOUT, bcast_part_cb, part, &zero);
+	}
+}
+
 /* -------------------------------------------------------------- reloads */
 
 static void reload_prepare_on_worker(struct worker *w)
@@ -387,7 +444,7 @@ static int check_only(const char *path, const char *plugin_dir, bool debug)
 static int start_workers(struct daemon *d, const char *path, const char *plugin_dir,
 			 bool debug, char *err, size_t err_size)
 {
-	const struct worker_hooks hooks = { fanout, worker_stopped, d };
+	const struct worker_hooks hooks = { fanout, broadcast, worker_stopped, d };
 	const struct myxid_config *cfg;
 
 	d->workers = xcalloc(64, sizeof(*d->workers));

@@ -5,11 +5,13 @@
  * 4xx status that says what to fix.
  */
 #include "http_api.h"
+#include "control_api.h"
 #include "sse.h"
 #include "broker.h"
 #include "config.h"
 #include "conn.h"
 #include "http_parse.h"
+#include "http_reply.h"
 #include "json_input.h"
 #include "log.h"
 #include "metrics.h"
@@ -32,41 +34,6 @@
 #include <json-c/json.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-
-#define PUBLISH_MAX_DEPTH 64
-
-/* Send o (consumed) as the JSON body. */
-static void reply_json(struct conn *c, int status, const char *extra_headers,
-		       json_object *o)
-{
-	size_t len;
-	const char *s = json_object_to_json_string_length(o, REPLY_JSON_FLAGS, &len);
-	char *body = xmalloc(len + 1);
-
-	/* A trailing newline keeps curl output readable. */
-	memcpy(body, s, len);
-	body[len] = '\n';
-	conn_http_reply(c, status, "application/json", extra_headers, body, len + 1);
-	free(body);
-	json_object_put(o);
-}
-
-static void reply_http_error(struct conn *c, int status, const char *extra,
-			     const char *fmt, ...) MYXID_PRINTF(4, 5);
-
-static void reply_http_error(struct conn *c, int status, const char *extra,
-			     const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	json_object *o = json_object_new_object();
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	json_object_object_add(o, "error", json_object_new_string(msg));
-	reply_json(c, status, extra, o);
-}
 
 static bool path_is(const struct http_request *req, const char *path)
 {
@@ -107,35 +74,7 @@ static void handle_healthz(struct conn *c)
 	json_object_object_add(o, "plugins", plugins);
 	/* A node that cannot reach the broker delivers nothing: tell the
 	 * load balancer. */
-	reply_json(c, worker_draining(c->w) || degraded ? 503 : 200, NULL, o);
-}
-
-static bool authorized(const struct worker *w, const struct http_request *req)
-{
-	const struct http_header *h = http_find_header(req, "Authorization");
-	const char *key = worker_config(w)->publish_key;
-
-	if (h == NULL || h->value.len < 7 || strncasecmp(h->value.p, "Bearer ", 7) != 0)
-		return false;
-	return secret_equal(h->value.p + 7, h->value.len - 7, key, strlen(key));
-}
-
-/* Content-Length as a number; -1 if absent, -2 if malformed. */
-static long long content_length(const struct http_request *req)
-{
-	const struct http_header *h = http_find_header(req, "Content-Length");
-	long long n = 0;
-
-	if (h == NULL)
-		return -1;
-	if (h->value.len == 0 || h->value.len > 12)
-		return -2;
-	for (size_t i = 0; i < h->value.len; i++) {
-		if (h->value.p[i] < '0' || h->value.p[i] > '9')
-			return -2;
-		n = n * 10 + (h->value.p[i] - '0');
-	}
-	return n;
+	http_reply_json(c, worker_draining(c->w) || degraded ? 503 : 200, NULL, o);
 }
 
 static void publish_via_broker(struct conn *c, json_object *event,
@@ -154,20 +93,15 @@ static void publish_via_broker(struct conn *c, json_object *event,
 		broker_publish(b, exchange, key, body, len);
 
 	if (rc != 0) {
-		reply_http_error(c, 503, "Retry-After: 1\r\n",
+		http_reply_error(c, 503, "Retry-After: 1\r\n",
 				 "the broker is not connected; try again");
 		return;
 	}
 	o = json_object_new_object();
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	json_object_object_add(o, "queued", json_object_new_boolean(1));
-	reply_json(c, 202, NULL, o);
+	http_reply_json(c, 202, NULL, o);
 }
-
-/* A POST /publish waiting for the other loops; c is NULL once gone. */
-struct publish_wait {
-	struct conn *c;
-};
 
 static void reply_delivered(struct conn *c, size_t n)
 {
@@ -175,26 +109,15 @@ static void reply_delivered(struct conn *c, size_t n)
 
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	json_object_object_add(o, "delivered", json_object_new_int64((int64_t)n));
-	reply_json(c, 200, NULL, o);
+	http_reply_json(c, 200, NULL, o);
 }
 
 static void publish_done(void *arg, size_t delivered)
 {
-	struct publish_wait *pw = arg;
+	struct conn *c = http_wait_end(arg);
 
-	if (pw->c != NULL) {
-		pw->c->publish_wait = NULL;
-		/* Read again, so the client's close is seen at once. */
-		bufferevent_enable(pw->c->bev, EV_READ);
-		reply_delivered(pw->c, delivered);
-	}
-	free(pw);
-}
-
-void http_api_forget(struct conn *c)
-{
-	if (c->publish_wait != NULL)
-		c->publish_wait->c = NULL;
+	if (c != NULL)
+		reply_delivered(c, delivered);
 }
 
 /* One publish without a broker: the event, then its frame for every loop. */
@@ -216,11 +139,7 @@ static void dispatch(struct publish_event *pe, struct shared_frame *f)
 		pe->delivered = worker_publish_local(c->w, pe->exchange, pe->key, f);
 		return;
 	}
-	c->publish_wait = xcalloc(1, sizeof(*c->publish_wait));
-	c->publish_wait->c = c;
-	bufferevent_disable(c->bev, EV_READ);
-	evtimer_del(c->timer);
-	worker_fanout(c->w, pe->exchange, pe->key, f, publish_done, c->publish_wait);
+	worker_fanout(c->w, pe->exchange, pe->key, f, publish_done, http_wait_begin(c));
 	pe->waiting = true;
 }
 
@@ -250,28 +169,28 @@ static void do_publish(struct conn *c, json_object *doc)
 	char *key;
 
 	if (!json_object_is_type(doc, json_type_object)) {
-		reply_http_error(c, 400, NULL, "body must be a JSON object");
+		http_reply_error(c, 400, NULL, "body must be a JSON object");
 		return;
 	}
 	if (!json_object_object_get_ex(doc, "exchange", &ex) ||
 	    json_input_string(ex) == NULL) {
-		reply_http_error(c, 400, NULL, "\"exchange\" must be a string without NUL");
+		http_reply_error(c, 400, NULL, "\"exchange\" must be a string without NUL");
 		return;
 	}
 	if (!json_object_object_get_ex(doc, "event", &event) ||
 	    !json_object_is_type(event, json_type_string)) {
-		reply_http_error(c, 400, NULL, "\"event\" must be a string");
+		http_reply_error(c, 400, NULL, "\"event\" must be a string");
 		return;
 	}
 	json_object_object_get_ex(doc, "routing_key", &rk);
 	key = event_frame_routing_key(rk);
 	if (key == NULL) {
-		reply_http_error(c, 400, NULL, "\"routing_key\" must be a string or a number");
+		http_reply_error(c, 400, NULL, "\"routing_key\" must be a string or a number");
 		return;
 	}
 	xrt = runconf_exchange(worker_runconf(c->w), json_object_get_string(ex));
 	if (xrt == NULL) {
-		reply_http_error(c, 404, NULL, "unknown exchange '%s'",
+		http_reply_error(c, 404, NULL, "unknown exchange '%s'",
 				 json_object_get_string(ex));
 		free(key);
 		return;
@@ -297,7 +216,7 @@ static void do_publish(struct conn *c, json_object *doc)
 		encode_at(0, &pe);
 	json_object_put(o);
 	if (f == NULL) {
-		reply_http_error(c, 507, NULL, "the exchange's history has run out of positions (2^53)");
+		http_reply_error(c, 507, NULL, "the exchange's history has run out of positions (2^53)");
 		free(key);
 		return;
 	}
@@ -312,43 +231,24 @@ static void do_publish(struct conn *c, json_object *doc)
 static int handle_publish(struct conn *c, const struct http_request *req,
 			  const char *buf, size_t avail)
 {
-	long long len;
 	json_object *doc;
+	int rc;
 
 	if (worker_config(c->w)->publish_key == NULL) {
-		reply_http_error(c, 403, NULL, "publishing over HTTP is disabled "
+		http_reply_error(c, 403, NULL, "publishing over HTTP is disabled "
 				 "(no publish_key in the configuration)");
 		return 1;
 	}
-	if (!authorized(c->w, req)) {
-		reply_http_error(c, 401, "WWW-Authenticate: Bearer\r\n",
+	if (!http_bearer_ok(req, worker_config(c->w)->publish_key)) {
+		http_reply_error(c, 401, "WWW-Authenticate: Bearer\r\n",
 				 "missing or wrong publish key "
 				 "(send Authorization: Bearer <publish_key>)");
 		return 1;
 	}
-	if (http_find_header(req, "Transfer-Encoding") != NULL) {
-		reply_http_error(c, 411, NULL, "send the body with a Content-Length");
-		return 1;
-	}
-	len = content_length(req);
-	if (len < 0) {
-		reply_http_error(c, len == -1 ? 411 : 400, NULL,
-				 len == -1 ? "Content-Length is required" :
-				 "Content-Length is not a number");
-		return 1;
-	}
-	if (len > HTTP_API_MAX_BODY) {
-		reply_http_error(c, 413, NULL, "body larger than %d bytes",
-				 HTTP_API_MAX_BODY);
-		return 1;
-	}
-	if (avail - req->head_len < (size_t)len)
-		return 0;
-	doc = json_input_parse(buf + req->head_len, (size_t)len, PUBLISH_MAX_DEPTH);
-	if (doc == NULL)
-		reply_http_error(c, 400, NULL, "body is not valid JSON");
-	else
-		do_publish(c, doc);
+	rc = http_json_body(c, req, buf, avail, HTTP_API_MAX_BODY, &doc);
+	if (rc <= 0)
+		return rc < 0;
+	do_publish(c, doc);
 	json_object_put(doc);
 	return 1;
 }
@@ -410,12 +310,12 @@ static bool static_request(struct conn *c, const struct http_request *req,
 		return false;
 	}
 	if (rc == 405)
-		reply_http_error(c, 405, "Allow: GET, HEAD\r\n",
+		http_reply_error(c, 405, "Allow: GET, HEAD\r\n",
 				 "use GET or HEAD on static files");
 	else if (rc == 400)
-		reply_http_error(c, 400, NULL, "bad path");
+		http_reply_error(c, 400, NULL, "bad path");
 	else if (rc != 0)
-		reply_http_error(c, rc, NULL, "cannot serve this file");
+		http_reply_error(c, rc, NULL, "cannot serve this file");
 	return true;
 }
 
@@ -428,23 +328,25 @@ int http_api_handle(struct conn *c, const struct http_request *req,
 		if (get)
 			handle_metrics(c);
 		else
-			reply_http_error(c, 405, "Allow: GET, HEAD\r\n", "use GET on /metrics");
+			http_reply_error(c, 405, "Allow: GET, HEAD\r\n", "use GET on /metrics");
 		return 1;
 	}
 	if (path_is(req, "/healthz")) {
 		if (get)
 			handle_healthz(c);
 		else
-			reply_http_error(c, 405, "Allow: GET, HEAD\r\n",
+			http_reply_error(c, 405, "Allow: GET, HEAD\r\n",
 					 "use GET on /healthz");
 		return 1;
 	}
 	if (path_is(req, "/publish")) {
 		if (http_str_eq(&req->method, "POST"))
 			return handle_publish(c, req, buf, avail);
-		reply_http_error(c, 405, "Allow: POST\r\n", "use POST on /publish");
+		http_reply_error(c, 405, "Allow: POST\r\n", "use POST on /publish");
 		return 1;
 	}
+	if (req->target.len > 9 && memcmp(req->target.p, "/control/", 9) == 0)
+		return control_api_handle(c, req, buf, avail);
 	if (worker_config(c->w)->sse &&
 	    path_is(req, worker_config(c->w)->sse_path ? worker_config(c->w)->sse_path : "/events")) {
 		sse_open(c, req);
@@ -452,7 +354,7 @@ int http_api_handle(struct conn *c, const struct http_request *req,
 	}
 	if (static_request(c, req, get))
 		return 1;
-	reply_http_error(c, 404, NULL, "no such resource; WebSocket clients "
+	http_reply_error(c, 404, NULL, "no such resource; WebSocket clients "
 			 "must send an Upgrade request");
 	return 1;
 }

@@ -21,7 +21,5 @@ struct http_request;
 int http_api_handle(struct conn *c, const struct http_request *req,
 		    const char *buf, size_t avail);
 
-/* The connection is being freed: drop any answer still on its way. */
-void http_api_forget(struct conn *c);
 
 #endif

@@ -5,6 +5,7 @@
 #include "protocols.h"
 #include "conn.h"
 #include "http_api.h"
+#include "http_reply.h"
 #include "session.h"
 
 static void open_session(struct conn *c)
@@ -17,5 +18,5 @@ const struct conn_handler protocols_handler = {
 	.max_body = HTTP_API_MAX_BODY,
 	.upgraded = open_session,
 	/* A POST /publish may still wait for its fan-out when c goes. */
-	.closed = http_api_forget,
+	.closed = http_wait_forget,
 };

@@ -481,3 +481,20 @@ size_t router_route_count(const struct router *r)
 {
 	return r->n_routes;
 }
+
+size_t router_count(const struct router *r, const char *exchange, const char *routing_key)
+{
+	struct route *rt = route_lookup(r, exchange, routing_key);
+
+	return rt != NULL ? rt->n_subs : 0;
+}
+
+void router_each_key(const struct router *r, const char *exchange,
+		     router_key_fn *fn, void *arg)
+{
+	const struct xgroup *g = group_find(r, exchange);
+
+	for (const struct route *rt = g ? g->routes : NULL; rt != NULL; rt = rt->gnext)
+		if (rt->n_subs > 0)
+			fn(arg, rt->key + rt->ex_len + 1, rt->n_subs, rt->pattern);
+}

@@ -80,6 +80,16 @@ size_t router_publish(struct router *r, const char *exchange,
 /* Does an AMQP topic pattern match key? */
 bool topic_match(const char *pattern, const char *key);
 
+/* Subscriptions to exactly this pair (a pattern is a pair of its own). */
+size_t router_count(const struct router *r, const char *exchange,
+		    const char *routing_key);
+
+/* fn(arg, routing key, subscriptions, is it a pattern) for every routing
+ * key of exchange that has subscribers. */
+typedef void router_key_fn(void *arg, const char *routing_key, size_t n, bool pattern);
+void router_each_key(const struct router *r, const char *exchange,
+		     router_key_fn *fn, void *arg);
+
 /* Number of distinct (exchange, routing key) pairs with subscribers. */
 size_t router_route_count(const struct router *r);
 

@@ -80,6 +80,20 @@ static const struct conn_handler session_conn_handler = {
 	.log_name = conn_log_name,
 };
 
+/* The sessions of this thread's loop (every loop runs on a thread of its
+ * own, and a session is only touched there): what control commands walk. */
+static _Thread_local struct session *loop_sessions;
+
+void session_each(void (*fn)(struct session *s, void *arg), void *arg)
+{
+	struct session *s = loop_sessions, *next;
+
+	for (; s != NULL; s = next) {
+		next = s->loop_next;
+		fn(s, arg);
+	}
+}
+
 struct session *session_new(struct conn *c)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
@@ -94,6 +108,10 @@ struct session *session_new(struct conn *c)
 	s->client.origin = c->origin;
 	s->client.client_ip = c->client_ip;
 	s->client.headers = c->plugin_headers;
+	s->loop_next = loop_sessions;
+	if (loop_sessions != NULL)
+		loop_sessions->loop_prev = s;
+	loop_sessions = s;
 	json_object_object_add(p, "id", json_object_new_string(s->id));
 	reply_send(c, "Welcome", false, NULL, p);
 	recheck_arm(s);
@@ -163,6 +181,12 @@ void session_free(struct session **sp)
 	if (s->auth_deadline)
 		event_free(s->auth_deadline);
 	worker_session_closed(s->w);
+	if (s->loop_prev != NULL)
+		s->loop_prev->loop_next = s->loop_next;
+	else
+		loop_sessions = s->loop_next;
+	if (s->loop_next != NULL)
+		s->loop_next->loop_prev = s->loop_prev;
 	free(s);
 	*sp = NULL;
 }

@@ -59,7 +59,12 @@ struct session {
 	struct event *auth_deadline;   /* auth_deadline: close if anonymous */
 	double tokens;                 /* max_actions_per_second bucket */
 	uint64_t tokens_ms;            /* when it was last refilled */
+	struct session *loop_next, *loop_prev;  /* the loop's sessions */
 };
+
+/* fn(s, arg) for every session of the calling thread's loop; fn may close
+ * (not free) the session it is given. */
+void session_each(void (*fn)(struct session *s, void *arg), void *arg);
 
 /* Free a finished or abandoned run (cancels its plugin request). */
 void session_run_free(struct run *r);

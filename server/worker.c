@@ -374,6 +374,17 @@ bool worker_has_fanout(const struct worker *w)
 	return w->hooks.fanout != NULL;
 }
 
+void worker_broadcast(struct worker *w, worker_each_fn *each, worker_done_fn *done,
+		      void *op)
+{
+	if (w->hooks.broadcast == NULL) {
+		each(w, op);
+		done(op);
+		return;
+	}
+	w->hooks.broadcast(w->hooks.arg, w, each, done, op);
+}
+
 void worker_fanout(struct worker *w, const char *exchange,
 		   const char *routing_key, struct shared_frame *f,
 		   worker_fanout_done_fn *done, void *done_arg)

@@ -37,6 +37,9 @@ struct worker_stats {
 };
 
 typedef void worker_fanout_done_fn(void *arg, size_t delivered);
+/* A task run on every worker's thread (worker_broadcast). */
+typedef void worker_each_fn(struct worker *w, void *arg);
+typedef void worker_done_fn(void *arg);
 
 /*
  * What a worker calls in the process around it. The daemon sets them; the
@@ -49,6 +52,10 @@ struct worker_hooks {
 	void (*fanout)(void *arg, struct worker *origin, const char *exchange,
 		       const char *routing_key, struct shared_frame *f,
 		       worker_fanout_done_fn *done, void *done_arg);
+	/* Run each(w, op) on every worker's thread; then, on origin's
+	 * thread, done(op). */
+	void (*broadcast)(void *arg, struct worker *origin, worker_each_fn *each,
+			  worker_done_fn *done, void *op);
 	/* Called on the worker's thread as its loop ends. */
 	void (*stopped)(void *arg, struct worker *w);
 	void *arg;
@@ -146,6 +153,11 @@ size_t worker_publish_local(struct worker *w, const char *exchange,
 /* Does w have other workers to fan out to (worker_fanout)? If not, a
  * publish is delivered with worker_publish_local() alone. */
 bool worker_has_fanout(const struct worker *w);
+
+/* each(w', op) on every worker w' (each on its own thread), then done(op)
+ * on w's thread; without a daemon around, on w alone and at once. */
+void worker_broadcast(struct worker *w, worker_each_fn *each, worker_done_fn *done,
+		      void *op);
 
 /* The daemon's fan-out over every worker (see struct worker_hooks). */
 void worker_fanout(struct worker *w, const char *exchange,
