@@ -197,7 +197,7 @@ for f in "$plugindir"/auth_static.so "$plugindir"/policy_static.so \
 	/lib/systemd/system/myxid.service \
 	/usr/share/man/man8/myxid.8.gz /usr/share/man/man5/myxid.conf.5.gz \
 	/usr/share/man/man7/myxid-plugin.7.gz /usr/share/man/man1/myxid-push.1.gz \
-	/usr/share/man/man7/myxid-control.7.gz \
+	/usr/share/man/man7/myxid-control.7.gz /usr/share/man/man1/myxid-ctl.1.gz /usr/bin/myxid-ctl \
 	/usr/share/doc/myxid-dev/examples/auth_example.c \
 	/usr/share/doc/myxid-dev/examples/Makefile.example \
 	/usr/share/doc/myxid-dev/examples/README.md; do
@@ -218,7 +218,7 @@ check "no demo token or key in /etc/myxid" \
 check "system user myxid" getent passwd myxid
 check "myxid -V" sh -c '/usr/sbin/myxid -V | grep -q "^myxid "'
 # The man pages render without a warning.
-for m in myxid.8 myxid.conf.5 myxid-plugin.7 myxid-control.7 myxid-push.1; do
+for m in myxid.8 myxid.conf.5 myxid-plugin.7 myxid-control.7 myxid-push.1 myxid-ctl.1; do
 	s=${m##*.}
 	out=$(LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z \
 		"/usr/share/man/man$s/$m.gz" 2>&1 >/dev/null)

@@ -14,6 +14,8 @@ missing key 401, malformed JSON 400, unknown user 404, an unknown exchange
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True   # keep the source tree clean
@@ -231,6 +233,51 @@ def bad_requests():
     T.check(CONTROL_KEY not in D.read_log(), "the control key never reaches the log")
     T.check("control API: missing or wrong control key" in D.read_log(),
             "a wrong key is logged, without the key")
+
+
+MYXID_CTL = os.environ.get("MYXID_CTL") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "myxid-ctl")
+
+
+def ctl(*args, key=CONTROL_KEY):
+    env = dict(os.environ, MYXID_URL=f"http://127.0.0.1:{D.port}")
+    env.pop("MYXID_CONTROL_KEY", None)
+    if key is not None:
+        env["MYXID_CONTROL_KEY"] = key
+    p = subprocess.run([MYXID_CTL] + list(args), env=env, capture_output=True, text=True,
+                       timeout=20)
+    return p.returncode, p.stdout, p.stderr
+
+
+@T.test
+async def the_command_line():
+    a = await user("demo-alice", keys=("d1", "d2"))
+    b = await user("demo-bob", keys=("d1",))
+    rc, out, err = ctl("subscribers", "deployment", "d1")
+    T.eq((rc, json.loads(out)["subscribers"]), (0, 2), "myxid-ctl subscribers deployment d1")
+    rc, out, err = ctl("keys", "deployment")
+    T.eq((rc, json.loads(out)["keys"]), (0, {"d1": 2, "d2": 1}), "myxid-ctl keys deployment")
+    rc, out, err = ctl("nodes")
+    T.eq((rc, json.loads(out)["node_list"][0]["sockets"]), (0, 2), "myxid-ctl nodes")
+    rc, out, err = ctl("unsubscribe", "--user", "1", "deployment", "d2")
+    T.eq((rc, json.loads(out)["unsubscribed"]), (0, 1), "myxid-ctl unsubscribe --user 1 deployment d2")
+    rc, out, err = ctl("disconnect", "--user", "1", "--user", "2", "--code", "4001",
+                       "--reason", "maintenance")
+    T.eq((rc, json.loads(out)["disconnected"]), (0, 2), "myxid-ctl disconnect --user 1 --user 2")
+    await closed_with(b, 4001, "maintenance", "bob sees the code and reason given on the command line")
+    rc, out, err = ctl("disconnect", "--user", "1")
+    T.eq(rc, 1, "nothing matched: exit status 1")
+    T.check('"no socket matched"' in err and "HTTP 404" in err, "and the answer on stderr")
+    rc, out, err = ctl("nodes", key="wrong")
+    T.eq(rc, 1, "a wrong key: exit status 1")
+    T.check("HTTP 401" in err, "HTTP 401 on stderr")
+    rc, out, err = ctl("nodes", key=None)
+    T.eq(rc, 2, "no key at all: usage error, exit status 2")
+    rc, out, err = ctl("disconnect")
+    T.eq(rc, 2, "disconnect without WHO: exit status 2")
+    rc, out, err = ctl("disconnect", "--user", "1", "--code", "1006")
+    T.eq(rc, 2, "a reserved code refused before asking: exit status 2")
+    await a.close()
 
 
 @T.test
