@@ -308,6 +308,8 @@ static bool answer(struct conn *c, const char *name, size_t nlen,
 
 /* ------------------------------------------------------------ transport */
 
+static void held_bounded(struct conn *c);
+
 static void stream_text(struct conn *c, const char *json, size_t len)
 {
 	struct sse_stream *st = c->stream_state;
@@ -350,12 +352,26 @@ static void stream_shared(struct conn *c, struct shared_frame *f)
 	if (st->phase != SSE_LIVE) {
 		put_id(st, st->held);
 		evbuffer_add(st->held, v->data, v->len);
+		held_bounded(c);
 	} else {
 		put_id(st, conn_output(c));
 		shared_frame_send(v, conn_output(c));
 	}
 	metrics_inc(M_DELIVERIES);
 	metrics_add(M_BYTES_OUT, (int64_t)v->len);
+}
+
+/* What waits for the status (replays of many subscriptions) is bounded
+ * like a socket's output. */
+static void held_bounded(struct conn *c)
+{
+	struct sse_stream *st = c->stream_state;
+	static const char body[] = "{\"error\":\"TooMuchHistory\",\"message\":\"the replays "
+		"asked for do not fit max_output_buffer: ask for less history\"}";
+
+	if (st->phase != SSE_DONE &&
+	    evbuffer_get_length(st->held) > worker_config(c->w)->max_output_buffer)
+		refuse(c, 503, body, sizeof(body) - 1);
 }
 
 /* The next action, sent from the loop (never from inside the session). */

@@ -334,6 +334,26 @@ async def a_thousand_streams():
 
 
 @T.test
+async def replays_that_do_not_fit_are_refused():
+    big = "y" * 1000
+    for k in ("h1", "h2", "h3"):
+        for n in range(40):
+            publish(D.port, "log", k, "Line", {"n": n, "text": big})
+    target = path(subs=("log:h1", "log:h2", "log:h3"), extra="&history=40,40,40")
+    await refused(target, 503, {"error": "TooMuchHistory"},
+                  "three replays of ~32 KiB each, over max_output_buffer 64k")
+    s = await Stream.open(D.port, path(subs=("log:h1",), extra="&history=5"))
+    T.eq(s.status, 200, "one small replay still streams")
+    got = []
+    while len(got) < 5:
+        m = await s.next()
+        if m["event"] == "Line":
+            got.append(m["json"]["payload"]["n"])
+    T.eq(got, [35, 36, 37, 38, 39], "history=5: the last 5 lines, oldest first")
+    s.close()
+
+
+@T.test
 async def the_token_may_come_from_a_cookie():
     d = Daemon(CONF + "sse_token_cookie app_session\n", name="cookie")
     s = await Stream.open(d.port, path(token=None), {"Cookie": "theme=dark; app_session=demo-alice"})
