@@ -22,6 +22,8 @@ bench/RESULTS.md (date, machine, table, targets, raw JSON of every run).
                 exchange) and on (its stream, mirrored by the node)
   D1 deflate    S2's fan-out of 300-byte deployment-log lines, the clients
                 offering permessage-deflate or not (off, on, off, on)
+  C1 control    the control API on one node holding S2's sockets: latency of
+                a subscriber count, and of disconnecting every socket
 
 Everything runs on loopback and is started here: myxid from the build tree
 ($MYXID_BIN, $MYXID_PLUGIN_DIR; bench/run --build-dir DIR), a private
@@ -61,6 +63,7 @@ from procstat import Sampler  # noqa: E402
 TOKEN = "bench-token-7f3a9c"     # the one token every generated socket uses
 USER_ID = 4242
 PUBLISH_KEY = "bench-publish-key"
+CONTROL_KEY = "bench-control-key"
 EXCHANGE = "bench"
 CPUS = os.cpu_count() or 1
 # Sockets one process may hold besides its other files (listeners, logs,
@@ -566,9 +569,79 @@ def d1_deflate(opts, plan, runner):
                 load + (["--deflate"] if on else [])))
 
 
+def control_call(port, command, body=None, timeout=30):
+    """One control API call: (status, answer, seconds)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    t0 = time.monotonic()
+    c.request("POST" if body is not None else "GET", f"/control/{command}",
+              json.dumps(body) if body is not None else None,
+              {"Authorization": f"Bearer {CONTROL_KEY}", "Content-Type": "application/json"})
+    r = c.getresponse()
+    answer = json.loads(r.read() or b"null")
+    took = time.monotonic() - t0
+    c.close()
+    return r.status, answer, took
+
+
+def c1_control(opts, plan, runner):
+    """The control API on one node holding S2's sockets (one user, one
+    key): the latency of a subscriber count, and of disconnecting every
+    socket of the user (until the node holds none). 3 nodes: not yet."""
+    n = plan.s2_subscribers
+
+    def run(s):
+        port = s.daemon.port
+        cmd = [opts.bench] + s.generator_args() + [
+            "--connections", n, "--keys", 1, "--publish", "none", "--hold", 120,
+            "--sources", max(1, -(-n // 5000)), "--quiet"]
+        gen = subprocess.Popen([str(a) for a in cmd], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                st, a, _ = control_call(port, "subscribers", {"exchange": EXCHANGE,
+                                                              "routing_key": "k0"})
+                if st == 200 and a["subscribers"] >= n:
+                    break
+                time.sleep(0.2)
+            sampler = Sampler(s.pids).start()
+            counts = sorted(control_call(port, "subscribers", {
+                "exchange": EXCHANGE, "routing_key": "k0"})[2] for _ in range(50))
+            st, a, took = control_call(port, "disconnect", {"user_id": str(USER_ID)})
+            t0 = time.monotonic() - took
+            while control_call(port, "nodes")[1]["node_list"][0]["sockets"] > 0:
+                if time.monotonic() - t0 > 60:
+                    break
+                time.sleep(0.005)
+            gone = time.monotonic() - t0
+            sampled = sampler.stop()
+        finally:
+            gen.kill()
+            gen.wait()
+        ms = lambda x: x * 1000   # noqa: E731
+        result = {"deliveries_per_second": n / gone if gone else None, "lost": 0,
+                  "received": n, "wall_s": gone,
+                  "latency_us": {"p50": counts[25] * 1e6, "p99": counts[49] * 1e6,
+                                 "p999": counts[49] * 1e6, "max": counts[-1] * 1e6},
+                  "control": {"count_p50_ms": ms(counts[25]), "count_max_ms": ms(counts[-1]),
+                              "disconnect_answer_ms": ms(took), "disconnected": a.get("disconnected"),
+                              "all_closed_ms": ms(gone)}}
+        log(f"# C1: count p50 {ms(counts[25]):.2f} ms, max {ms(counts[-1]):.2f} ms; "
+            f"disconnect of {a.get('disconnected')} sockets answered in {ms(took):.1f} ms, "
+            f"all closed after {ms(gone):.1f} ms")
+        rec = {"scenario": "C1 control", "server": "myxid", "sockets": n,
+               "load": "count x50, then disconnect the user", "command": " ".join(map(str, cmd)),
+               "result": result, "sampled": sampled,
+               "exit_status": 0 if a.get("disconnected") == n else 1, "wall_s": gone}
+        runner.records.append(rec)
+        log(report.one_line(rec))
+    with_server(lambda: Myxid(extra=[("control_key", CONTROL_KEY)]), run)
+
+
 SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
              "H1": h1_fanout, "H2": h2_keys, "H3": h3_replay, "H4": h4_storm,
-             "H5": h5_broker, "D1": d1_deflate}
+             "H5": h5_broker, "D1": d1_deflate, "C1": c1_control}
 
 
 # ------------------------------------------------------------ signals
@@ -615,7 +688,7 @@ def parse_args():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, a couple of minutes; writes no file unless --output")
-    ap.add_argument("--only", default="S1,S2,S3,S4,H1,H2,H3,H4,H5,D1",
+    ap.add_argument("--only", default="S1,S2,S3,S4,H1,H2,H3,H4,H5,D1,C1",
                     help="scenarios, e.g. S1,S2 (all)")
     ap.add_argument("--no-nchan", dest="nchan", action="store_false",
                     help="skip the nchan runs")
