@@ -42,6 +42,11 @@ enum broker_state {
 struct broker_sink {
 	void (*deliver)(void *arg, struct shared_frame *f, uint64_t loops);
 	void (*flush)(void *arg);
+	/* A control command from the control exchange (reply false; answer
+	 * to reply_to with corr when both are set), or an answer to one of
+	 * ours (reply true, corr names it). body is not NUL-terminated. */
+	void (*control)(void *arg, bool reply, const char *reply_to, const char *corr,
+			const void *body, size_t len);
 	void *arg;
 };
 
@@ -105,6 +110,19 @@ void broker_unbind(struct broker *b, unsigned loop, const char *exchange,
  */
 int broker_publish(struct broker *b, const char *exchange,
 		   const char *routing_key, const char *body, size_t len);
+
+/*
+ * The control exchange (broker_control.c): "<queue_prefix>.control", a
+ * fanout every node's queue is bound to. broker_control_send() queues body
+ * for exchange/routing_key with reply_to and correlation_id when not NULL
+ * (0, or -1 as broker_publish). A node is named by its queue.
+ */
+int broker_control_send(struct broker *b, const char *exchange, const char *routing_key,
+			const char *reply_to, const char *corr, const char *body, size_t len);
+const char *broker_control_exchange(const struct broker *b);
+const char *broker_node_id(const struct broker *b);
+/* Nodes heard from lately (their hellos), this one included once linked. */
+unsigned broker_live_nodes(struct broker *b);
 
 enum broker_state broker_state(const struct broker *b);
 

@@ -43,6 +43,8 @@ void broker_cmd_free(struct cmd *c)
 	free(c->exchange);
 	free(c->key);
 	free(c->body);
+	free(c->reply_to);
+	free(c->corr);
 	free(c);
 }
 
@@ -163,25 +165,22 @@ void broker_unbind(struct broker *b, unsigned loop, const char *ex,
 		broker_wake(b);
 }
 
-/* Queue a publish to ex (or, to_stream, to the stream named ex). */
-static int publish(struct broker *b, const char *ex, const char *key,
-		   const char *body, size_t len, bool to_stream)
+/* Queue the publish c (ours: freed here if refused) with a copy of body. */
+static int publish(struct broker *b, struct cmd *c, const char *body, size_t len)
 {
-	struct cmd *c;
-
 	pthread_mutex_lock(&b->lock);
 	if (!b->linked || b->q_publish_bytes + len > PUBLISH_QUEUE_MAX) {
 		pthread_mutex_unlock(&b->lock);
+		broker_cmd_free(c);
 		return -1;
 	}
-	c = cmd_new(CMD_PUBLISH, ex, key);
-	c->to_stream = to_stream;
 	c->body = xmalloc(len ? len : 1);
 	memcpy(c->body, body, len);
 	c->len = len;
 	enqueue(b, c);
 	b->q_publish_bytes += len;
-	b->stats.published++;
+	if (!c->control)
+		b->stats.published++;
 	pthread_mutex_unlock(&b->lock);
 	broker_wake(b);
 	return 0;
@@ -190,15 +189,31 @@ static int publish(struct broker *b, const char *ex, const char *key,
 int broker_publish(struct broker *b, const char *ex, const char *key,
 		   const char *body, size_t len)
 {
-	return publish(b, ex, key, body, len, false);
+	return publish(b, cmd_new(CMD_PUBLISH, ex, key), body, len);
+}
+
+int broker_control_send(struct broker *b, const char *exchange, const char *routing_key,
+			const char *reply_to, const char *corr, const char *body, size_t len)
+{
+	struct cmd *c = cmd_new(CMD_PUBLISH, exchange, routing_key);
+
+	c->control = true;
+	c->reply_to = reply_to ? xstrdup(reply_to) : NULL;
+	c->corr = corr ? xstrdup(corr) : NULL;
+	return publish(b, c, body, len);
 }
 
 int broker_publish_history(struct broker *b, const char *ex, const char *key,
 			   const char *body, size_t len)
 {
 	const char *stream = broker_history_stream(b, ex);
+	struct cmd *c;
 
-	return stream ? publish(b, stream, key, body, len, true) : -1;
+	if (stream == NULL)
+		return -1;
+	c = cmd_new(CMD_PUBLISH, stream, key);
+	c->to_stream = true;
+	return publish(b, c, body, len);
 }
 
 enum broker_state broker_state(const struct broker *b)

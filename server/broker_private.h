@@ -55,6 +55,15 @@ struct cmd {
 	size_t len;
 	bool to_stream;          /* CMD_PUBLISH: exchange is a history stream,
 				  * reached through the default exchange */
+	bool control;            /* CMD_PUBLISH: a control message (JSON) */
+	char *reply_to, *corr;   /* its properties, or NULL */
+};
+
+/* Nodes a node keeps track of (their hellos on the control exchange). */
+#define MAX_NODES 256
+struct node_seen {
+	char name[256];
+	uint64_t seen_ms;
 };
 
 struct binding {
@@ -127,6 +136,8 @@ struct broker {
 	char url_shown[256];
 	struct broker_stats stats;
 	int state;              /* enum broker_state */
+	struct node_seen nodes[MAX_NODES];
+	size_t n_nodes;
 
 	uint64_t done_seq;      /* atomic: bind tickets up to this are done */
 
@@ -145,7 +156,18 @@ struct broker {
 	bool tried;                 /* a first connection attempt has ended */
 	bool stream_relink;         /* a mirror restarted: consume streams anew */
 	uint64_t stream_check_ms;   /* when the streams were last looked for */
+	char control_exchange[300];  /* set at start */
+	uint64_t hello_ms;          /* when this node last said hello */
 };
+
+/* broker_control.c */
+void broker_control_init(struct broker *b, const char *queue_prefix);
+int broker_control_link_up(struct broker *b);
+/* A delivery from the control exchange, or an answer to this node: handled
+ * (and counted for the ack); false for any other delivery. */
+bool broker_control_delivery(struct broker *b, const amqp_envelope_t *env);
+void broker_control_tick(struct broker *b);
+void broker_node_seen(struct broker *b, const char *node);
 
 /* The binding of ex/key, or where to link a new one; caller holds the lock. */
 struct binding **broker_binding_slot(struct broker *b, const char *ex,

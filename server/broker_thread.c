@@ -288,7 +288,7 @@ static int link_up(struct broker *b)
 
 	if (open_channel(b, CH_CONSUME) || open_channel(b, CH_TOPOLOGY) ||
 	    open_channel(b, CH_PUBLISH) || declare_exchanges(b) || declare_queue(b) ||
-	    broker_streams_link_up(b))
+	    broker_control_link_up(b) || broker_streams_link_up(b))
 		return -1;
 	pthread_mutex_lock(&b->lock);
 	for (struct cmd *c = b->q_head, *next, **pp = &b->q_head; c; c = next) {
@@ -356,6 +356,23 @@ static void link_down(struct broker *b)
 
 /* ------------------------------------------------------------ running */
 
+/* A control message: JSON, not persistent, with its reply_to and
+ * correlation_id. */
+static void control_props(amqp_basic_properties_t *props, const struct cmd *c)
+{
+	props->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+	props->content_type = amqp_cstring_bytes("application/json");
+	props->delivery_mode = 1;
+	if (c->reply_to != NULL) {
+		props->_flags |= AMQP_BASIC_REPLY_TO_FLAG;
+		props->reply_to = amqp_cstring_bytes(c->reply_to);
+	}
+	if (c->corr != NULL) {
+		props->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+		props->correlation_id = amqp_cstring_bytes(c->corr);
+	}
+}
+
 static int run_commands(struct broker *b)
 {
 	struct cmd *list;
@@ -387,6 +404,8 @@ static int run_commands(struct broker *b)
 			props.priority = 0;
 			if (c->to_stream)   /* through the default exchange */
 				history_stream_props(&props, &rk, c->key);
+			if (c->control)
+				control_props(&props, c);
 			rc = amqp_basic_publish(b->conn, CH_PUBLISH,
 						amqp_cstring_bytes(c->to_stream ? "" : c->exchange),
 						amqp_cstring_bytes(c->to_stream ? c->exchange : c->key),
@@ -478,6 +497,8 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 	struct shared_frame *f;
 	uint64_t fp, loops;
 
+	if (broker_control_delivery(b, env))
+		return;
 	b->ack_tag = env->delivery_tag;
 	b->unacked++;
 	fp = redelivery_fingerprint(env->exchange.bytes, env->exchange.len,
@@ -649,6 +670,7 @@ static int serve(struct broker *b)
 		if (run_commands(b) != 0 || consume_available(b) != 0)
 			return -1;
 		broker_streams_tick(b);
+		broker_control_tick(b);
 		/* A remade stream is read from its start on a new link; a
 		 * deleted one is made again by one. */
 		if (broker_streams_relink(b) || broker_streams_check(b) != 0)
@@ -717,6 +739,7 @@ struct broker *broker_start(const struct myxid_config *cfg,
 	b->expires_ms = cfg->broker.queue_expires_ms;
 	gethostname(host, sizeof(host) - 1);
 	random_hex(id, 8);
+	broker_control_init(b, cfg->broker.queue_prefix);
 	snprintf(b->queue, sizeof(b->queue), "%s.%s.%s", cfg->broker.queue_prefix,
 		 host, id);
 	b->n_exchanges = cfg->n_exchanges;

@@ -778,6 +778,7 @@ static const struct conf_cmd top_cmds[] = {
 	{ "plugin_dir", 0, set_string, TOP(plugin_dir), NULL },
 	{ "publish_key", 0, set_string, TOP(publish_key), NULL },
 	{ "control_key", 0, set_string, TOP(control_key), NULL },
+	{ "control_timeout", 0, set_time, TOP(control_timeout_ms), &timeout },
 	{ "max_message_size", 0, set_size, TOP(max_message_size),
 	  &message_size },
 	{ "max_handshake_size", 0, set_size, TOP(max_handshake_size),
@@ -856,6 +857,7 @@ static struct myxid_config *config_new(const char *path)
 	cfg->ping_timeout_ms = 10000;
 	cfg->drain_time_ms = 5000;
 	cfg->log_level = MYXID_LOG_INFO;
+	cfg->control_timeout_ms = 1000;
 	cfg->sse = true;
 	cfg->sse_keepalive_ms = 15000;
 	cfg->websocket_compression = true;

@@ -155,6 +155,7 @@ struct myxid_config {
 	char *plugin_dir;                /* NULL: the compiled-in default */
 	char *publish_key;               /* NULL: POST /publish is disabled */
 	char *control_key;               /* the control API's bearer key, or NULL: off */
+	unsigned control_timeout_ms;     /* how long a command waits for other nodes (1 s) */
 	size_t max_message_size;         /* default 64 KiB */
 	size_t max_handshake_size;       /* default 8 KiB */
 	unsigned handshake_timeout_ms;   /* default 10 s */

@@ -8,6 +8,7 @@
  * keep what they run, so a failed reload never changes who is let in.
  */
 #include "daemon.h"
+#include "control_api.h"
 #include "broker.h"
 #include "config.h"
 #include "history.h"
@@ -151,6 +152,41 @@ static void broker_to_workers(void *arg, struct shared_frame *f, uint64_t loops)
 	for (unsigned i = 0; i < d->n_workers; i++)
 		if (loops & (1ull << i))
 			worker_deliver(d->workers[i], f);
+}
+
+/* A control message, from the broker thread to the first loop. */
+struct control_msg {
+	struct worker *w;
+	bool reply;
+	char reply_to[256], corr[128];
+	size_t len;
+	char body[];
+};
+
+static void control_on_loop(evutil_socket_t fd, short what, void *arg)
+{
+	struct control_msg *m = arg;
+
+	control_api_remote(m->w, m->reply, m->reply_to[0] ? m->reply_to : NULL,
+			   m->corr[0] ? m->corr : NULL, m->body, m->len);
+	free(m);
+}
+
+static void broker_control_to_worker(void *arg, bool reply, const char *reply_to,
+				     const char *corr, const void *body, size_t len)
+{
+	struct daemon *d = arg;
+	struct control_msg *m = xmalloc(sizeof(*m) + len + 1);
+	struct timeval zero = { 0, 0 };
+
+	m->w = d->workers[0];
+	m->reply = reply;
+	snprintf(m->reply_to, sizeof(m->reply_to), "%s", reply_to);
+	snprintf(m->corr, sizeof(m->corr), "%s", corr);
+	memcpy(m->body, body, len);
+	m->body[len] = '\0';
+	m->len = len;
+	event_base_once(worker_base(m->w), -1, EV_TIMEOUT, control_on_loop, m, &zero);
 }
 
 static void broker_flush_workers(void *arg)
@@ -504,7 +540,8 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 		goto out;
 	}
 	if (worker_config(d.workers[0])->broker.enabled) {
-		struct broker_sink sink = { broker_to_workers, broker_flush_workers, &d };
+		struct broker_sink sink = { broker_to_workers, broker_flush_workers,
+					    broker_control_to_worker, &d };
 
 		for (unsigned i = 0; i < d.n_workers; i++)
 			worker_use_broker(d.workers[i]);

@@ -787,9 +787,11 @@ static void test_sse(void)
 	       "no spaces, at most 200 characters)");
 	refuse("sse_path /a?b\n", "1: 'sse_path' must be a path starting with '/' (no query, "
 	       "no spaces, at most 200 characters)");
-	cfg = load_ok("control_key k-123\n", "control_key");
-	if (cfg != NULL)
+	cfg = load_ok("control_key k-123\ncontrol_timeout 250ms\n", "control_key");
+	if (cfg != NULL) {
 		is_str(cfg->control_key, "k-123", "control_key read (no control API without it)");
+		is_int(cfg->control_timeout_ms, 250, "control_timeout 250ms");
+	}
 	config_free(&cfg);
 	refuse("sse maybe\n", "1: bad value 'maybe' for 'sse' (yes|no|true|false|on|off)");
 }
