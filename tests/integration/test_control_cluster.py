@@ -6,11 +6,12 @@ node reaches all three and the answer adds their counts and says how many
 answered; a user with sockets on all three is disconnected everywhere
 within 1 s of one call; an application with only RabbitMQ (pika, as Bunny
 would) disconnects a user with a documented message on the control
-exchange; a node SIGKILLed drops out of the counts within a bounded time,
+exchange (from Ruby with Bunny); a node SIGKILLed drops out of the counts within a bounded time,
 and meanwhile answers say that only two of three answered.
 """
 import asyncio
 import json
+import subprocess
 import sys
 import time
 
@@ -19,10 +20,19 @@ sys.dont_write_bytecode = True   # keep the source tree clean
 import websockets
 
 from myxidtest import Client, Daemon, http_request
-from rabbitmq import (Publisher, await_until, broker_config, broker_suite, in_thread, start_node,
-                      subscribe_ok, wait_broker)
+from rabbitmq import (RUBY, Publisher, await_until, broker_config, broker_suite, in_thread,
+                      start_node, subscribe_ok, wait_broker)
 
-T = broker_suite()
+T = broker_suite(bunny=True)
+
+# What a Ruby application does beside Myxi.push_event (ruby-bunny).
+BUNNY_CONTROL = """
+require "bunny"; require "json"
+b = Bunny.new(ARGV[0], logger: Logger.new(nil)); b.start
+b.create_channel.fanout("myxid.control").publish(
+  {command: "disconnect", user_id: "1", code: 4002, reason: "from the app"}.to_json)
+b.close
+"""
 R = start_node()
 KEY = "ctl-cluster-5b9e1f"
 CONF = broker_config(R.url, queue_expires="2s",
@@ -99,13 +109,12 @@ async def one_call_reaches_every_node():
 @T.test(timeout=60)
 async def an_application_with_only_rabbitmq():
     alice = await sockets("demo-alice", 1)
-    with Publisher(R.url) as p:
-        p.publish_raw("myxid.control", "", json.dumps(
-            {"command": "disconnect", "user_id": "1", "code": 4002, "reason": "from the app"}),
-            declare="fanout")
+    p = await in_thread(subprocess.run, [RUBY, "-e", BUNNY_CONTROL, R.url], capture_output=True,
+                        timeout=30, stdin=subprocess.DEVNULL)
+    T.eq(p.returncode, 0, "Bunny publishes {command: disconnect, user_id: 1} to myxid.control")
     codes = await asyncio.gather(*(close_code(c) for c in alice))
     T.eq(codes, [(4002, "from the app")] * 3,
-         "a message on the control exchange disconnects her on every node")
+         "that message on the control exchange disconnects her on every node")
     with Publisher(R.url) as p:
         p.publish_raw("myxid.control", "", "not json", declare="fanout")
     await asyncio.sleep(0.5)
