@@ -22,8 +22,9 @@ bench/RESULTS.md (date, machine, table, targets, raw JSON of every run).
                 exchange) and on (its stream, mirrored by the node)
   D1 deflate    S2's fan-out of 300-byte deployment-log lines, the clients
                 offering permessage-deflate or not (off, on, off, on)
-  C1 control    the control API on one node holding S2's sockets: latency of
-                a subscriber count, and of disconnecting every socket
+  C1 control    the control API holding S2's sockets (1 node, then 3 nodes on
+                RabbitMQ): latency of a subscriber count, and of
+                disconnecting every socket of the user
 
 Everything runs on loopback and is started here: myxid from the build tree
 ($MYXID_BIN, $MYXID_PLUGIN_DIR; bench/run --build-dir DIR), a private
@@ -584,59 +585,82 @@ def control_call(port, command, body=None, timeout=30):
     return r.status, answer, took
 
 
-def c1_control(opts, plan, runner):
-    """The control API on one node holding S2's sockets (one user, one
-    key): the latency of a subscriber count, and of disconnecting every
-    socket of the user (until the node holds none). 3 nodes: not yet."""
-    n = plan.s2_subscribers
-
-    def run(s):
-        port = s.daemon.port
+def control_round(opts, runner, servers, n, label):
+    """S2's n sockets spread over servers (one user, one key), held by one
+    generator per server; then 50 subscriber counts and one disconnect of
+    the user, asked of the first server, until no server holds a socket."""
+    port = servers[0].daemon.port
+    gens = []
+    for i, s in enumerate(servers):
+        share = n * (i + 1) // len(servers) - n * i // len(servers)
         cmd = [opts.bench] + s.generator_args() + [
-            "--connections", n, "--keys", 1, "--publish", "none", "--hold", 120,
-            "--sources", max(1, -(-n // 5000)), "--quiet"]
-        gen = subprocess.Popen([str(a) for a in cmd], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+            "--connections", share, "--keys", 1, "--publish", "none", "--hold", 120,
+            "--sources", max(1, -(-share // 5000)), "--quiet"]
+        gens.append(subprocess.Popen([str(a) for a in cmd], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL))
+
+    def held():
+        return sum(x["sockets"] for x in control_call(port, "nodes")[1]["node_list"])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            st, a, _ = control_call(port, "subscribers", {"exchange": EXCHANGE,
+                                                          "routing_key": "k0"})
+            if st == 200 and a["subscribers"] >= n and a["nodes_answered"] == len(servers):
+                break
+            time.sleep(0.2)
+        sampler = Sampler(lambda: [p for s in servers for p in s.pids()]).start()
+        counts = sorted(control_call(port, "subscribers", {
+            "exchange": EXCHANGE, "routing_key": "k0"})[2] for _ in range(50))
+        st, a, took = control_call(port, "disconnect", {"user_id": str(USER_ID)})
+        t0 = time.monotonic() - took
+        while held() > 0 and time.monotonic() - t0 < 60:
+            time.sleep(0.005)
+        gone = time.monotonic() - t0
+        sampled = sampler.stop()
+    finally:
+        for g in gens:
+            g.kill()
+            g.wait()
+    ms = lambda x: x * 1000   # noqa: E731
+    result = {"deliveries_per_second": n / gone if gone else None, "lost": 0,
+              "received": n, "wall_s": gone,
+              "latency_us": {"p50": counts[25] * 1e6, "p99": counts[49] * 1e6,
+                             "p999": counts[49] * 1e6, "max": counts[-1] * 1e6},
+              "control": {"nodes": len(servers), "nodes_answered": a.get("nodes_answered"),
+                          "count_p50_ms": ms(counts[25]), "count_max_ms": ms(counts[-1]),
+                          "disconnect_answer_ms": ms(took), "disconnected": a.get("disconnected"),
+                          "all_closed_ms": ms(gone)}}
+    log(f"# C1 {label}: count p50 {ms(counts[25]):.2f} ms, max {ms(counts[-1]):.2f} ms; "
+        f"disconnect of {a.get('disconnected')} sockets on {a.get('nodes_answered')} node(s) "
+        f"answered in {ms(took):.1f} ms, all closed after {ms(gone):.1f} ms")
+    rec = {"scenario": f"C1 control, {label}", "server": "myxid", "sockets": n,
+           "load": "count x50, then disconnect the user",
+           "command": "bench/scenarios.py control_round", "result": result, "sampled": sampled,
+           "exit_status": 0 if a.get("disconnected") == n else 1, "wall_s": gone}
+    runner.records.append(rec)
+    log(report.one_line(rec))
+
+
+def c1_control(opts, plan, runner):
+    """The control API with S2's sockets (one user, one key): the latency
+    of a subscriber count, and of disconnecting every socket of the user,
+    on one node alone, then on three nodes over RabbitMQ."""
+    n = plan.s2_subscribers
+    extra = [("control_key", CONTROL_KEY)]
+    with_server(lambda: Myxid(extra=extra),
+                lambda s: control_round(opts, runner, [s], n, "1 node"))
+
+    def three(node, block, broker):
+        servers = []
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                st, a, _ = control_call(port, "subscribers", {"exchange": EXCHANGE,
-                                                              "routing_key": "k0"})
-                if st == 200 and a["subscribers"] >= n:
-                    break
-                time.sleep(0.2)
-            sampler = Sampler(s.pids).start()
-            counts = sorted(control_call(port, "subscribers", {
-                "exchange": EXCHANGE, "routing_key": "k0"})[2] for _ in range(50))
-            st, a, took = control_call(port, "disconnect", {"user_id": str(USER_ID)})
-            t0 = time.monotonic() - took
-            while control_call(port, "nodes")[1]["node_list"][0]["sockets"] > 0:
-                if time.monotonic() - t0 > 60:
-                    break
-                time.sleep(0.005)
-            gone = time.monotonic() - t0
-            sampled = sampler.stop()
+            for _ in range(3):
+                servers.append(Myxid(auth_block=block, extra=extra))
+            control_round(opts, runner, servers, n, "3 nodes")
         finally:
-            gen.kill()
-            gen.wait()
-        ms = lambda x: x * 1000   # noqa: E731
-        result = {"deliveries_per_second": n / gone if gone else None, "lost": 0,
-                  "received": n, "wall_s": gone,
-                  "latency_us": {"p50": counts[25] * 1e6, "p99": counts[49] * 1e6,
-                                 "p999": counts[49] * 1e6, "max": counts[-1] * 1e6},
-                  "control": {"count_p50_ms": ms(counts[25]), "count_max_ms": ms(counts[-1]),
-                              "disconnect_answer_ms": ms(took), "disconnected": a.get("disconnected"),
-                              "all_closed_ms": ms(gone)}}
-        log(f"# C1: count p50 {ms(counts[25]):.2f} ms, max {ms(counts[-1]):.2f} ms; "
-            f"disconnect of {a.get('disconnected')} sockets answered in {ms(took):.1f} ms, "
-            f"all closed after {ms(gone):.1f} ms")
-        rec = {"scenario": "C1 control", "server": "myxid", "sockets": n,
-               "load": "count x50, then disconnect the user", "command": " ".join(map(str, cmd)),
-               "result": result, "sampled": sampled,
-               "exit_status": 0 if a.get("disconnected") == n else 1, "wall_s": gone}
-        runner.records.append(rec)
-        log(report.one_line(rec))
-    with_server(lambda: Myxid(extra=[("control_key", CONTROL_KEY)]), run)
+            for s in servers:
+                s.stop()
+    with_rabbit("C1 control", runner, plan, three)
 
 
 SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
