@@ -361,8 +361,14 @@ static void reply_to_client(struct control_op *op)
 	} else {
 		json_object_object_add(o, counted[op->kind], json_object_new_int64((int64_t)op->n));
 	}
-	/* Nothing matched a revocation: say so, it may be a wrong id. */
-	if ((op->kind == CTL_DISCONNECT || op->kind == CTL_UNSUBSCRIBE) && op->n == 0) {
+	if (op->answered == 0) {
+		/* The command went out, but no node (not even this one, through
+		 * the broker) answered in time: a count of 0 would be a guess. */
+		status = 503;
+		json_object_object_add(o, "error", json_object_new_string(
+			"no node answered within control_timeout (is the broker link up?)"));
+	} else if ((op->kind == CTL_DISCONNECT || op->kind == CTL_UNSUBSCRIBE) && op->n == 0) {
+		/* Nothing matched a revocation: say so, it may be a wrong id. */
 		status = 404;
 		json_object_object_add(o, "error", json_object_new_string(
 			op->kind == CTL_DISCONNECT ? "no socket matched" :
