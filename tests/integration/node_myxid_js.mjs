@@ -185,7 +185,11 @@ async function main() {
 
   // --- unsubscribe(): the server drops it, nothing more arrives.
   aliceD1.unsubscribe();
-  await sleep(200);
+  // The subscription leaves conn.subscriptions when the server's
+  // Unsubscribed arrives (a fixed sleep was too short under ASan on a
+  // loaded machine).
+  check(await waitFor(() => !alice.subscriptions['deployment::d1'], 5000),
+    'unsubscribe(): the server answers Unsubscribed');
   const r3 = await publish(port, 'd1', 'LogLine', { line: 'after unsubscribe' });
   eq(r3.body && r3.body.delivered, 0, 'unsubscribe() -> the next publish reaches nobody');
 
