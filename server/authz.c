@@ -207,8 +207,9 @@ static void policy_cache_key(struct myxid_req *req)
 		memcpy(req->cache_key + off, parts[i], n);
 		off += n;
 	}
-	/* Anonymous and authenticated askers must never share an entry. */
-	req->cache_key[len - 1] = id ? 1 : 0;
+	/* Anonymous and authenticated askers must never share an entry, nor
+	 * a plain subscribe and one asking for presence. */
+	req->cache_key[len - 1] = (unsigned char)((id ? 1 : 0) | (req->presence ? 2 : 0));
 	req->cache_key_len = len;
 }
 
@@ -223,6 +224,7 @@ struct myxid_req *authz_policy_start(struct worker *w,
 
 	req->exchange = xstrdup(exchange);
 	req->routing_key = xstrdup(routing_key);
+	req->presence = (flags & AUTHZ_PRESENCE) != 0;
 	policy_cache_key(req);
 	if (!answer_from_cache(req, flags))
 		ask(req, policy);

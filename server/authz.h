@@ -29,6 +29,9 @@ typedef req_done_fn authz_done_fn;
 /* Flags: skip the answer cache (the periodic re-check must see revocations;
  * its answer still refreshes the cache). */
 #define AUTHZ_FRESH 0x1u
+/* Policy: the subscriber also asks for presence (req_get("presence") is
+ * "1"); cached apart from a plain subscribe. */
+#define AUTHZ_PRESENCE 0x2u
 
 struct myxid_req *authz_auth_start(struct worker *w,
 				   const struct req_client *client,

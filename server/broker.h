@@ -78,6 +78,10 @@ const char *broker_history_stream(const struct broker *b, const char *exchange);
 int broker_publish_history(struct broker *b, const char *exchange,
 			   const char *routing_key, const char *body, size_t len);
 
+/* No more calls into the sink (the loops are going): returns once none is
+ * running. Bindings and publishing go on until broker_stop(). */
+void broker_mute(struct broker *b);
+
 /* Stop the thread, close the connection (the queue expires on its own). */
 void broker_stop(struct broker **b);
 
@@ -123,6 +127,8 @@ const char *broker_control_exchange(const struct broker *b);
 const char *broker_node_id(const struct broker *b);
 /* Nodes heard from lately (their hellos), this one included once linked. */
 unsigned broker_live_nodes(struct broker *b);
+/* Has node (a queue name) said hello lately? */
+bool broker_node_live(struct broker *b, const char *node);
 
 enum broker_state broker_state(const struct broker *b);
 

@@ -17,14 +17,7 @@
 
 static unsigned bucket_of(const char *ex, const char *key)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (const char *p = ex; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ull;
-	h = (h ^ 0xff) * 1099511628211ull;
-	for (const char *p = key; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ull;
-	return (unsigned)(h % BINDING_BUCKETS);
+	return (unsigned)(hash_pair(ex, key) % BINDING_BUCKETS);
 }
 
 struct binding **broker_binding_slot(struct broker *b, const char *ex,

@@ -118,9 +118,11 @@ bool broker_control_delivery(struct broker *b, const amqp_envelope_t *env)
 				"control answer (no correlation_id)");
 		return true;
 	}
-	if (b->sink.control != NULL)
+	pthread_mutex_lock(&b->lock);
+	if (b->sink.control != NULL && !b->muted)
 		b->sink.control(b->sink.arg, is_reply, reply_to, corr, env->message.body.bytes,
 				env->message.body.len);
+	pthread_mutex_unlock(&b->lock);
 	return true;
 }
 
@@ -148,6 +150,21 @@ void broker_node_seen(struct broker *b, const char *node)
 	}
 	b->nodes[i].seen_ms = now;
 	pthread_mutex_unlock(&b->lock);
+}
+
+bool broker_node_live(struct broker *b, const char *node)
+{
+	uint64_t now = monotonic_ms();
+	bool live = false;
+
+	pthread_mutex_lock(&b->lock);
+	for (size_t i = 0; i < b->n_nodes; i++)
+		if (strcmp(b->nodes[i].name, node) == 0) {
+			live = now - b->nodes[i].seen_ms <= NODE_TTL_MS;
+			break;
+		}
+	pthread_mutex_unlock(&b->lock);
+	return live;
 }
 
 unsigned broker_live_nodes(struct broker *b)

@@ -132,6 +132,7 @@ struct broker {
 	uint64_t cmd_seq;       /* last bind ticket handed out */
 	broker_progress_fn *progress;   /* binds completed: called on our thread */
 	void *progress_arg;
+	bool muted;                    /* broker_mute(): the sink is gone */
 	bool stopping;
 	char url_shown[256];
 	struct broker_stats stats;
@@ -203,6 +204,8 @@ bool broker_streams_relink(struct broker *b);
 int broker_streams_check(struct broker *b);
 /* Deliveries are over: hand what was batched to the loops (thread's). */
 void broker_flush_sink(struct broker *b);
+/* Hand f to the sink (under b->lock, unless muted: see broker_mute). */
+void broker_sink_deliver(struct broker *b, struct shared_frame *f, uint64_t loops);
 /* A message dropped: counted, and logged at most once a second. */
 void broker_log_drop(struct broker *b, const char *ex, const char *key, const char *why);
 const char *broker_reply_text(amqp_rpc_reply_t r, char *buf, size_t size);

@@ -390,7 +390,7 @@ void broker_stream_delivery(struct broker *b, const amqp_envelope_t *env)
 			__atomic_add_fetch(&b->stats.duplicates, 1, __ATOMIC_RELAXED);
 		return;
 	}
-	b->sink.deliver(b->sink.arg, f, b->all_loops);
+	broker_sink_deliver(b, f, b->all_loops);
 	shared_frame_unref(f);
 	if (++b->unflushed >= HANDOFF_BATCH)
 		broker_flush_sink(b);

@@ -482,12 +482,32 @@ static uint64_t loops_for(struct broker *b, const char *ex, const char *key)
 	return loops;
 }
 
+/* The sink's calls run under the lock, so that once broker_mute() has
+ * returned none is still running into loops that are going away. */
 void broker_flush_sink(struct broker *b)
 {
 	if (b->unflushed == 0)
 		return;
 	b->unflushed = 0;
-	b->sink.flush(b->sink.arg);
+	pthread_mutex_lock(&b->lock);
+	if (!b->muted)
+		b->sink.flush(b->sink.arg);
+	pthread_mutex_unlock(&b->lock);
+}
+
+void broker_sink_deliver(struct broker *b, struct shared_frame *f, uint64_t loops)
+{
+	pthread_mutex_lock(&b->lock);
+	if (!b->muted)
+		b->sink.deliver(b->sink.arg, f, loops);
+	pthread_mutex_unlock(&b->lock);
+}
+
+void broker_mute(struct broker *b)
+{
+	pthread_mutex_lock(&b->lock);
+	b->muted = true;
+	pthread_mutex_unlock(&b->lock);
 }
 
 static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
@@ -529,7 +549,7 @@ static void handle_delivery(struct broker *b, const amqp_envelope_t *env)
 		broker_log_drop(b, ex, key, why);
 		return;
 	}
-	b->sink.deliver(b->sink.arg, f, loops);
+	broker_sink_deliver(b, f, loops);
 	shared_frame_unref(f);
 	if (++b->unflushed >= HANDOFF_BATCH)
 		broker_flush_sink(b);

@@ -662,6 +662,8 @@ static const struct conf_cmd exchange_cmds[] = {
 	  exchange_types },
 	{ "durable", 0, set_bool, offsetof(struct conf_exchange, durable),
 	  booleans },
+	{ "presence", 0, set_bool, offsetof(struct conf_exchange, presence),
+	  booleans },
 	{ "policy", CMD_BLOCK, set_plugin,
 	  offsetof(struct conf_exchange, policy), NULL },
 	{ NULL, 0, NULL, 0, NULL }
@@ -827,6 +829,8 @@ static const struct conf_cmd top_cmds[] = {
 	{ "sse_token_cookie", 0, set_string, TOP(sse_token_cookie), NULL },
 	{ "history_memory", 0, set_size, TOP(history_memory), &history_memory },
 	{ "history_max_replay", 0, set_size, TOP(history_max_replay), &positive_count },
+	{ "presence_interval", 0, set_time, TOP(presence_interval_ms), &timeout },
+	{ "presence_max_users", 0, set_size, TOP(presence_max_users), &positive_count },
 	{ NULL, 0, NULL, 0, NULL }
 };
 
@@ -865,6 +869,8 @@ static struct myxid_config *config_new(const char *path)
 	cfg->websocket_compression_level = 1;
 	cfg->history_memory = 64 * 1024 * 1024;
 	cfg->history_max_replay = 1000;
+	cfg->presence_interval_ms = 1000;
+	cfg->presence_max_users = 100;
 	cfg->broker.queue_expires_ms = 60000;
 	cfg->broker.heartbeat_ms = 10000;
 	return cfg;

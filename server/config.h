@@ -61,9 +61,12 @@
  *   sse_token_cookie NAME          # the token from this cookie when token= is absent
  *   history_memory 64m             # all history kept in memory, at most
  *   history_max_replay 1000        # events one Subscribe may replay
+ *   presence_interval 1s           # Presence events per key at most this often
+ *   presence_max_users 100         # user ids listed in one Presence event
  *   exchange deployment {
  *       type direct                # direct|topic|fanout
  *       durable no
+ *       presence on                # who is here: to subscribers asking presence
  *       history {                  # keep events: resume, late joiners
  *           events 1000            # per routing key (0: no count limit)
  *           bytes 1m               # per routing key
@@ -133,6 +136,7 @@ struct conf_exchange {
 	struct conf_pos pos;
 	enum exchange_type type;
 	bool durable;
+	bool presence;           /* join/leave of users to opted-in watchers */
 	struct conf_plugin policy;
 	struct conf_history history;
 };
@@ -209,6 +213,11 @@ struct myxid_config {
 	size_t history_memory;           /* every exchange's together (64 MiB) */
 	size_t history_max_replay;       /* events one resume or late join may
 					  * replay (1000) */
+
+	/* Presence (exchanges with "presence on") */
+	unsigned presence_interval_ms;   /* one Presence event per key this
+					  * often, at most (1 s) */
+	size_t presence_max_users;       /* user ids one event lists (100) */
 
 	/* private: storage for strings referenced from conf_pos etc. */
 	char **strings;

@@ -16,6 +16,7 @@
 #include "http_reply.h"
 #include "identity.h"
 #include "json_input.h"
+#include "presence.h"
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
@@ -560,6 +561,13 @@ static void command_arrived(struct worker *w, const char *reply_to, const char *
 	enum control_kind kind;
 	const char *why = "not a JSON object with a \"command\"";
 
+	/* Presence changes of another node share the exchange (presence.h). */
+	if (doc != NULL && json_object_is_type(doc, json_type_object) &&
+	    json_object_object_get_ex(doc, "presence", NULL) && worker_presence(w) != NULL) {
+		presence_remote(worker_presence(w), doc);
+		json_object_put(doc);
+		return;
+	}
 	if (doc != NULL && json_object_is_type(doc, json_type_object) &&
 	    json_object_object_get_ex(doc, "command", &cmd) &&
 	    json_object_is_type(cmd, json_type_string)) {

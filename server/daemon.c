@@ -12,6 +12,7 @@
 #include "broker.h"
 #include "config.h"
 #include "history.h"
+#include "presence.h"
 #include "ip_table.h"
 #include "listener.h"
 #include "log.h"
@@ -51,6 +52,7 @@ struct daemon {
 	struct ip_table *ips;
 	SSL_CTX *ssl_ctx;
 	struct history_store *history;    /* every exchange's kept events */
+	struct presence *presence;        /* who is on which key (presence on) */
 	struct event *history_sweep;      /* ages them out, once a second */
 
 	pthread_mutex_t lock;             /* the reload barrier and stops */
@@ -497,6 +499,7 @@ static int start_workers(struct daemon *d, const char *path, const char *plugin_
 	d->ips = ip_table_new();
 	/* Always made: a reload may give an exchange history. */
 	d->history = history_store_new(cfg->history_memory);
+	d->presence = presence_new();
 	for (unsigned i = 0; i < d->n_workers; i++) {
 		struct worker *w;
 
@@ -506,6 +509,7 @@ static int start_workers(struct daemon *d, const char *path, const char *plugin_
 		if (i > 0 && worker_init(w, path, plugin_dir, debug, err, err_size) != 0)
 			return -1;
 		worker_share(w, d->ips, d->ssl_ctx, d->history);
+		worker_set_presence(w, d->presence);
 		d->listeners[i] = listener_new(w, &protocols_handler);
 		if (listener_bind(d->listeners[i], err, err_size) != 0)
 			return -1;
@@ -556,6 +560,9 @@ int daemon_main(const char *path, const char *plugin_dir, bool debug, bool test_
 		broker_set_progress(d.broker, binds_to_workers, &d);
 		wait_for_history(d.broker);
 	}
+	/* Its timer runs on the first loop, which also takes the control
+	 * exchange's messages. */
+	presence_attach(d.presence, d.workers[0]);
 	for (; started < d.n_workers; started++)
 		if (worker_start(d.workers[started]) != 0) {
 			log_error("cannot start worker thread %u", started);
@@ -583,12 +590,17 @@ out:
 		event_free(d.history_sweep);
 	/* Workers unbind as their sessions go, so the broker stops last;
 	 * it must not wake loops that are gone. */
-	if (d.broker != NULL)
+	if (d.broker != NULL) {
 		broker_set_progress(d.broker, NULL, NULL);
-	for (unsigned i = 0; i < 64 && d.workers; i++) {
-		listener_free(&d.listeners[i]);
-		worker_free(&d.workers[i]);
+		broker_mute(d.broker);
 	}
+	/* Sessions leave presence as they go: the table outlives them, and
+	 * its timers go before the first loop's base. */
+	for (unsigned i = 0; i < 64 && d.listeners; i++)
+		listener_free(&d.listeners[i]);
+	presence_free(&d.presence);
+	for (unsigned i = 0; i < 64 && d.workers; i++)
+		worker_free(&d.workers[i]);
 	broker_stop(&d.broker);
 	ip_table_free(&d.ips);
 	history_store_free(d.history);

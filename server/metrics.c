@@ -36,6 +36,7 @@ static const struct {
 	[M_HISTORY_RECOVERED] = { "myxid_history_recovered_total", "counter", "Resumes (Subscribe with since) that got every missed event" },
 	[M_HISTORY_NOT_RECOVERED] = { "myxid_history_not_recovered_total", "counter", "Resumes answered recovered:false (too old, another epoch, no history)" },
 	[M_SSE_STREAMS] = { "myxid_sse_streams_total", "counter", "SSE requests answered 200 (a stream of events)" },
+	[M_PRESENCE_EVENTS] = { "myxid_presence_events_total", "counter", "Presence events built, each sent to every watcher of its key" },
 	[M_SSE_REFUSED] = { "myxid_sse_refused_total", "counter", "SSE requests answered with an error status (token, subscription, limits)" },
 	[M_CONNECTIONS_OPEN] = { "myxid_connections", "gauge", "Open TCP connections" },
 	[M_SOCKETS_OPEN] = { "myxid_sockets", "gauge", "Open WebSocket connections" },

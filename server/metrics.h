@@ -34,6 +34,7 @@ enum metric {
 	M_HISTORY_NOT_RECOVERED,  /* resumes answered recovered:false */
 	M_SSE_STREAMS,            /* SSE requests answered 200 */
 	M_SSE_REFUSED,            /* SSE requests answered with an error status */
+	M_PRESENCE_EVENTS,        /* Presence events built (one per key per flush) */
 	/* gauges */
 	M_CONNECTIONS_OPEN,       /* TCP connections, upgraded or not */
 	M_SOCKETS_OPEN,           /* upgraded WebSockets */

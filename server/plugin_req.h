@@ -55,6 +55,7 @@ struct myxid_req {
 	char *token;
 	char *exchange;
 	char *routing_key;
+	bool presence;                  /* policy: presence is asked for too */
 	size_t next_plugin;             /* auth: chain position */
 	struct myxid_instance *holder;  /* the instance asked last */
 	enum myxid_verdict answer;

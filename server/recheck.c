@@ -69,7 +69,7 @@ static void pair_answered(void *arg, enum myxid_verdict v, struct identity *unus
 		log_info("[%s] %s: subscription %s/%s revoked", s->id, s->conn->peer,
 			 ex, rk);
 		session_send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
-		router_remove(worker_router(s->w), &s->subs, sub);
+		session_drop_sub(s, sub);
 	}
 	check_next_pair(s);
 }
@@ -90,7 +90,7 @@ static void check_next_pair(struct session *s)
 		if (x == NULL) {
 			/* A reload removed the exchange. */
 			session_send_unsubscribed(s, NULL, ex, json_object_new_string(rk), true);
-			router_remove(worker_router(s->w), &s->subs, sub);
+			session_drop_sub(s, sub);
 			continue;
 		}
 		r->req = authz_policy_start(s->w, x->policy, &s->client, ex, rk,

@@ -30,6 +30,11 @@ struct router_sub {
 	 * which closes the seam between a replay and live delivery. Frames
 	 * arrive in position order, so nothing later can be at or below. */
 	uint64_t seen;
+	/* Presence (presence.h), kept by the owner: the user it counts as
+	 * present on the pair (owned; NULL: none), and whether the owner
+	 * also watches the pair in its loop's presence router. */
+	char *member;
+	bool watching;
 	struct router_sub *next, *prev;  /* the owner's list */
 };
 

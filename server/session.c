@@ -174,7 +174,7 @@ void session_free(struct session **sp)
 		free(q);
 	}
 	while (s->subs.head != NULL)
-		router_remove(worker_router(s->w), &s->subs, s->subs.head);
+		session_drop_sub(s, s->subs.head);
 	session_forget_user(s);
 	if (s->recheck_timer)
 		event_free(s->recheck_timer);
@@ -230,7 +230,7 @@ void session_unsubscribe_matching(struct session *s, json_object *tag,
 			continue;
 		session_send_unsubscribed(s, tag, sub->exchange,
 				  json_object_new_string(sub->routing_key), autom);
-		router_remove(worker_router(s->w), &s->subs, sub);
+		session_drop_sub(s, sub);
 	}
 }
 
@@ -244,6 +244,8 @@ static void subscribe_bound(struct bind_waiter *wt)
 	struct run *r = (struct run *)((char *)wt - offsetof(struct run, bind));
 	struct session *s = r->owner;
 
+	session_presence_start(s, r->sub, r->topic && strpbrk(r->sub->routing_key, "*#"),
+			       r->watch);
 	session_history_reply(s->conn, s->w, &r->ask, r->tag, r->exchange, r->key_list ?
 			      json_object_array_get_idx(r->keys, r->next_key - 1) : r->keys,
 			      r->sub);
@@ -262,6 +264,7 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 	const char *exchange = json_object_get_string(r->exchange);
 	struct router_sub *sub;
 	char *rk = r->rk;
+	bool pattern = r->topic && strpbrk(rk, "*#") != NULL;
 
 	r->req = NULL;
 	r->rk = NULL;
@@ -277,7 +280,7 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 			    s->ident ? "SubscriptionDenied" : "AuthRequired",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else if ((sub = router_add(worker_router(s->w), s, &s->subs, exchange, rk,
-				     r->topic && strpbrk(rk, "*#") != NULL)) == NULL) {
+				     pattern)) == NULL) {
 		reply_error(s->conn, r->tag, "AlreadySubscribed",
 			    REPLY_EXCHANGE | REPLY_ROUTING_KEY, r->exchange, key);
 	} else {
@@ -293,6 +296,8 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 				       ticket, subscribe_bound);
 			return;
 		}
+		/* With Subscribed: a Presence event never comes before it. */
+		session_presence_start(s, sub, pattern, r->watch);
 		session_history_reply(s->conn, s->w, &r->ask, r->tag, r->exchange, key, sub);
 	}
 	free(rk);
@@ -336,9 +341,11 @@ static bool subscribe_continue(struct session *s)
 			continue;
 		}
 		r->topic = ex->conf->type == EXCHANGE_TOPIC;
+		r->watch = r->presence && ex->conf->presence;
 		r->req = authz_policy_start(s->w, ex->policy, &s->client,
-					    json_object_get_string(r->exchange),
-					    r->rk, 0, subscribe_answered, s);
+					    json_object_get_string(r->exchange), r->rk,
+					    r->watch ? AUTHZ_PRESENCE : 0,
+					    subscribe_answered, s);
 		return false;
 	}
 	return true;
@@ -352,6 +359,10 @@ static bool action_subscribe(struct session *s, json_object *msg,
 	const char *code, *why;
 
 	r->has_exchange = json_object_object_get_ex(payload, "exchange", &ex);
+	/* Only a JSON true asks for presence: Myxi's clients never send it. */
+	r->presence = json_object_object_get_ex(payload, "presence", &keys) &&
+		json_object_is_type(keys, json_type_boolean) && json_object_get_boolean(keys);
+	keys = NULL;
 	r->msg = json_object_get(msg);
 	r->tag = tag;
 	r->exchange = ex;
@@ -404,7 +415,7 @@ static void unsubscribe_one(struct session *s, json_object *tag,
 	}
 	sub = router_find(&s->subs, exchange, rk);
 	if (sub != NULL)
-		router_remove(worker_router(s->w), &s->subs, sub);
+		session_drop_sub(s, sub);
 	free(rk);
 	/* Like Myxi, confirm even if there was nothing to remove. */
 	session_send_unsubscribed(s, tag, exchange, json_object_get(key), false);

@@ -92,7 +92,7 @@ static void unsubscribe_one(struct session *s, void *arg)
 		 s->conn->peer, wk->exchange, wk->routing_key);
 	session_send_unsubscribed(s, NULL, wk->exchange, json_object_new_string(wk->routing_key),
 				  true);
-	router_remove(worker_router(s->w), &s->subs, sub);
+	session_drop_sub(s, sub);
 	wk->n++;
 }
 

@@ -33,6 +33,8 @@ struct run {
 	size_t next_key, n_keys;
 	char *rk;                  /* the key being checked, as a string */
 	bool topic;                /* its exchange is a topic exchange */
+	bool presence;             /* Subscribe: "presence": true */
+	bool watch;                /* the policy is asked about presence too */
 	char *token;               /* Authenticate: kept for re-checks */
 	char **pairs;              /* re-check: "exchange\0key" of each sub */
 	size_t n_pairs, next_pair;
@@ -51,6 +53,7 @@ struct session {
 	char *token;               /* the token that authenticated it (secret) */
 	struct req_client client;
 	struct router_list subs;
+	struct router_list watching;   /* in the loop's presence router */
 	struct run *run;
 	struct queued *q_head, *q_tail;
 	size_t q_len;
@@ -79,6 +82,15 @@ void session_send_unsubscribed(struct session *s, json_object *tag,
 /* Unsubscribe from one exchange (or all, with NULL), one event each. */
 void session_unsubscribe_matching(struct session *s, json_object *tag,
 			  const char *exchange, bool autom);
+
+/* After sub is made: count the user present on its pair, and watch it
+ * when watch (the policy allowed presence), on an exchange with presence
+ * on (session_presence.c). */
+void session_presence_start(struct session *s, struct router_sub *sub, bool pattern,
+			    bool watch);
+
+/* Remove one subscription, and its user from presence. */
+void session_drop_sub(struct session *s, struct router_sub *sub);
 
 /* Forget the user: identity and token. */
 void session_forget_user(struct session *s);

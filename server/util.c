@@ -122,3 +122,15 @@ int hex_digit(char ch)
 		return ch - 'A' + 10;
 	return -1;
 }
+
+uint64_t hash_pair(const char *a, const char *b)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *a; a++)
+		h = (h ^ (unsigned char)*a) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (; *b; b++)
+		h = (h ^ (unsigned char)*b) * 1099511628211ull;
+	return h;
+}

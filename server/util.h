@@ -32,4 +32,8 @@ int secret_equal(const void *a, size_t alen, const void *b, size_t blen);
 /* The value of one hexadecimal digit, or -1. */
 int hex_digit(char ch);
 
+/* FNV-1a of "a", a separator and "b": where an (exchange, key) pair goes
+ * in a hash table. */
+uint64_t hash_pair(const char *a, const char *b);
+
 #endif

@@ -37,6 +37,8 @@ struct worker {
 	bool debug;                        /* -d: keep debug logging on reload */
 
 	struct router *router;
+	struct router *presence_router;    /* watchers of presence: sessions */
+	struct presence *presence;         /* shared; NULL: none */
 	struct broker *broker;             /* shared; NULL unless in broker mode */
 	struct inbox *inbox;               /* deliveries from the broker */
 	struct bind_wait *bind_wait;       /* Subscribes waiting for a bind */
@@ -195,6 +197,7 @@ int worker_init(struct worker *w, const char *config_path,
 		return -1;
 	}
 	w->router = router_new(w->deliver, route_changed, w);
+	w->presence_router = router_new(w->deliver, NULL, NULL);
 	rc = load_runconf(w, err, err_size);
 	if (rc == NULL)
 		return -1;
@@ -212,6 +215,7 @@ struct worker *worker_new_bare(struct event_base *base, struct runconf *rc,
 	w->rc = rc;
 	w->cfg = rc->cfg;
 	w->router = router_new(w->deliver, route_changed, w);
+	w->presence_router = router_new(w->deliver, NULL, NULL);
 	return w;
 }
 
@@ -324,6 +328,7 @@ void worker_free(struct worker **wp)
 	if (!w->bare)
 		runconf_unref(&w->rc);
 	router_free(&w->router);
+	router_free(&w->presence_router);
 	if (w->base && !w->bare)
 		event_base_free(w->base);
 	free(w);
@@ -338,6 +343,9 @@ void *worker_hooks_arg(const struct worker *w) { return w->hooks.arg; }
 struct runconf *worker_runconf(const struct worker *w) { return w->rc; }
 const struct myxid_config *worker_config(const struct worker *w) { return w->cfg; }
 struct router *worker_router(const struct worker *w) { return w->router; }
+struct router *worker_presence_router(const struct worker *w) { return w->presence_router; }
+struct presence *worker_presence(const struct worker *w) { return w->presence; }
+void worker_set_presence(struct worker *w, struct presence *p) { w->presence = p; }
 struct broker *worker_broker(const struct worker *w) { return w->broker; }
 struct bind_wait *worker_bind_wait(const struct worker *w) { return w->bind_wait; }
 struct ip_table *worker_ips(const struct worker *w) { return w->ips; }

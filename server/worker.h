@@ -29,6 +29,7 @@ struct worker;
 struct exchange_rt;
 struct history_store;
 struct history_log;
+struct presence;
 typedef struct ssl_ctx_st SSL_CTX;
 
 struct worker_stats {
@@ -126,6 +127,11 @@ void *worker_hooks_arg(const struct worker *w);
 struct runconf *worker_runconf(const struct worker *w);
 const struct myxid_config *worker_config(const struct worker *w);
 struct router *worker_router(const struct worker *w);
+/* Sessions watching presence, by (exchange, key): only Presence events
+ * are published here (presence.c). */
+struct router *worker_presence_router(const struct worker *w);
+struct presence *worker_presence(const struct worker *w);    /* or NULL */
+void worker_set_presence(struct worker *w, struct presence *p);
 struct broker *worker_broker(const struct worker *w);        /* or NULL */
 struct bind_wait *worker_bind_wait(const struct worker *w);  /* or NULL */
 struct ip_table *worker_ips(const struct worker *w);

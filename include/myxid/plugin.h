@@ -141,6 +141,10 @@ struct myxid_timer;    /**< opaque: a one-shot timer on the instance's loop */
  *                  plugin_header directive, else NULL (myxid >= 0.2)
  *   "exchange"     policy: the exchange name
  *   "routing_key"  policy: the routing key as a string
+ *   "presence"     policy: "1" when the subscriber also asks to see who is
+ *                  subscribed to the key (an exchange with presence on);
+ *                  a policy that ignores it lets every subscriber see
+ *                  (myxid >= 0.2)
  *   "user_id"      policy: the authenticated user's id (NULL if anonymous)
  *   "user_type"    policy: the user's type, if the auth plugin gave one
  *   "attr:NAME"    policy: the user's attribute NAME

@@ -12,6 +12,12 @@
  *                               the user's values
  *
  * The first rule that matches allows; when none does, the answer is deny.
+ *
+ * On an exchange with presence on, a subscriber that also asks to see who
+ * is subscribed must in addition match one "presence RULE" line (same
+ * rules), when the block has any; without one, every subscriber may see.
+ *
+ *     presence attribute staff_of    only staff see who else is watching
  * A placeholder whose value is missing or empty makes its rule not match,
  * and values are matched as plain text: a '*' in a user's attribute is not
  * a wildcard. A PATTERN is one word; '{' and '}' only delimit
@@ -61,12 +67,14 @@ struct rule {
 	char *attr_key;         /* RULE_ATTRIBUTE: "attr:NAME" */
 	struct seg *segs;       /* RULE_KEY */
 	size_t n_segs;
+	int presence;           /* a "presence" line: checked for watchers only */
 };
 
 struct policy_static {
 	const struct myxid_host *host;
 	struct rule *rules;
 	size_t n_rules;
+	size_t n_presence;      /* of n_rules, "presence" lines */
 };
 
 /* ------------------------------------------------------------ rules */
@@ -280,15 +288,28 @@ static int add_rule(void *base, const struct myxid_opt *o, char *err,
 	return 0;
 }
 
+static int add_presence_rule(void *base, const struct myxid_opt *o, char *err,
+			     size_t err_size)
+{
+	struct policy_static *ctx = base;
+
+	if (add_rule(base, o, err, err_size) < 0)
+		return -1;
+	ctx->rules[ctx->n_rules - 1].presence = 1;
+	ctx->n_presence++;
+	return 0;
+}
+
 /* ------------------------------------------------------------ init */
 
 /* Each allow line is one rule, tried in order. */
 static const struct po_option static_rows[] = {
 	{ "allow", PO_CUSTOM, 0, 0, 0, NULL, NULL, add_rule, PO_MULTI },
+	{ "presence", PO_CUSTOM, 0, 0, 0, NULL, NULL, add_presence_rule, PO_MULTI },
 	PO_END
 };
 static const struct po_table static_table = {
-	static_rows, " (only allow)", NULL, false
+	static_rows, " (allow or presence)", NULL, false
 };
 
 static int static_init(const struct myxid_host *host, struct myxid_instance *inst,
@@ -316,7 +337,7 @@ static int static_init(const struct myxid_host *host, struct myxid_instance *ins
 	}
 	/* An empty policy would deny everything, which is never what a
 	 * config that declares the exchange means. */
-	if (ctx->n_rules == 0) {
+	if (ctx->n_rules == ctx->n_presence) {
 		ctx_free(ctx);
 		pu_err(err, err_size, "no allow rules: every subscription would "
 		       "be denied");
@@ -482,10 +503,16 @@ static int rule_matches(const struct policy_static *ctx, const struct rule *r,
 static enum myxid_verdict static_policy(void *vctx, struct myxid_req *req)
 {
 	const struct policy_static *ctx = vctx;
+	int allowed = 0, watching = ctx->n_presence > 0 &&
+		ctx->host->req_get(req, "presence") != NULL;
 	size_t i;
 
+	for (i = 0; i < ctx->n_rules && !allowed; i++)
+		allowed = !ctx->rules[i].presence && rule_matches(ctx, &ctx->rules[i], req);
+	if (!allowed || !watching)
+		return allowed ? MYXID_ALLOW : MYXID_DENY;
 	for (i = 0; i < ctx->n_rules; i++)
-		if (rule_matches(ctx, &ctx->rules[i], req))
+		if (ctx->rules[i].presence && rule_matches(ctx, &ctx->rules[i], req))
 			return MYXID_ALLOW;
 	return MYXID_DENY;
 }
