@@ -23,7 +23,8 @@ const DEFAULTS = {
   requestTimeout: 10000,    // default timeout of request()
   authRetries: 5,           // AuthUnavailable: retry Authenticate this often
   logger: null,             // e.g. console: debug lines
-  sse: true,                // fall back to EventSource (SSE) when a WebSocket cannot open
+  sse: true,                // fall back to SSE when a WebSocket cannot open but HTTP can
+  probeTimeout: 5000,       // ms: that HTTP check (GET sseUrl) gives up after this
   sseUrl: null,             // default: the server's http(s) URL with path /events
   transport: 'websocket',   // the first transport tried: 'websocket' or 'sse'
   fetch: null,              // for SSE; default: globalThis.fetch
@@ -330,16 +331,35 @@ Connection.prototype = {
     ws.onerror = () => {};            // onclose follows and says why
     ws.onclose = (ev) => {
       if (this._live !== ws) return;
-      // A WebSocket that never opened (a proxy that breaks the upgrade):
-      // the next attempt, and every one after, goes over SSE.
-      if (!opened && this.transport === 'websocket' && this.options.sse &&
-          (this.options.fetch || globalThis.fetch)) {
-        this._log('WebSocket did not open; falling back to SSE');
-        this.transport = 'sse';
-      }
+      if (!opened && this.transport === 'websocket' && this.options.sse) this._probeSse();
       this._closed({ code: ev.code, reason: ev.reason || '', wasClean: !!ev.wasClean, local: false });
     };
     return true;
+  },
+
+  // A WebSocket that never opened: a proxy that breaks the upgrade, or a
+  // server that is down (a restart). Only in the first case does plain HTTP
+  // get through, so ask the SSE endpoint (without a token it answers at
+  // once) and go over SSE, for this attempt on, only if it answered. A
+  // server that was merely down keeps its clients on WebSocket.
+  _probeSse() {
+    const fetchImpl = this.options.fetch || globalThis.fetch;
+    if (!fetchImpl || this._probing) return;
+    this._probing = true;
+    const abort = typeof AbortController === 'function' ? new AbortController() : null;
+    const timer = setTimeout(() => { if (abort) abort.abort(); }, this.options.probeTimeout);
+    Promise.resolve()
+      .then(() => fetchImpl(this.options.sseUrl || toSseUrl(this.serverURL), {
+        headers: { Accept: 'text/event-stream' }, cache: 'no-store', signal: abort ? abort.signal : undefined,
+      }))
+      .then((res) => {
+        try { if (res.body && res.body.cancel) res.body.cancel(); } catch (e) { /* drained */ }
+        if (this.transport === 'websocket' && this.options.sse) {
+          this._log(`WebSocket did not open but HTTP did (${res.status}); falling back to SSE`);
+          this.transport = 'sse';
+        }
+      }, () => { /* no HTTP either: the server is away; stay on WebSocket */ })
+      .then(() => { clearTimeout(timer); this._probing = false; });
   },
 
   // As Myxi: stop reconnecting and close the socket; SocketDisconnected and

@@ -172,6 +172,11 @@ async function main() {
     { self: true, p: { exchange: 'deployment', routing_key: 'd1' } }],
   'SubscriptionConfirmed fired on the subscription at each Subscribed (first and after the restart)');
   check(back, 'after the restart: alice re-authenticated and re-subscribed d1, bob d3, by themselves');
+  // Its WebSocket attempts failed while the daemon was down: a server that
+  // was away is no proxy breaking WebSocket, so no fallback to SSE (whose
+  // Unsubscribe reopens a stream: the old one could still count below).
+  eq([alice.transport, bob.transport], ['websocket', 'websocket'],
+    'after refused attempts (daemon down) both are still on WebSocket, not SSE');
   eq([aliceSeen.count('SocketAuthenticated'), bobSeen.count('SocketAuthenticated')], [2, 2],
     'SocketAuthenticated fired again on each reconnect');
   check(alice.sessionId !== aliceBefore, 'a new session (new Welcome id)');
