@@ -106,6 +106,9 @@ export function Subscription(connection, exchange, routingKey, options) {
   this.recovered = null;       // the last resume: true, false, or null (none)
   this._history = options && options.history > 0 ? Math.floor(options.history) : null;
   this._asked = null;          // what the Subscribe in flight asked: 'since', 'history' or null
+  // Presence (an exchange with presence on): Presence events, on this
+  // subscription like any other event, say who is subscribed.
+  this._presence = !!(options && options.presence);
   if (connection._canSubscribe()) this.subscribe();
 }
 
@@ -139,6 +142,7 @@ Object.assign(Subscription.prototype, {
   // last N events the first time when subscribe() was given {history: N}.
   subscribe() {
     const payload = { exchange: this.exchange, routing_key: this.routingKey };
+    if (this._presence) payload.presence = true;
     this.denied = null;
     this._asked = null;
     if (this.epoch !== null && this.position !== null) {
@@ -453,7 +457,8 @@ Connection.prototype = {
   // Myxi's existing subscription after unsubscribe() stayed unsubscribed
   // until Unsubscribed came back; myxid subscribes it again.
   // myxid: options {history: N} asks an exchange with history for the last
-  // N events first (a late joiner).
+  // N events first (a late joiner); {presence: true} asks for Presence
+  // events (who else is subscribed) on an exchange with presence on.
   subscribe(exchange, routingKey, options) {
     const existing = this.subscriptions[Subscription.keyFor(exchange, routingKey)];
     if (existing) {
