@@ -605,6 +605,63 @@ static void test_policy_several(const struct myxid_plugin *p)
 	p->deinit(ctx);
 }
 
+/* "presence RULE" lines: only for a request asking presence, and only
+ * once an allow rule matched. */
+static enum myxid_verdict decide_presence(const struct myxid_plugin *p, void *ctx,
+					  const struct user *u, const char *key)
+{
+	struct myxid_req req;
+	enum myxid_verdict v;
+
+	fake_req_init(&req);
+	fake_req_set(&req, "exchange", "deployment");
+	fake_req_set(&req, "routing_key", key);
+	fake_req_set(&req, "presence", "1");
+	if (u->id != NULL)
+		fake_req_set(&req, "user_id", u->id);
+	if (u->attr_name != NULL) {
+		char attr_key[64];
+
+		snprintf(attr_key, sizeof(attr_key), "attr:%s", u->attr_name);
+		fake_req_set(&req, attr_key, u->attr_value);
+	}
+	v = p->policy(ctx, &req);
+	fake_req_fini(&req);
+	return v;
+}
+
+static void test_policy_presence(const struct myxid_plugin *p)
+{
+	struct myxid_opt o[] = {
+		{ "allow", "authenticated", conf_path, 30 },
+		{ "presence", "attribute deployments", conf_path, 31 },
+	};
+	struct myxid_opt only[] = { { "presence", "public", conf_path, 40 } };
+	struct init_result r;
+	void *plain = policy_new(p, (const char *const[]){ "authenticated" }, 1);
+
+	try_init(p, o, 2, &r);
+	if (!ok(r.rc == 0 && plain != NULL, "allow + presence rules compile")) {
+		printf("# %s\n", r.err);
+		return;
+	}
+	is_int(decide(p, r.ctx, &staff, "d1"), A, "presence rules: a plain subscribe "
+	       "needs only an allow rule");
+	is_int(decide_presence(p, r.ctx, &alice, "d1"), A, "presence asked: allow and "
+	       "presence rule match -> ALLOW");
+	is_int(decide_presence(p, r.ctx, &staff, "d1"), D, "presence asked: allow matches, "
+	       "no presence rule does -> DENY");
+	is_int(decide_presence(p, r.ctx, &anon, "d1"), D, "presence asked: no allow rule "
+	       "matches -> DENY");
+	is_int(decide_presence(p, plain, &staff, "d1"), A, "no presence lines: presence is "
+	       "allowed to every subscriber");
+	p->deinit(r.ctx);
+	p->deinit(plain);
+	try_init(p, only, 1, &r);
+	ok(r.rc == -1 && contains(r.err, "no allow rules"), "only presence lines: refused "
+	   "(\"%s\")", r.err);
+}
+
 static void expect_rule_error(const struct myxid_plugin *p, const char *rule,
 			      const char *want)
 {
@@ -673,6 +730,7 @@ static void test_policy_static(const char *dir)
 		return;
 	test_policy_rules(p);
 	test_policy_several(p);
+	test_policy_presence(p);
 	test_policy_errors(p);
 	is_int(policy_side_effects, 0, "policy() only answers: no req_done, no identity");
 	dlclose(dl);
