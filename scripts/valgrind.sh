@@ -41,6 +41,7 @@ default_tests="
 	tests/integration/test_ops.py
 	tests/integration/test_history.py
 	tests/integration/test_sse.py
+	tests/integration/test_presence.py
 "
 tests=${*:-$default_tests}
 skipped="test_limits test_recheck test_hostile_clients test_broker_outage test_broker_cluster test_faults_broker test_faults_sql test_bench_smoke test_log_blocking test_demo_instructions"
