@@ -302,6 +302,8 @@ export function Connection(serverURL, options) {
   this._keepaliveTimer = null;
   this._pingTag = null;
   this._openedAt = 0;
+  this._probing = false;          // an HTTP check of the SSE endpoint is out
+  this._httpOk = false;           // it got an answer since the last open WebSocket
   this._authRetries = 0;
   this._authRetryTimer = null;
   this.transport = this.options.transport === 'sse' ? 'sse' : 'websocket';
@@ -328,24 +330,35 @@ Connection.prototype = {
       ws = new WS(this.serverURL);     // a bad URL throws, as in Myxi
     }
     let opened = false;
+    const httpBefore = this._httpOk;   // HTTP got through before this attempt
     this.websocket = ws;
     this._live = ws;
-    ws.onopen = () => { opened = true; this._opened(ws); };
+    ws.onopen = () => { opened = true; this._httpOk = false; this._opened(ws); };
     ws.onmessage = (ev) => this._message(ws, ev);
     ws.onerror = () => {};            // onclose follows and says why
     ws.onclose = (ev) => {
       if (this._live !== ws) return;
-      if (!opened && this.transport === 'websocket' && this.options.sse) this._probeSse();
+      if (!opened && this.transport === 'websocket' && this.options.sse) {
+        if (httpBefore) {
+          this._log('WebSocket does not open where HTTP does; falling back to SSE');
+          this.transport = 'sse';
+        } else {
+          this._probeSse();
+        }
+      }
       this._closed({ code: ev.code, reason: ev.reason || '', wasClean: !!ev.wasClean, local: false });
     };
     return true;
   },
 
   // A WebSocket that never opened: a proxy that breaks the upgrade, or a
-  // server that is down (a restart). Only in the first case does plain HTTP
-  // get through, so ask the SSE endpoint (without a token it answers at
-  // once) and go over SSE, for this attempt on, only if it answered. A
-  // server that was merely down keeps its clients on WebSocket.
+  // server that is down or restarting. Only in the first case does plain
+  // HTTP get through to a server that serves while WebSocket still fails, so
+  // ask the SSE endpoint (without a token it refuses at once, 4xx); if it
+  // answered so and the next WebSocket attempt fails too, that and every
+  // later attempt go over SSE. A server that was merely away (and may be
+  // back by the time it answers), draining (503), or without SSE (404)
+  // keeps its clients on WebSocket.
   _probeSse() {
     const fetchImpl = this.options.fetch || globalThis.fetch;
     if (!fetchImpl || this._probing) return;
@@ -358,10 +371,7 @@ Connection.prototype = {
       }))
       .then((res) => {
         try { if (res.body && res.body.cancel) res.body.cancel(); } catch (e) { /* drained */ }
-        if (this.transport === 'websocket' && this.options.sse) {
-          this._log(`WebSocket did not open but HTTP did (${res.status}); falling back to SSE`);
-          this.transport = 'sse';
-        }
+        if (res.status >= 200 && res.status < 500 && res.status !== 404) this._httpOk = true;
       }, () => { /* no HTTP either: the server is away; stay on WebSocket */ })
       .then(() => { clearTimeout(timer); this._probing = false; });
   },
