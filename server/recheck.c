@@ -93,8 +93,11 @@ static void check_next_pair(struct session *s)
 			session_drop_sub(s, sub);
 			continue;
 		}
+		/* A watcher is asked as it subscribed: a user who may no
+		 * longer see presence loses the subscription it came with. */
 		r->req = authz_policy_start(s->w, x->policy, &s->client, ex, rk,
-					    AUTHZ_FRESH, pair_answered, s);
+					    AUTHZ_FRESH | (sub->watching ? AUTHZ_PRESENCE : 0),
+					    pair_answered, s);
 		return;
 	}
 	session_run_finish(s);

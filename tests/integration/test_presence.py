@@ -19,7 +19,8 @@ sys.dont_write_bytecode = True   # keep the source tree clean
 
 import websockets
 
-from myxidtest import Client, Daemon, NoMessage, Suite, compact, http_request, scrape, standard_config
+from myxidtest import (Client, Daemon, NoMessage, Suite, compact, hup_and_wait, http_request,
+                       scrape, standard_config, write_file)
 
 T = Suite()
 
@@ -251,6 +252,27 @@ async def anonymous_watchers_and_control():
             await c.close()
         except websockets.exceptions.WebSocketException:
             pass
+
+
+@T.test(timeout=40)
+async def a_recheck_applies_the_presence_rule():
+    d = Daemon(CONF + "recheck_interval 1s\n", files={"tokens": TOKENS}, name="presence-recheck")
+    c = Client(d.port, label="alice watching r3")
+    await c.connect()
+    await c.authenticate("demo-alice")
+    raw = await c.request("Subscribe", {"exchange": "room", "routing_key": "r3",
+                                        "presence": True}, "s")
+    T.check(raw.startswith('{"event":"Subscribed"'), "alice may watch r3", raw)
+    await c.expect(presence("room", "r3", ["1"], 1, ["1"], []), "and watches it")
+    write_file(d, "tokens", TOKENS.replace("demo-alice  1  watch=r1,r2,r3",
+                                           "demo-alice  1  watch=r1,r2"))
+    T.check(await hup_and_wait(d, "configuration reloaded"), "reload: alice may no longer "
+            "see presence on r3")
+    await c.expect({"event": "Unsubscribed", "tag": None, "payload": {"exchange_name": "room",
+                    "routing_key": "r3", "auto": True}},
+                   "the next re-check asks the policy about presence too: the watching "
+                   "subscription is revoked", timeout=4)
+    await c.close()
 
 
 @T.test(timeout=20)
