@@ -16,6 +16,7 @@ demo="$build python3 python3-websockets curl"
 # targets and the sanitizer build; valgrind checks for leaks.
 test="$build python3 python3-websockets curl
  rabbitmq-server ruby ruby-bunny python3-pika amqp-tools
+ python3-jwt python3-cryptography
  postgresql mariadb-server
  dpkg-dev debhelper chromium
  nginx-light libnginx-mod-nchan

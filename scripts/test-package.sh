@@ -191,7 +191,7 @@ check "pkg-config myxid-plugin: plugindir=$plugindir" test -n "$plugindir"
 for f in /usr/sbin/myxid /usr/bin/myxid-push; do
 	check "$f" test -x "$f"
 done
-for f in "$plugindir"/auth_static.so "$plugindir"/policy_static.so \
+for f in "$plugindir"/auth_static.so "$plugindir"/policy_static.so "$plugindir"/jwt.so \
 	"$plugindir"/pgsql.so "$plugindir"/mysql.so \
 	/usr/include/myxid/plugin.h /usr/share/myxid/myxid.conf.example \
 	/lib/systemd/system/myxid.service \

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -158,6 +159,11 @@ static bool answer_from_cache(struct myxid_req *req, unsigned flags)
 	if ((flags & AUTHZ_FRESH) ||
 	    !answer_cache_get(c, req->cache_key, req->cache_key_len, &id))
 		return false;
+	/* A credential past its end is no answer, whatever the cache's ttl. */
+	if (id != NULL && id->expires_at != 0 && (long long)time(NULL) >= id->expires_at) {
+		identity_free(&id);
+		return false;
+	}
 	req->cached = true;
 	metrics_inc(req->kind == REQ_AUTH ? M_AUTH_CACHE_HITS : M_POLICY_CACHE_HITS);
 	if (req->kind == REQ_AUTH)

@@ -36,6 +36,7 @@ struct identity *identity_copy(const struct identity *id)
 		c->attrs[i].value = xstrdup(id->attrs[i].value);
 	}
 	c->n_attrs = id->n_attrs;
+	c->expires_at = id->expires_at;
 	return c;
 }
 

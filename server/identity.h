@@ -18,6 +18,8 @@ struct identity {
 	char *user_type;                /* may be NULL */
 	struct identity_attr *attrs;
 	size_t n_attrs;
+	long long expires_at;           /* Unix seconds the credential ends
+					 * (req_set_expiry); 0: it does not */
 };
 
 /* Free *id and everything it holds; *id becomes NULL. NULL is fine. */

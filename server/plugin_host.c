@@ -218,6 +218,7 @@ const struct myxid_host plugin_host_services = {
 	.post = host_post,
 	.resolve_path = host_resolve_path,
 	.instance_kind = host_instance_kind,
+	.req_set_expiry = plugin_req_set_expiry,
 };
 
 /* -------------------------------------------------------------- loading */

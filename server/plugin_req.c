@@ -107,6 +107,14 @@ int plugin_req_set_user(struct myxid_req *req, const char *user_id,
 	return 0;
 }
 
+int plugin_req_set_expiry(struct myxid_req *req, long long unix_seconds)
+{
+	if (!req_accepts_identity(req) || req->ident == NULL || unix_seconds <= 0)
+		return -1;
+	req->ident->expires_at = unix_seconds;
+	return 0;
+}
+
 int plugin_req_add_attr(struct myxid_req *req, const char *key,
 		       const char *value)
 {

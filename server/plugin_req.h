@@ -77,6 +77,7 @@ void plugin_req_answer(struct myxid_req *req, enum myxid_verdict v);
 const char *plugin_req_get(const struct myxid_req *req, const char *key);
 int plugin_req_set_user(struct myxid_req *req, const char *user_id,
 			const char *user_type);
+int plugin_req_set_expiry(struct myxid_req *req, long long unix_seconds);
 int plugin_req_add_attr(struct myxid_req *req, const char *key,
 			const char *value);
 void plugin_req_done(struct myxid_req *req, enum myxid_verdict verdict,

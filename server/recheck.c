@@ -18,6 +18,7 @@
 #include "recheck.h"
 #include "session_private.h"
 #include "config.h"
+#include "identity.h"
 #include "conn.h"
 #include "log.h"
 #include "reply.h"
@@ -27,6 +28,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <event2/event.h>
 
 static void recheck_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -35,6 +37,31 @@ static void recheck_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	recheck_arm(s);
 	session_queue_recheck(s);
+}
+
+static void expiry_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_queue_recheck(arg);
+}
+
+void recheck_arm_expiry(struct session *s)
+{
+	struct timeval now, tv;
+	long long ms;
+
+	if (s->ident == NULL || s->ident->expires_at == 0)
+		return;
+	if (s->expiry_timer == NULL)
+		s->expiry_timer = evtimer_new(worker_base(s->w), expiry_timer_cb, s);
+	/* Wall-clock time, as the credential's; 1 ms past its second so
+	 * that the plugin, reading whole seconds, sees it over. */
+	gettimeofday(&now, NULL);
+	ms = s->ident->expires_at * 1000 - ((long long)now.tv_sec * 1000 + now.tv_usec / 1000) + 1;
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
+	evtimer_add(s->expiry_timer, &tv);
 }
 
 void recheck_arm(struct session *s)
@@ -126,6 +153,7 @@ static void token_answered(void *arg, enum myxid_verdict v, struct identity *id)
 		identity_free(&s->ident);
 		s->ident = id;
 		s->client.identity = id;
+		recheck_arm_expiry(s);
 	} else if (v == MYXID_ALLOW || v == MYXID_DENY) {
 		/* The token now names nobody, or somebody else. */
 		identity_free(&id);

@@ -13,4 +13,8 @@ void recheck_arm(struct session *s);
 /* Run a re-check now, as the session's current action. */
 void recheck_start(struct session *s);
 
+/* The session's credential ends at s->ident->expires_at: re-check it
+ * then (the plugin refusing it ends the session with SessionExpired). */
+void recheck_arm_expiry(struct session *s);
+
 #endif

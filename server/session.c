@@ -178,6 +178,8 @@ void session_free(struct session **sp)
 	session_forget_user(s);
 	if (s->recheck_timer)
 		event_free(s->recheck_timer);
+	if (s->expiry_timer)
+		event_free(s->expiry_timer);
 	if (s->auth_deadline)
 		event_free(s->auth_deadline);
 	worker_session_closed(s->w);
@@ -508,6 +510,7 @@ static void auth_answered(void *arg, enum myxid_verdict v, struct identity *id)
 			json_object_object_add(p, "user_type",
 					       json_object_new_string(id->user_type));
 		reply_send(s->conn, "Authenticated", true, r->tag, p);
+		recheck_arm_expiry(s);
 	} else {
 		log_info("[%s] %s: authentication %s", s->id, s->conn->peer,
 			 v == MYXID_ERROR ? "could not be checked" : "refused");

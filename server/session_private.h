@@ -58,6 +58,7 @@ struct session {
 	struct queued *q_head, *q_tail;
 	size_t q_len;
 	struct event *recheck_timer;
+	struct event *expiry_timer;    /* the credential's end (recheck.c) */
 	bool recheck_queued;
 	struct event *auth_deadline;   /* auth_deadline: close if anonymous */
 	double tokens;                 /* max_actions_per_second bucket */

@@ -71,7 +71,7 @@ extern "C" {
 #endif
 
 #define MYXID_PLUGIN_ABI_MAJOR 1
-#define MYXID_PLUGIN_ABI_MINOR 1
+#define MYXID_PLUGIN_ABI_MINOR 2
 
 /** Name of the data symbol every plugin exports. */
 #define MYXID_PLUGIN_SYMBOL "myxid_plugin_entry"
@@ -226,7 +226,18 @@ struct myxid_host {
 	 */
 	unsigned (*instance_kind)(const struct myxid_instance *inst);
 
-	void *reserved[7];
+	/**
+	 * Since 1.2, auth only, after req_set_user(): the credential is valid
+	 * until unix_seconds (a signed token's "exp"). At that time the session
+	 * is checked again (as by recheck_interval, past every cache) and, once
+	 * the plugin refuses the token, ends with SessionExpired; the answer
+	 * cache never serves the identity past it. Returns 0, or -1 (no user
+	 * set yet, not an auth request, or a time not after 0). Check
+	 * host->abi_minor >= 2 before using it.
+	 */
+	int (*req_set_expiry)(struct myxid_req *req, long long unix_seconds);
+
+	void *reserved[6];
 };
 
 /** The descriptor a plugin exports as myxid_plugin_entry. */
