@@ -17,7 +17,7 @@ seconds=${1:-60}
 seed=${FUZZ_SEED:-1}
 build=$(cd "${2:-.}" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
-targets="http frame action config broker_msg"
+targets="http frame action config broker_msg jwt"
 
 case $seconds in ''|*[!0-9]*) echo "usage: $0 [SECONDS] [BUILDDIR]" >&2; exit 2;; esac
 make -C "$build" -j2 --quiet fuzz || exit 1
