@@ -39,6 +39,10 @@ static void req_free(struct myxid_req *req)
 	}
 	free(req->exchange);
 	free(req->routing_key);
+	if (req->grant != NULL) {
+		OPENSSL_cleanse(req->grant, strlen(req->grant));
+		free(req->grant);
+	}
 	free(req->cache_key);
 	free(req);
 }
@@ -207,12 +211,19 @@ static void policy_cache_key(struct myxid_req *req)
 
 	for (int i = 0; i < 4; i++)
 		len += strlen(parts[i]) + 1;
+	/* An answer given for a grant is no answer without it: the grant's
+	 * digest (never the grant) goes before the flag byte. */
+	if (req->grant != NULL)
+		len += SHA256_DIGEST_LENGTH;
 	req->cache_key = xmalloc(len);
 	for (int i = 0; i < 4; i++) {
 		size_t n = strlen(parts[i]) + 1;
 		memcpy(req->cache_key + off, parts[i], n);
 		off += n;
 	}
+	if (req->grant != NULL)
+		SHA256((const unsigned char *)req->grant, strlen(req->grant),
+		       req->cache_key + off - 1);
 	/* Anonymous and authenticated askers must never share an entry, nor
 	 * a plain subscribe and one asking for presence. */
 	req->cache_key[len - 1] = (unsigned char)((id ? 1 : 0) | (req->presence ? 2 : 0));
@@ -223,13 +234,14 @@ struct myxid_req *authz_policy_start(struct worker *w,
 				     struct myxid_instance *policy,
 				     const struct req_client *client,
 				     const char *exchange,
-				     const char *routing_key, unsigned flags,
-				     authz_done_fn *done, void *arg)
+				     const char *routing_key, const char *grant,
+				     unsigned flags, authz_done_fn *done, void *arg)
 {
 	struct myxid_req *req = req_new(w, REQ_POLICY, client, done, arg);
 
 	req->exchange = xstrdup(exchange);
 	req->routing_key = xstrdup(routing_key);
+	req->grant = grant ? xstrdup(grant) : NULL;
 	req->presence = (flags & AUTHZ_PRESENCE) != 0;
 	policy_cache_key(req);
 	if (!answer_from_cache(req, flags))

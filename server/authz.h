@@ -38,12 +38,15 @@ struct myxid_req *authz_auth_start(struct worker *w,
 				   const char *token, unsigned flags,
 				   authz_done_fn *done, void *arg);
 
+/* grant: the signed token a Subscribe carried for this subscription (a
+ * secret, req_get("subscribe_token")), or NULL; answers are cached per
+ * grant. */
 struct myxid_req *authz_policy_start(struct worker *w,
 				     struct myxid_instance *policy,
 				     const struct req_client *client,
 				     const char *exchange,
-				     const char *routing_key, unsigned flags,
-				     authz_done_fn *done, void *arg);
+				     const char *routing_key, const char *grant,
+				     unsigned flags, authz_done_fn *done, void *arg);
 
 /* Abandon a request; done will not be called. */
 void authz_cancel(struct myxid_req *req);

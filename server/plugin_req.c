@@ -76,6 +76,8 @@ const char *plugin_req_get(const struct myxid_req *req, const char *key)
 		return req->routing_key;
 	if (strcmp(key, "presence") == 0)
 		return req->presence ? "1" : NULL;
+	if (strcmp(key, "subscribe_token") == 0)
+		return req->grant;
 	if (req->kind != REQ_POLICY || id == NULL)
 		return NULL;
 	if (strcmp(key, "user_id") == 0)

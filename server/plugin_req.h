@@ -56,6 +56,7 @@ struct myxid_req {
 	char *exchange;
 	char *routing_key;
 	bool presence;                  /* policy: presence is asked for too */
+	char *grant;                    /* policy: the Subscribe's token (secret) */
 	size_t next_plugin;             /* auth: chain position */
 	struct myxid_instance *holder;  /* the instance asked last */
 	enum myxid_verdict answer;

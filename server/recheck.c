@@ -122,7 +122,7 @@ static void check_next_pair(struct session *s)
 		}
 		/* A watcher is asked as it subscribed: a user who may no
 		 * longer see presence loses the subscription it came with. */
-		r->req = authz_policy_start(s->w, x->policy, &s->client, ex, rk,
+		r->req = authz_policy_start(s->w, x->policy, &s->client, ex, rk, sub->grant,
 					    AUTHZ_FRESH | (sub->watching ? AUTHZ_PRESENCE : 0),
 					    pair_answered, s);
 		return;

@@ -35,6 +35,9 @@ struct router_sub {
 	 * also watches the pair in its loop's presence router. */
 	char *member;
 	bool watching;
+	/* The signed token the subscription was granted with (a secret,
+	 * owned by the owner; NULL: none), asked again at each re-check. */
+	char *grant;
 	struct router_sub *next, *prev;  /* the owner's list */
 };
 

@@ -289,6 +289,8 @@ static void subscribe_answered(void *arg, enum myxid_verdict v,
 		uint64_t ticket = worker_take_bind_ticket(s->w);
 
 		log_debug("[%s] subscribed to %s/%s", s->id, exchange, rk);
+		if (r->grant != NULL)
+			sub->grant = xstrdup(r->grant);
 		session_history_hold(s->w, sub);
 		if (ticket != 0) {
 			free(rk);
@@ -345,7 +347,7 @@ static bool subscribe_continue(struct session *s)
 		r->topic = ex->conf->type == EXCHANGE_TOPIC;
 		r->watch = r->presence && ex->conf->presence;
 		r->req = authz_policy_start(s->w, ex->policy, &s->client,
-					    json_object_get_string(r->exchange), r->rk,
+					    json_object_get_string(r->exchange), r->rk, r->grant,
 					    r->watch ? AUTHZ_PRESENCE : 0,
 					    subscribe_answered, s);
 		return false;
@@ -364,6 +366,11 @@ static bool action_subscribe(struct session *s, json_object *msg,
 	/* Only a JSON true asks for presence: Myxi's clients never send it. */
 	r->presence = json_object_object_get_ex(payload, "presence", &keys) &&
 		json_object_is_type(keys, json_type_boolean) && json_object_get_boolean(keys);
+	keys = NULL;
+	/* A subscription token (a policy such as jwt's grants with it). */
+	if (json_object_object_get_ex(payload, "token", &keys) &&
+	    json_object_is_type(keys, json_type_string))
+		r->grant = json_object_get_string(keys);
 	keys = NULL;
 	r->msg = json_object_get(msg);
 	r->tag = tag;

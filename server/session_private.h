@@ -35,6 +35,7 @@ struct run {
 	bool topic;                /* its exchange is a topic exchange */
 	bool presence;             /* Subscribe: "presence": true */
 	bool watch;                /* the policy is asked about presence too */
+	const char *grant;         /* Subscribe: its "token" (in msg), or NULL */
 	char *token;               /* Authenticate: kept for re-checks */
 	char **pairs;              /* re-check: "exchange\0key" of each sub */
 	size_t n_pairs, next_pair;
@@ -86,7 +87,7 @@ void session_unsubscribe_matching(struct session *s, json_object *tag,
 
 /* After sub is made: count the user present on its pair, and watch it
  * when watch (the policy allowed presence), on an exchange with presence
- * on (session_presence.c). */
+ * on (session_subs.c). */
 void session_presence_start(struct session *s, struct router_sub *sub, bool pattern,
 			    bool watch);
 

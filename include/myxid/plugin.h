@@ -141,6 +141,9 @@ struct myxid_timer;    /**< opaque: a one-shot timer on the instance's loop */
  *                  plugin_header directive, else NULL (myxid >= 0.2)
  *   "exchange"     policy: the exchange name
  *   "routing_key"  policy: the routing key as a string
+ *   "subscribe_token"  policy: the signed token the Subscribe carried for
+ *                  this subscription ("token"), a secret; NULL if none
+ *                  (myxid >= 0.2)
  *   "presence"     policy: "1" when the subscriber also asks to see who is
  *                  subscribed to the key (an exchange with presence on);
  *                  a policy that ignores it lets every subscriber see

@@ -18,6 +18,14 @@
  *         attribute teams team_ids    #   or from another claim; lists become a,b,c
  *     }
  *
+ * As an exchange's policy ("policy jwt {...}", the same options), it
+ * grants subscriptions by a token the Subscribe carries ("token"),
+ * Centrifugo's channel tokens: signed like the above, with the
+ * subscriber's user id in sub ("" for an anonymous one), "exchange", and
+ * "routing_key" or a "routing_keys" list; no token, no subscription. The
+ * token is asked again at every re-check, so its exp ends the
+ * subscription then.
+ *
  * Written against the public plugin.h only, as an integrator's plugin
  * would be. A token that is no JWT at all (not three base64url parts) is
  * left to the next auth plugin; a JWT that fails any check is refused,
@@ -287,9 +295,50 @@ static enum myxid_verdict refuse(const struct auth_jwt *ctx, struct myxid_req *r
 				 const char *why)
 {
 	const char *sid = ctx->host->req_get(req, "socket_id");
+	const char *ex = ctx->host->req_get(req, "exchange");
 
-	ctx->host->log(ctx->inst, MYXID_LOG_INFO, "[%s] token refused: %s", sid ? sid : "-", why);
+	if (ex != NULL)
+		ctx->host->log(ctx->inst, MYXID_LOG_INFO, "[%s] subscription token for %s/%s "
+			       "refused: %s", sid ? sid : "-", ex,
+			       ctx->host->req_get(req, "routing_key"), why);
+	else
+		ctx->host->log(ctx->inst, MYXID_LOG_INFO, "[%s] token refused: %s",
+			       sid ? sid : "-", why);
 	return MYXID_DENY;
+}
+
+/* Now in whole seconds. Not time(): Linux serves it from a coarse clock
+ * that can lag a tick behind the issuer's, and a token issued "now" would
+ * look issued in the future. */
+static int64_t now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+/* Parse token into t and check its algorithm, signature and registered
+ * claims: NULL (t to be freed), or why not (t freed). */
+static const char *verify(const struct auth_jwt *ctx, const char *token, size_t len,
+			  struct jwt_parsed *t, int64_t *exp)
+{
+	const struct jwt_alg *a;
+	const char *why = NULL;
+
+	if (len > ctx->max_token)
+		return "longer than max_token_size";
+	if (jwt_parse(token, len, t, &why) < 0)
+		return why;
+	a = jwt_alg_find(t->alg);
+	if (a == NULL || !allowed(ctx, a))
+		why = "its algorithm is not one of algorithms";
+	else if (!signature_ok(ctx, a, t))
+		why = "no configured key verifies its signature";
+	else if (jwt_check_claims(t->claims, &ctx->rules, now_s(), exp, &why) == 0)
+		return NULL;
+	jwt_parsed_free(t);
+	return why;
 }
 
 /* The user from the checked claims: id, type, attributes, expiry. */
@@ -324,8 +373,7 @@ static enum myxid_verdict grant(const struct auth_jwt *ctx, struct myxid_req *re
 static enum myxid_verdict jwt_auth(void *vctx, struct myxid_req *req)
 {
 	const struct auth_jwt *ctx = vctx;
-	const char *token = ctx->host->req_get(req, "token"), *why = NULL;
-	const struct jwt_alg *a;
+	const char *token = ctx->host->req_get(req, "token"), *why;
 	struct jwt_parsed t;
 	enum myxid_verdict v;
 	size_t len = token ? strlen(token) : 0;
@@ -334,33 +382,84 @@ static enum myxid_verdict jwt_auth(void *vctx, struct myxid_req *req)
 	/* Not a JWT: another plugin in the chain may know it. */
 	if (len == 0 || !jwt_looks_like(token, len))
 		return MYXID_NEXT;
-	if (len > ctx->max_token)
-		return refuse(ctx, req, "longer than max_token_size");
-	if (jwt_parse(token, len, &t, &why) < 0)
+	if ((why = verify(ctx, token, len, &t, &exp)) != NULL)
 		return refuse(ctx, req, why);
-	a = jwt_alg_find(t.alg);
-	if (a == NULL || !allowed(ctx, a))
-		v = refuse(ctx, req, "its algorithm is not one of algorithms");
-	else if (!signature_ok(ctx, a, &t))
-		v = refuse(ctx, req, "no configured key verifies its signature");
-	else if (jwt_check_claims(t.claims, &ctx->rules, (int64_t)time(NULL), &exp, &why) < 0)
-		v = refuse(ctx, req, why);
-	else
-		v = grant(ctx, req, t.claims, exp);
+	v = grant(ctx, req, t.claims, exp);
 	jwt_parsed_free(&t);
 	return v;
+}
+
+/* ------------------------------------------------------------- policy */
+
+/* Does the grant name this exchange and key ("routing_key", or a list in
+ * "routing_keys"), for this user? */
+static const char *grant_covers(const struct auth_jwt *ctx, struct myxid_req *req,
+				json_object *claims)
+{
+	const char *ex = ctx->host->req_get(req, "exchange");
+	const char *key = ctx->host->req_get(req, "routing_key");
+	const char *user = ctx->host->req_get(req, "user_id");
+	char *v = jwt_claim_text(claims, ctx->user_claim ? ctx->user_claim : "sub");
+	bool same_user = v != NULL && strcmp(v, user ? user : "") == 0;
+	json_object *keys;
+
+	free(v);
+	if (!same_user)
+		return "it was issued to another user (sub)";
+	v = jwt_claim_text(claims, "exchange");
+	same_user = v != NULL && ex != NULL && strcmp(v, ex) == 0;
+	free(v);
+	if (!same_user)
+		return "it grants another exchange";
+	v = jwt_claim_text(claims, "routing_key");
+	if (v != NULL && key != NULL && strcmp(v, key) == 0) {
+		free(v);
+		return NULL;
+	}
+	free(v);
+	if (key != NULL && json_object_object_get_ex(claims, "routing_keys", &keys) &&
+	    json_object_is_type(keys, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(keys); i++) {
+			json_object *k = json_object_array_get_idx(keys, i);
+
+			if (json_object_is_type(k, json_type_string) &&
+			    strcmp(json_object_get_string(k), key) == 0)
+				return NULL;
+		}
+	return "it grants another routing key";
+}
+
+/* A Subscribe's own token: signed by a configured key, for this user,
+ * exchange and key. No token, no subscription. */
+static enum myxid_verdict jwt_policy(void *vctx, struct myxid_req *req)
+{
+	const struct auth_jwt *ctx = vctx;
+	const char *token = ctx->host->req_get(req, "subscribe_token"), *why;
+	struct jwt_parsed t;
+	size_t len = token ? strlen(token) : 0;
+	int64_t exp = 0;
+
+	if (len == 0)
+		return refuse(ctx, req, "the Subscribe carried no token");
+	if (!jwt_looks_like(token, len))
+		return refuse(ctx, req, "not a JWT");
+	if ((why = verify(ctx, token, len, &t, &exp)) != NULL)
+		return refuse(ctx, req, why);
+	why = grant_covers(ctx, req, t.claims);
+	jwt_parsed_free(&t);
+	return why != NULL ? refuse(ctx, req, why) : MYXID_ALLOW;
 }
 
 MYXID_PLUGIN_EXPORT const struct myxid_plugin myxid_plugin_entry = {
 	.abi_major = MYXID_PLUGIN_ABI_MAJOR,
 	.abi_minor = MYXID_PLUGIN_ABI_MINOR,
 	.size = sizeof(struct myxid_plugin),
-	.kinds = MYXID_KIND_AUTH,
-	.name = "auth_jwt",
+	.kinds = MYXID_KIND_AUTH | MYXID_KIND_POLICY,
+	.name = "jwt",
 	.version = "1.0",
 	.init = jwt_init,
 	.deinit = jwt_deinit,
 	.auth = jwt_auth,
-	.policy = NULL,
+	.policy = jwt_policy,
 	.cancel = NULL,
 };

@@ -58,6 +58,7 @@ SIGNERS = {"HS256": SECRET, "HS384": SECRET, "HS512": SECRET, "RS256": RSA, "RS3
 
 CONF_TEMPLATE = """\
 log_level info
+recheck_interval 1s
 auth jwt {{
     algorithms {algs}
     {keys}
@@ -73,6 +74,12 @@ auth static {{
 exchange deployment {{
     policy static {{
         allow attribute deployments
+    }}
+}}
+exchange private {{
+    policy jwt {{
+        algorithms HS256
+        secret ${{JWT_SECRET}}
     }}
 }}
 """
@@ -190,6 +197,64 @@ async def bad_tokens_are_refused_with_a_reason():
             "no signature (nor token) of any refused token is in the log")
 
 
+def grant(**kw):
+    now = int(time.time())
+    c = {"sub": "u1", "exchange": "private", "routing_key": "k1", "exp": now + 60}
+    c.update(kw)
+    return jwt.encode({k: v for k, v in c.items() if v is not None}, SECRET, algorithm="HS256")
+
+
+@T.test(timeout=40)
+async def subscription_tokens():
+    async with Client(D.port, label="u1") as c:
+        await c.authenticate(mint("HS256"))
+
+        async def sub(key, token, tag="s"):
+            payload = {"exchange": "private", "routing_key": key}
+            if token is not None:
+                payload["token"] = token
+            return json.loads(await c.request("Subscribe", payload, tag))
+
+        def denied(key):
+            return {"event": "Error", "tag": "s", "payload": {"error": "SubscriptionDenied",
+                                                               "exchange": "private",
+                                                               "routing_key": key}}
+        T.eq(await sub("k1", None), denied("k1"), "policy jwt: no token, no subscription")
+        T.eq((await sub("k1", grant()))["event"], "Subscribed",
+             "a token for u1, private, k1 grants it")
+        T.eq((await sub("k2", grant(routing_key=None, routing_keys=["k9", "k2"])))["event"],
+             "Subscribed", "routing_keys: a list of keys")
+        for what, token in [("for another key", grant(routing_key="k9")),
+                            ("for another exchange", grant(exchange="deployment")),
+                            ("for another user", grant(sub="u2")),
+                            ("expired", grant(exp=int(time.time()) - 5)),
+                            ("signed with another secret",
+                             jwt.encode({"sub": "u1", "exchange": "private", "routing_key": "k3",
+                                         "exp": int(time.time()) + 60}, "z" * 40,
+                                        algorithm="HS256")),
+                            ("not a JWT", "hello")]:
+            T.eq(await sub("k3", token), denied("k3"), f"a token {what}: SubscriptionDenied")
+        T.eq(await sub("k3", None), denied("k3"),
+             "and an allowed answer is never reused for a Subscribe without the token")
+        T.check("subscription token for private/k3 refused: it grants another routing key"
+                in D.read_log(), "the log says why, for which pair")
+    async with Client(D.port, label="u1, short grant") as c:
+        await c.authenticate(mint("HS256"))
+        raw = await c.request("Subscribe", {"exchange": "private", "routing_key": "k4",
+                                            "token": grant(routing_key="k4",
+                                                           exp=int(time.time()) + 2)}, "s")
+        T.eq(json.loads(raw)["event"], "Subscribed", "a grant valid for 2 s")
+        got = json.loads(await c.recv(5))
+        T.eq(got, {"event": "Unsubscribed", "tag": None,
+                   "payload": {"exchange_name": "private", "routing_key": "k4", "auto": True}},
+             "the re-check after its exp (recheck_interval 1s) asks with the same token: "
+             "revoked")
+    async with Client(D.port, label="anonymous") as c:
+        raw = await c.request("Subscribe", {"exchange": "private", "routing_key": "k1",
+                                            "token": grant(sub="")}, "s")
+        T.eq(json.loads(raw)["event"], "Subscribed", "an anonymous subscriber: sub \"\"")
+
+
 @T.test(timeout=30)
 async def not_a_jwt_goes_to_the_next_plugin():
     got = await auth(D.port, "demo-alice")
@@ -202,7 +267,7 @@ async def not_a_jwt_goes_to_the_next_plugin():
 @T.test(timeout=30)
 async def only_listed_algorithms():
     d = Daemon(CONF_TEMPLATE.format(algs="ES256", keys="public_key p256.pem", iss=ISS, aud=AUD),
-               files=FILES, name="jwt-es256-only")
+               files=FILES, env={"JWT_SECRET": SECRET}, name="jwt-es256-only")
     T.eq((await auth(d.port, mint("ES256")))["event"], "Authenticated", "ES256 is listed")
     T.eq(await auth(d.port, mint("HS256")), REFUSED, "HS256 is not: refused")
     T.check("its algorithm is not one of algorithms" in d.read_log(), "and logged so")
@@ -219,7 +284,7 @@ async def jwks_rotation_on_sighup():
         return json.dumps({"keys": [jwk]})
     files = dict(FILES, **{"jwks.json": jwks(k1, "k1")})
     d = Daemon(CONF_TEMPLATE.format(algs="ES256", keys="jwks jwks.json", iss=ISS, aud=AUD),
-               files=files, name="jwt-jwks")
+               files=files, env={"JWT_SECRET": SECRET}, name="jwt-jwks")
     t1 = mint("ES256", key=k1, headers={"kid": "k1"})
     t2 = mint("ES256", key=k2, headers={"kid": "k2"})
     T.eq((await auth(d.port, t1))["event"], "Authenticated", "kid k1 from the JWKS")

@@ -1,6 +1,7 @@
 /*
- * A session's part in presence (presence.h): its subscriptions count its
- * user as present, and those that asked for it watch.
+ * What a session's subscription holds beside its route, and dropping it:
+ * its part in presence (presence.h: its user counts as present, and it may
+ * watch) and the token it was granted with (asked again at re-checks).
  *
  * The router_sub remembers the user it counted (sub->member), not the
  * session's current identity, so that whatever happens to the session
@@ -18,6 +19,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 
 void session_presence_start(struct session *s, struct router_sub *sub, bool pattern,
 			    bool watch)
@@ -51,5 +53,10 @@ void session_drop_sub(struct session *s, struct router_sub *sub)
 	}
 	free(sub->member);
 	sub->member = NULL;
+	if (sub->grant != NULL) {
+		OPENSSL_cleanse(sub->grant, strlen(sub->grant));
+		free(sub->grant);
+		sub->grant = NULL;
+	}
 	router_remove(worker_router(s->w), &s->subs, sub);
 }
