@@ -150,10 +150,11 @@ def write_load_file(path, tokens):
             f.write(f"{tok}\t{uid}\tUser\n")
 
 
-def run_load(opts, port, db_cpu, daemon, warmup=None, during=None):
+def run_load(opts, port, db_cpu, daemon, warmup=None, during=None, load_file=None):
     """One run of authload against port; returns the result dict with
     the CPU seconds of the window added."""
-    cmd = [opts.authload, "-p", str(port), "-f", opts.load_file, "-n", str(opts.sockets),
+    cmd = [opts.authload, "-p", str(port), "-f", load_file or opts.load_file,
+           "-n", str(opts.sockets),
            "-k", str(opts.depth), "-w", str(warmup if warmup is not None else opts.warmup),
            "-d", str(opts.duration)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -312,10 +313,10 @@ def stop_daemon(d):
 
 class Variant:
     def __init__(self, backend, label, auth_block, runs, cache=None, pool=None,
-                 extra=(), files=None, warmup=None):
+                 extra=(), files=None, warmup=None, load_file=None):
         self.backend, self.label, self.auth_block = backend, label, auth_block
         self.runs, self.cache, self.pool, self.extra = runs, cache, pool, extra
-        self.files, self.warmup = files, warmup
+        self.files, self.warmup, self.load_file = files, warmup, load_file
         self.results = []
         self.profile = None
         self.error = None
@@ -332,7 +333,8 @@ def measure(opts, variant, db_cpu, profile=False):
     d = start_daemon(conf, f"myxid-{variant.backend}", files=variant.files)
     try:
         for i in range(variant.runs):
-            r = run_load(opts, d.port, db_cpu, d, warmup=variant.warmup)
+            r = run_load(opts, d.port, db_cpu, d, warmup=variant.warmup,
+                         load_file=variant.load_file)
             variant.results.append(r)
             log(f"#   {variant.label}: run {i + 1}/{variant.runs}: {r['rate']:8.0f}/s  "
                 f"p50 {r['p50_us'] / 1000:.1f} ms  p99 {r['p99_us'] / 1000:.1f} ms  "
@@ -372,6 +374,50 @@ def bench_static(opts, tokens, variants):
     variants.append(v)
     log("# auth_static (baseline, no database)")
     measure(opts, v, None)
+    T.cleanup()
+
+
+JWT_SECRET = "bench-secret-" + "k" * 40
+
+
+def bench_jwt(opts, tokens, variants):
+    """auth jwt: the same users, as HS256 and as ES256 tokens (minted with
+    Debian's python3-jwt), checked by signature alone."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    T = Suite("auth_throughput-jwt")
+    ACTIVE["suites"].append(T)
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    block = ("auth jwt {\n    algorithms HS256 ES256\n    secret " + JWT_SECRET +
+             "\n    public_key p256.pem\n    type_claim role\n}\n")
+    exp = int(time.time()) + 86400
+    for alg, signer in (("HS256", JWT_SECRET), ("ES256", key)):
+        path = os.path.join(opts.tmp, f"jwt-{alg}.tsv")
+        with open(path, "w") as f:
+            for _, uid in tokens:
+                tok = jwt.encode({"sub": str(uid), "role": "User", "exp": exp}, signer,
+                                 algorithm=alg)
+                f.write(f"{tok}\t{uid}\tUser\n")
+        v = Variant("jwt", f"jwt {alg}", block, opts.runs, files={"p256.pem": pem.decode()},
+                    load_file=path)
+        variants.append(v)
+        log(f"# auth jwt, {alg} (no backend)")
+        measure(opts, v, None)
+        # The plugin's own part, one thread, no daemon (bench/jwt_verify.c).
+        verify = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(MYXID_BIN))),
+                              "bench", "jwt_verify")
+        if os.access(verify, os.X_OK):
+            pem_path = os.path.join(opts.tmp, "p256.pem")
+            with open(pem_path, "wb") as f:
+                f.write(pem)
+            keyarg = ["-s", JWT_SECRET] if alg == "HS256" else ["-k", pem_path]
+            out = subprocess.run([verify, "-a", alg, *keyarg, "-f", path, "-t", "3"],
+                                 capture_output=True, text=True)
+            opts.jwt_verify.append((out.stdout or out.stderr).strip())
+            log(f"#   plugin alone: {opts.jwt_verify[-1]}")
     T.cleanup()
 
 
@@ -664,7 +710,32 @@ def daemon_description():
     return f"{version}, {MYXID_BIN}" + (f", built from {commit}" if commit else "")
 
 
+JWT_GOAL = 100000
+
+
+def jwt_verdict(variants):
+    """The auth jwt goal: 100,000 HS256 Authenticates/s on this machine."""
+    hs = [v for v in variants if v.label == "jwt HS256" and v.median()]
+    if not hs:
+        return ""
+    m = hs[0].median()
+    wall = m["wall"] or 1
+    est = idle_estimate(m)
+    met = "MET" if m["rate"] >= JWT_GOAL else "NOT MET"
+    return (f"\n\nGoal of {JWT_GOAL:,} Authenticates/s with auth jwt HS256: **{met}**: "
+            f"median {m['rate']:,.0f}/s. The machine was busy {m['machine_busy'] / wall:.2f} of "
+            f"{os.cpu_count()} CPUs (daemon {m['daemon_cpu'] / wall:.2f}, load generator "
+            f"{m['load_cpu'] / wall:.2f}); one Authenticate+Deauthenticate cost "
+            f"{m['daemon_cpu'] / max(m['completed'], 1) * 1e6:.0f} µs of daemon CPU, so an "
+            f"idle machine would allow about {est:,.0f}/s. bench/jwt_verify measures the "
+            f"plugin's own part (parse, verify, claims) without the daemon.")
+
+
 def verdict(opts, variants):
+    return pg_verdict(opts, variants) + jwt_verdict(variants)
+
+
+def pg_verdict(opts, variants):
     pg = [v for v in variants if v.backend == "pgsql" and v.cache is None and v.median()]
     if not pg:
         return "PostgreSQL was not measured: the goal (10,000/s) is unknown."
@@ -725,6 +796,10 @@ def write_results(opts, variants, path):
         verdict(opts, variants),
         "",
     ]
+    if opts.jwt_verify:
+        lines += ["## auth jwt's own part (bench/jwt_verify)", "",
+                  "Parse, key, signature, claims and user id for each of the same tokens, "
+                  "one thread, no daemon, 3 s:", "", "```"] + opts.jwt_verify + ["```", ""]
     if opts.pgbench_results:
         lines += ["## PostgreSQL alone (pgbench)", "",
                   "The plugin's Authie query over TCP as the daemon's role, "
@@ -786,8 +861,8 @@ def install_signals():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backends", default="static,pgsql,mysql",
-                    help="comma-separated: static, pgsql, mysql (default: all)")
+    ap.add_argument("--backends", default="static,jwt,pgsql,mysql",
+                    help="comma-separated: static, jwt, pgsql, mysql (default: all)")
     ap.add_argument("--runs", type=int, default=3, help="runs of the main variants (3)")
     ap.add_argument("--duration", type=float, default=10, help="measured seconds a run (10)")
     ap.add_argument("--warmup", type=float, default=2, help="warm-up seconds a run (2)")
@@ -812,9 +887,10 @@ def main():
     opts.other_pools = [int(x) for x in opts.other_pools.split(",") if x.strip()]
     opts.versions = {}
     opts.pgbench_results = []
+    opts.jwt_verify = []
     backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
     for b in backends:
-        if b not in ("static", "pgsql", "mysql"):
+        if b not in ("static", "jwt", "pgsql", "mysql"):
             ap.error(f"unknown backend {b!r}")
     if opts.profile and shutil.which("perf") is None:
         log("# perf not found: no profile")
@@ -843,7 +919,8 @@ def main():
         variants = []
         for b in backends:
             try:
-                {"static": bench_static, "pgsql": bench_pgsql, "mysql": bench_mysql}[b](
+                {"static": bench_static, "jwt": bench_jwt, "pgsql": bench_pgsql,
+                 "mysql": bench_mysql}[b](
                     opts, tokens, variants)
             except Exception as exc:   # one backend failing does not hide the others
                 log(f"# {b}: failed: {exc!r}")
