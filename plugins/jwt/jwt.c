@@ -191,8 +191,8 @@ static const struct po_table table = { rows, NULL, NULL, true };
 static int check_keys(struct auth_jwt *ctx, char *err, size_t err_size)
 {
 	static const char *const family_names[] = {
-		"an HMAC secret (secret, or an oct key in a JWKS)", "an RSA key", "a P-256 key",
-		"a P-384 key", "an Ed25519 key"
+		"HMAC secret (secret, or an oct key in a JWKS)", "RSA key", "P-256 key",
+		"P-384 key", "Ed25519 key"
 	};
 
 	for (size_t i = 0; i < ctx->n_allowed; i++) {

@@ -275,6 +275,43 @@ async def only_listed_algorithms():
 
 
 @T.test(timeout=30)
+async def leeway_and_user_claim():
+    keys = "secret ${JWT_SECRET}\n    leeway 30s\n    user_claim uid\n    require_exp no"
+    d = Daemon(CONF_TEMPLATE.format(algs="HS256", keys=keys, iss=ISS, aud=AUD),
+               files=FILES, env={"JWT_SECRET": SECRET}, name="jwt-leeway")
+    now = int(time.time())
+    got = await auth(d.port, mint(uid="from-uid", exp=now - 10))
+    T.eq(got.get("payload"), {"user_id": "from-uid"},
+         "leeway 30s: expired 10 s ago still passes; user_claim uid names the user")
+    T.eq((await auth(d.port, mint(uid="u", nbf=now + 10)))["event"], "Authenticated",
+         "leeway 30s: valid 10 s from now passes")
+    T.eq(await auth(d.port, mint(uid="u", exp=now - 40)), REFUSED, "expired 40 s ago does not")
+    T.eq((await auth(d.port, mint(uid="u", exp=None)))["event"], "Authenticated",
+         "require_exp no: a token without exp passes")
+    T.eq(await auth(d.port, mint(uid=None)), REFUSED, "no uid claim: refused")
+    d.stop()
+
+
+@T.test(timeout=30)
+async def configuration_errors():
+    from myxidtest import PLUGIN_DIR, run_myxid
+    cases = [
+        ("algorithms none\n    secret ${JWT_SECRET}", "unknown algorithm \"none\""),
+        ("algorithms RS256\n    secret ${JWT_SECRET}", "no RSA key is configured"),
+        ("algorithms HS256\n    secret short", "HMAC keys need at least 32"),
+        ("algorithms ES256\n    public_key rsa.pem\n    public_key nothere.pem", "nothere.pem"),
+        ("secret ${JWT_SECRET}", "algorithms is required"),
+    ]
+    for keys, want in cases:
+        d = Daemon(CONF_TEMPLATE.format(algs="", keys=keys, iss=ISS, aud=AUD).replace(
+            "    algorithms \n", ""), files=FILES, env={"JWT_SECRET": SECRET},
+            name="jwt-bad", start=False)
+        rc, out, err = run_myxid(["-t", "-c", d.conf_path, "-P", PLUGIN_DIR],
+                                 env={"JWT_SECRET": SECRET})
+        T.check(rc != 0 and want in err, f"myxid -t refuses it: {want}", err)
+
+
+@T.test(timeout=30)
 async def jwks_rotation_on_sighup():
     k1, k2 = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
 
