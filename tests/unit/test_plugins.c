@@ -611,6 +611,8 @@ static enum myxid_verdict decide_presence(const struct myxid_plugin *p, void *ct
 					  const struct user *u, const char *key)
 {
 	struct myxid_req req;
+	/* Borrowed by the fake request: it must live as long as req. */
+	char attr_key[64];
 	enum myxid_verdict v;
 
 	fake_req_init(&req);
@@ -620,8 +622,6 @@ static enum myxid_verdict decide_presence(const struct myxid_plugin *p, void *ct
 	if (u->id != NULL)
 		fake_req_set(&req, "user_id", u->id);
 	if (u->attr_name != NULL) {
-		char attr_key[64];
-
 		snprintf(attr_key, sizeof(attr_key), "attr:%s", u->attr_name);
 		fake_req_set(&req, attr_key, u->attr_value);
 	}
