@@ -54,6 +54,7 @@ struct daemon {
 	struct history_store *history;    /* every exchange's kept events */
 	struct presence *presence;        /* who is on which key (presence on) */
 	struct event *history_sweep;      /* ages them out, once a second */
+	struct control_msg *control_queued; /* on the first loop, not yet run */
 
 	pthread_mutex_t lock;             /* the reload barrier and stops */
 	pthread_cond_t cond;
@@ -156,8 +157,12 @@ static void broker_to_workers(void *arg, struct shared_frame *f, uint64_t loops)
 			worker_deliver(d->workers[i], f);
 }
 
-/* A control message, from the broker thread to the first loop. */
+/* A control message, from the broker thread to the first loop.  Queued
+ * ones are listed (under d->lock) because one that arrives as that loop
+ * ends is never run: shutdown frees what is left. */
 struct control_msg {
+	struct daemon *d;
+	struct control_msg *next, **prevp;
 	struct worker *w;
 	bool reply;
 	char reply_to[256], corr[128];
@@ -169,6 +174,11 @@ static void control_on_loop(evutil_socket_t fd, short what, void *arg)
 {
 	struct control_msg *m = arg;
 
+	pthread_mutex_lock(&m->d->lock);
+	if (m->next != NULL)
+		m->next->prevp = m->prevp;
+	*m->prevp = m->next;
+	pthread_mutex_unlock(&m->d->lock);
 	control_api_remote(m->w, m->reply, m->reply_to[0] ? m->reply_to : NULL,
 			   m->corr[0] ? m->corr : NULL, m->body, m->len);
 	free(m);
@@ -188,7 +198,26 @@ static void broker_control_to_worker(void *arg, bool reply, const char *reply_to
 	memcpy(m->body, body, len);
 	m->body[len] = '\0';
 	m->len = len;
+	m->d = d;
+	pthread_mutex_lock(&d->lock);
+	m->next = d->control_queued;
+	if (m->next != NULL)
+		m->next->prevp = &m->next;
+	m->prevp = &d->control_queued;
+	d->control_queued = m;
+	pthread_mutex_unlock(&d->lock);
 	event_base_once(worker_base(m->w), -1, EV_TIMEOUT, control_on_loop, m, &zero);
+}
+
+/* After broker_mute(): no more arrive, and the loops have ended. */
+static void control_queued_free(struct daemon *d)
+{
+	while (d->control_queued != NULL) {
+		struct control_msg *m = d->control_queued;
+
+		d->control_queued = m->next;
+		free(m);
+	}
 }
 
 static void broker_flush_workers(void *arg)
@@ -594,6 +623,7 @@ out:
 		broker_set_progress(d.broker, NULL, NULL);
 		broker_mute(d.broker);
 	}
+	control_queued_free(&d);
 	/* Sessions leave presence as they go: the table outlives them, and
 	 * its timers go before the first loop's base. */
 	for (unsigned i = 0; i < 64 && d.listeners; i++)

@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,10 +472,12 @@ static const struct user staff = { "7", "Staff", "team", "ops" };
 /* Requests where policy() called req_done or set an identity: a bug. */
 static int policy_side_effects;
 
-static enum myxid_verdict decide(const struct myxid_plugin *p, void *ctx,
-				 const struct user *u, const char *key)
+/* A Subscribe to deployment/key by u, or a presence watch of it. */
+static enum myxid_verdict ask(const struct myxid_plugin *p, void *ctx,
+			      const struct user *u, const char *key, bool presence)
 {
 	struct myxid_req req;
+	/* Borrowed by the fake request: it must live as long as req. */
 	char attr_key[64];
 	enum myxid_verdict v;
 
@@ -482,6 +485,8 @@ static enum myxid_verdict decide(const struct myxid_plugin *p, void *ctx,
 	fake_req_set(&req, "exchange", "deployment");
 	if (key != NULL)
 		fake_req_set(&req, "routing_key", key);
+	if (presence)
+		fake_req_set(&req, "presence", "1");
 	if (u->id != NULL)
 		fake_req_set(&req, "user_id", u->id);
 	if (u->type != NULL)
@@ -495,6 +500,12 @@ static enum myxid_verdict decide(const struct myxid_plugin *p, void *ctx,
 		policy_side_effects++;
 	fake_req_fini(&req);
 	return v;
+}
+
+static enum myxid_verdict decide(const struct myxid_plugin *p, void *ctx,
+				 const struct user *u, const char *key)
+{
+	return ask(p, ctx, u, key, false);
 }
 
 /* One rule, many requests: each case is user, key, expected verdict. */
@@ -610,24 +621,7 @@ static void test_policy_several(const struct myxid_plugin *p)
 static enum myxid_verdict decide_presence(const struct myxid_plugin *p, void *ctx,
 					  const struct user *u, const char *key)
 {
-	struct myxid_req req;
-	/* Borrowed by the fake request: it must live as long as req. */
-	char attr_key[64];
-	enum myxid_verdict v;
-
-	fake_req_init(&req);
-	fake_req_set(&req, "exchange", "deployment");
-	fake_req_set(&req, "routing_key", key);
-	fake_req_set(&req, "presence", "1");
-	if (u->id != NULL)
-		fake_req_set(&req, "user_id", u->id);
-	if (u->attr_name != NULL) {
-		snprintf(attr_key, sizeof(attr_key), "attr:%s", u->attr_name);
-		fake_req_set(&req, attr_key, u->attr_value);
-	}
-	v = p->policy(ctx, &req);
-	fake_req_fini(&req);
-	return v;
+	return ask(p, ctx, u, key, true);
 }
 
 static void test_policy_presence(const struct myxid_plugin *p)
