@@ -153,6 +153,7 @@ void conn_accept(struct conn_list *list, const struct conn_handler *handler,
 
 static void conn_free(struct conn *c)
 {
+	reply_stage_forget(worker_reply_stage(c->w), &c->staged);
 	if (c->session != NULL) {
 		log_info("[%s] %s: closed", log_name(c), c->peer);
 		metrics_add(M_SOCKETS_OPEN, -1);
@@ -183,6 +184,7 @@ static void send_control(struct conn *c, int opcode, const void *payload, size_t
 	size_t hlen = ws_header_encode(hdr, opcode, len);
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
+	reply_stage_spill(worker_reply_stage(c->w), &c->staged);
 	evbuffer_add(out, hdr, hlen);
 	if (len)
 		evbuffer_add(out, payload, len);
@@ -211,6 +213,19 @@ bool conn_output_room(struct conn *c, size_t frame_len)
 	return false;
 }
 
+/* A reply for a plain socket with nothing queued: held for one write at
+ * the end of the loop's turn (reply_stage.h). */
+static bool stage_reply(struct conn *c, const uint8_t *hdr, size_t hlen,
+			const char *payload, size_t len)
+{
+	if (c->tls || (c->staged.slot == 0 &&
+		       outq_pending(&c->outq, bufferevent_get_output(c->bev)) != 0))
+		return false;
+	c->staged.bev = c->bev;
+	return reply_stage_add(worker_reply_stage(c->w), &c->staged, hdr, hlen,
+			       payload, len);
+}
+
 void conn_send_text(struct conn *c, const char *payload, size_t len)
 {
 	uint8_t hdr[WS_MAX_HEADER];
@@ -226,10 +241,12 @@ void conn_send_text(struct conn *c, const char *payload, size_t len)
 	hlen = ws_header_encode(hdr, WS_OP_TEXT, len);
 	if (!conn_output_room(c, hlen + len))
 		return;
+	metrics_add(M_BYTES_OUT, (int64_t)(hlen + len));
+	if (stage_reply(c, hdr, hlen, payload, len))
+		return;
 	dst = outq_target(&c->outq, bufferevent_get_output(c->bev), hlen + len);
 	evbuffer_add(dst, hdr, hlen);
 	evbuffer_add(dst, payload, len);
-	metrics_add(M_BYTES_OUT, (int64_t)(hlen + len));
 }
 
 /*
@@ -298,6 +315,7 @@ void conn_send_shared(struct conn *c, struct shared_frame *f)
 					  (int)worker_config(c->w)->websocket_compression_level);
 	if (!conn_output_room(c, f->len))
 		return;
+	reply_stage_spill(worker_reply_stage(c->w), &c->staged);
 	sent = write_if_idle(c, f->data, f->len);
 	if (sent > 0 && sent < f->len)
 		evbuffer_add(bufferevent_get_output(c->bev), f->data + sent, f->len - sent);
@@ -324,6 +342,7 @@ void conn_close(struct conn *c, int code, const char *reason)
 {
 	if (c->state == CONN_CLOSING)
 		return;
+	reply_stage_spill(worker_reply_stage(c->w), &c->staged);
 	if (c->state == CONN_WS && code != 0) {
 		uint8_t body[125];
 		size_t len = code == WS_CLOSE_NO_STATUS ? 0 :

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <stdbool.h>
 #include "outq.h"
+#include "reply_stage.h"
 #include "ws_frame.h"
 
 struct worker;
@@ -112,6 +113,7 @@ struct conn {
 					* whether the turn before had several */
 	uint16_t turn_frames;
 	bool burst;
+	struct staged_socket staged;   /* replies held for one write */
 	uint8_t deflate_bits;          /* permessage-deflate's window, or 0: off */
 	const struct conn_stream *stream;  /* CONN_STREAM's transport (static) */
 	void *stream_state;            /* its state, owned by it */

@@ -11,6 +11,7 @@
 #include "history.h"
 #include "inbox.h"
 #include "log.h"
+#include "reply_stage.h"
 #include "router.h"
 #include "runconf.h"
 #include "shared_frame.h"
@@ -47,6 +48,7 @@ struct worker {
 	struct ip_table *ips;              /* shared per-address counts */
 	SSL_CTX *ssl_ctx;                  /* shared; NULL without listen_tls */
 	struct history_store *history;     /* shared; NULL: no history */
+	struct reply_stage *reply_stage;   /* made on first use */
 
 	router_deliver_fn *deliver;        /* the router's, handed in */
 	size_t n_sessions;                 /* upgraded to WebSocket */
@@ -329,6 +331,7 @@ void worker_free(struct worker **wp)
 		runconf_unref(&w->rc);
 	router_free(&w->router);
 	router_free(&w->presence_router);
+	reply_stage_free(&w->reply_stage);
 	if (w->base && !w->bare)
 		event_base_free(w->base);
 	free(w);
@@ -338,6 +341,13 @@ void worker_free(struct worker **wp)
 /* ---------------------------------------------- for modules on the loop */
 
 struct event_base *worker_base(const struct worker *w) { return w->base; }
+
+struct reply_stage *worker_reply_stage(struct worker *w)
+{
+	if (w->reply_stage == NULL)
+		w->reply_stage = reply_stage_new(w->base);
+	return w->reply_stage;
+}
 unsigned worker_index(const struct worker *w) { return w->index; }
 void *worker_hooks_arg(const struct worker *w) { return w->hooks.arg; }
 struct runconf *worker_runconf(const struct worker *w) { return w->rc; }

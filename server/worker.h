@@ -25,6 +25,7 @@ struct broker;
 struct bind_wait;
 struct ip_table;
 struct shared_frame;
+struct reply_stage;
 struct worker;
 struct exchange_rt;
 struct history_store;
@@ -122,6 +123,8 @@ void worker_free(struct worker **w);
 /* ------------------------------------------------ for modules on the loop */
 
 struct event_base *worker_base(const struct worker *w);
+/* The loop's reply stage (reply_stage.h), made on first use. */
+struct reply_stage *worker_reply_stage(struct worker *w);
 unsigned worker_index(const struct worker *w);
 void *worker_hooks_arg(const struct worker *w);
 struct runconf *worker_runconf(const struct worker *w);
