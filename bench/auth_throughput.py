@@ -64,18 +64,19 @@ def log(msg):
 
 # ------------------------------------------------------------ /proc
 
-def proc_cpu(pid, children=False):
+def proc_cpu(pid, children=False, kernel_only=False):
     """utime + stime of a process (all its threads) in seconds; with
-    children, also cutime + cstime (its reaped children)."""
+    children, also cutime + cstime (its reaped children); kernel_only:
+    stime (and cstime) alone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     # fields[0] is the state (field 3); utime is field 14.
-    ticks = int(fields[11]) + int(fields[12])
+    ticks = int(fields[12]) + (0 if kernel_only else int(fields[11]))
     if children:
-        ticks += int(fields[13]) + int(fields[14])
+        ticks += int(fields[14]) + (0 if kernel_only else int(fields[13]))
     return ticks / CLK_TCK
 
 
@@ -163,6 +164,7 @@ def run_load(opts, port, db_cpu, daemon, warmup=None, during=None, load_file=Non
 
     def sample():
         return {"wall": time.monotonic(), "daemon": proc_cpu(daemon.proc.pid),
+                "daemon_sys": proc_cpu(daemon.proc.pid, kernel_only=True),
                 "db": db_cpu() if db_cpu else 0.0, "machine": machine_cpu()}
 
     for line in p.stdout:
@@ -188,6 +190,7 @@ def run_load(opts, port, db_cpu, daemon, warmup=None, during=None, load_file=Non
     result.update({
         "wall": b["wall"] - a["wall"],
         "daemon_cpu": b["daemon"] - a["daemon"],
+        "daemon_sys_cpu": b["daemon_sys"] - a["daemon_sys"],
         "db_cpu": (b["db"] - a["db"]) if db_cpu else None,
         "load_cpu": result["user_cpu"] + result["sys_cpu"],
         "machine_busy": busy,
@@ -728,7 +731,23 @@ def jwt_verdict(variants):
             f"{m['load_cpu'] / wall:.2f}); one Authenticate+Deauthenticate cost "
             f"{m['daemon_cpu'] / max(m['completed'], 1) * 1e6:.0f} µs of daemon CPU, so an "
             f"idle machine would allow about {est:,.0f}/s. bench/jwt_verify measures the "
-            f"plugin's own part (parse, verify, claims) without the daemon.")
+            f"plugin's own part (parse, verify, claims) without the daemon." + jwt_floor(m))
+
+
+def jwt_floor(m):
+    """What no change to the daemon's own code can go below: the load
+    generator's CPU and the daemon's kernel time (its socket reads and
+    writes), per Authenticate+Deauthenticate, on this machine's CPUs."""
+    n = max(m["completed"], 1)
+    load = m["load_cpu"] / n * 1e6
+    ksys = m["daemon_sys_cpu"] / n * 1e6
+    user = (m["daemon_cpu"] - m["daemon_sys_cpu"]) / n * 1e6
+    ceiling = (os.cpu_count() or 1) / max((load + ksys) / 1e6, 1e-9)
+    return (f"\n\nWhere the time goes, per Authenticate+Deauthenticate: the daemon "
+            f"{user:.1f} µs in user space and {ksys:.1f} µs in the kernel, the load generator "
+            f"{load:.1f} µs (user {m['user_cpu'] / n * 1e6:.1f}, kernel {m['sys_cpu'] / n * 1e6:.1f}). "
+            f"The load generator and the daemon's kernel time alone would cap this machine at "
+            f"about {ceiling:,.0f}/s with no daemon user time at all.")
 
 
 def verdict(opts, variants):
