@@ -195,6 +195,11 @@ size_t answer_cache_size(const struct answer_cache *c)
 	return c->n;
 }
 
+bool answer_cache_enabled(const struct answer_cache *c)
+{
+	return c != NULL && c->ttl_ms != 0;
+}
+
 size_t answer_cache_forget_if(struct answer_cache *c, answer_cache_pred *pred, void *arg)
 {
 	size_t n = 0;

@@ -38,6 +38,9 @@ void answer_cache_put(struct answer_cache *c, const void *key, size_t key_len,
 
 size_t answer_cache_size(const struct answer_cache *c);
 
+/* Can c hold anything? When not, a caller need not build keys at all. */
+bool answer_cache_enabled(const struct answer_cache *c);
+
 /* Drop every entry pred(arg, key, key_len, identity or NULL) is true of
  * (a revoked user's, control commands); returns how many. */
 typedef bool answer_cache_pred(void *arg, const void *key, size_t key_len,

@@ -186,10 +186,13 @@ struct myxid_req *authz_auth_start(struct worker *w,
 	struct myxid_req *req = req_new(w, REQ_AUTH, client, done, arg);
 
 	req->token = xstrdup(token);
-	/* The cache holds a digest, never the token. */
-	req->cache_key_len = SHA256_DIGEST_LENGTH;
-	req->cache_key = xmalloc(SHA256_DIGEST_LENGTH);
-	SHA256((const unsigned char *)token, strlen(token), req->cache_key);
+	/* The cache holds a digest, never the token; with auth_cache 0 there
+	 * is no key to make (a SHA-256 per Authenticate saved). */
+	if (answer_cache_enabled(req->rc->auth_cache)) {
+		req->cache_key_len = SHA256_DIGEST_LENGTH;
+		req->cache_key = xmalloc(SHA256_DIGEST_LENGTH);
+		SHA256((const unsigned char *)token, strlen(token), req->cache_key);
+	}
 	if (answer_from_cache(req, flags))
 		return req;
 	if (req->rc->n_auths == 0)
@@ -243,7 +246,8 @@ struct myxid_req *authz_policy_start(struct worker *w,
 	req->routing_key = xstrdup(routing_key);
 	req->grant = grant ? xstrdup(grant) : NULL;
 	req->presence = (flags & AUTHZ_PRESENCE) != 0;
-	policy_cache_key(req);
+	if (answer_cache_enabled(req->rc->policy_cache))
+		policy_cache_key(req);
 	if (!answer_from_cache(req, flags))
 		ask(req, policy);
 	return req;

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "event_frame.h"
+#include "json_input.h"
 #include "shared_frame.h"
 #include "util.h"
 
@@ -708,6 +709,7 @@ static void *broker_main(void *arg)
 	unsigned backoff = BACKOFF_MIN_MS;
 	bool announced = false;
 
+	json_input_thread_init();       /* every message is parsed here */
 	while (!stopping(b)) {
 		if (connect_any(b) == 0 && link_up(b) == 0) {
 			set_state(b, BROKER_UP);
@@ -734,6 +736,7 @@ static void *broker_main(void *arg)
 	}
 	link_down(b);
 	set_state(b, BROKER_STOPPED);
+	json_input_thread_done();
 	return NULL;
 }
 

@@ -4,6 +4,7 @@
 #include "json_input.h"
 #include "utf8.h"
 
+#include <locale.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -178,23 +179,62 @@ const char *json_input_string(json_object *o)
 	return strlen(s) == (size_t)json_object_get_string_len(o) ? s : NULL;
 }
 
+/* json_syntax_ok() caps nesting at its stack's size before json-c sees the
+ * text, so one tokener this deep serves every caller's max_depth. */
+#define TOKENER_DEPTH 257
+
+static __thread json_tokener *thread_tok;
+static __thread locale_t thread_locale;
+
+void json_input_thread_init(void)
+{
+	if (thread_locale == (locale_t)0) {
+		thread_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+		if (thread_locale != (locale_t)0)
+			uselocale(thread_locale);
+	}
+	if (thread_tok == NULL) {
+		thread_tok = json_tokener_new_ex(TOKENER_DEPTH);
+		if (thread_tok != NULL)
+			json_tokener_set_flags(thread_tok, JSON_TOKENER_STRICT);
+	}
+}
+
+void json_input_thread_done(void)
+{
+	if (thread_tok != NULL) {
+		json_tokener_free(thread_tok);
+		thread_tok = NULL;
+	}
+	if (thread_locale != (locale_t)0) {
+		uselocale(LC_GLOBAL_LOCALE);
+		freelocale(thread_locale);
+		thread_locale = (locale_t)0;
+	}
+}
+
 json_object *json_input_parse(const void *data, size_t len, int max_depth)
 {
 	const char *p = data;
-	json_tokener *tok;
+	json_tokener *tok = thread_tok;
 	json_object *o;
 	size_t end;
 
 	if (len > INT32_MAX || !utf8_valid(p, len) ||
 	    !json_syntax_ok(p, len, max_depth))
 		return NULL;
-	tok = json_tokener_new_ex(max_depth + 1);
-	if (tok == NULL)
-		return NULL;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	if (tok != NULL) {
+		json_tokener_reset(tok);
+	} else {
+		tok = json_tokener_new_ex(TOKENER_DEPTH);
+		if (tok == NULL)
+			return NULL;
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	}
 	o = json_tokener_parse_ex(tok, p, (int)len);
 	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
+	if (tok != thread_tok)
+		json_tokener_free(tok);
 	while (o != NULL && end < len &&
 	       (p[end] == ' ' || p[end] == '\t' || p[end] == '\r' || p[end] == '\n'))
 		end++;

@@ -20,4 +20,17 @@ json_object *json_input_parse(const void *data, size_t len, int max_depth);
  * a name compared as a C string must not match by its prefix. Owned by o. */
 const char *json_input_string(json_object *o);
 
+/*
+ * For a thread that parses on a hot path (a worker loop, the broker
+ * thread): keeps one tokener for the thread's parses, and switches the
+ * thread to glibc's C locale object. json-c puts LC_NUMERIC to "C" around
+ * every parse by copying the thread's locale, a malloc under glibc's
+ * global locale lock, unless the thread already uses that object, which
+ * glibc hands back without copying. Other threads may parse without it.
+ * json_input_thread_done() frees the tokener; call it before the thread
+ * returns.
+ */
+void json_input_thread_init(void);
+void json_input_thread_done(void);
+
 #endif

@@ -18,8 +18,9 @@ struct conn;
 #define REPLY_JSON_FLAGS EVENT_FRAME_JSON_FLAGS
 
 /*
- * Send an event. With with_tag, the "tag" key is written (tag NULL gives
- * null); tag is borrowed. payload is consumed (NULL gives {}).
+ * Send an event. event is a plain name (nothing JSON would escape). With
+ * with_tag, the "tag" key is written (tag NULL gives null); tag is
+ * borrowed. payload is consumed (NULL gives {}).
  */
 void reply_send(struct conn *c, const char *event, bool with_tag,
 		json_object *tag, json_object *payload);

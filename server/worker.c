@@ -10,6 +10,7 @@
 #include "config.h"
 #include "history.h"
 #include "inbox.h"
+#include "json_input.h"
 #include "log.h"
 #include "reply_stage.h"
 #include "router.h"
@@ -296,8 +297,10 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
+	json_input_thread_init();
 	if (event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0)
 		log_error("worker %u: event loop failed", w->index);
+	json_input_thread_done();
 	if (w->hooks.stopped != NULL)
 		w->hooks.stopped(w->hooks.arg, w);
 	return NULL;

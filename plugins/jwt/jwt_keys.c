@@ -13,7 +13,6 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
-#include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -22,16 +21,16 @@
 #define MAX_JWKS_BYTES (1024 * 1024)
 
 static const struct jwt_alg algs[] = {
-	{ "HS256", JWT_HMAC, EVP_sha256, false, 0 },
-	{ "HS384", JWT_HMAC, EVP_sha384, false, 0 },
-	{ "HS512", JWT_HMAC, EVP_sha512, false, 0 },
-	{ "RS256", JWT_RSA, EVP_sha256, false, 0 },
-	{ "RS384", JWT_RSA, EVP_sha384, false, 0 },
-	{ "RS512", JWT_RSA, EVP_sha512, false, 0 },
-	{ "PS256", JWT_RSA, EVP_sha256, true, 0 },
-	{ "ES256", JWT_P256, EVP_sha256, false, 32 },
-	{ "ES384", JWT_P384, EVP_sha384, false, 48 },
-	{ "EdDSA", JWT_ED25519, NULL, false, 0 },
+	{ "HS256", JWT_HMAC, EVP_sha256, false, 0, 0 },
+	{ "HS384", JWT_HMAC, EVP_sha384, false, 0, 1 },
+	{ "HS512", JWT_HMAC, EVP_sha512, false, 0, 2 },
+	{ "RS256", JWT_RSA, EVP_sha256, false, 0, 0 },
+	{ "RS384", JWT_RSA, EVP_sha384, false, 0, 0 },
+	{ "RS512", JWT_RSA, EVP_sha512, false, 0, 0 },
+	{ "PS256", JWT_RSA, EVP_sha256, true, 0, 0 },
+	{ "ES256", JWT_P256, EVP_sha256, false, 32, 0 },
+	{ "ES384", JWT_P384, EVP_sha384, false, 48, 0 },
+	{ "EdDSA", JWT_ED25519, NULL, false, 0, 0 },
 };
 
 const struct jwt_alg *jwt_alg_find(const char *name)
@@ -55,6 +54,30 @@ static struct jwt_key *key_new(struct jwt_keyset *ks)
 	return &v[ks->n++];
 }
 
+/* Fill k->hmac[]: 0, or -1. */
+static int hmac_key(struct jwt_key *k)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	int rc = mac != NULL ? 0 : -1;
+
+	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]) && rc == 0; i++) {
+		OSSL_PARAM params[2];
+
+		if (algs[i].family != JWT_HMAC)
+			continue;
+		params[0] = OSSL_PARAM_construct_utf8_string(
+			OSSL_MAC_PARAM_DIGEST, (char *)EVP_MD_get0_name(algs[i].md()), 0);
+		params[1] = OSSL_PARAM_construct_end();
+		k->hmac[algs[i].hmac_slot] = EVP_MAC_CTX_new(mac);
+		if (k->hmac[algs[i].hmac_slot] == NULL ||
+		    EVP_MAC_init(k->hmac[algs[i].hmac_slot], k->secret, k->secret_len,
+				 params) != 1)
+			rc = -1;
+	}
+	EVP_MAC_free(mac);
+	return rc;
+}
+
 int jwt_keys_add_secret(struct jwt_keyset *ks, const char *secret, size_t len,
 			char *err, size_t err_size)
 {
@@ -74,6 +97,15 @@ int jwt_keys_add_secret(struct jwt_keyset *ks, const char *secret, size_t len,
 	k->family = JWT_HMAC;
 	memcpy(k->secret, secret, len);
 	k->secret_len = len;
+	if (hmac_key(k) < 0) {
+		for (size_t j = 0; j < 3; j++)
+			EVP_MAC_CTX_free(k->hmac[j]);
+		pu_scrub(k->secret, len);
+		free(k->secret);
+		ks->n--;
+		pu_err(err, err_size, "OpenSSL cannot set up HMAC with this secret");
+		return -1;
+	}
 	return 0;
 }
 
@@ -339,6 +371,8 @@ void jwt_keys_free(struct jwt_keyset *ks)
 			pu_scrub(ks->v[i].secret, ks->v[i].secret_len);
 		free(ks->v[i].secret);
 		free(ks->v[i].kid);
+		for (size_t j = 0; j < 3; j++)
+			EVP_MAC_CTX_free(ks->v[i].hmac[j]);
 	}
 	free(ks->v);
 	ks->v = NULL;
@@ -351,11 +385,13 @@ static bool hmac_ok(const struct jwt_key *k, const struct jwt_alg *a, const void
 		    size_t len, const unsigned char *sig, size_t sig_len)
 {
 	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int mac_len = 0;
+	size_t mac_len = 0;
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(k->hmac[a->hmac_slot]);
+	bool ok = ctx != NULL && EVP_MAC_update(ctx, input, len) == 1 &&
+		  EVP_MAC_final(ctx, mac, &mac_len, sizeof(mac)) == 1;
 
-	if (HMAC(a->md(), k->secret, (int)k->secret_len, input, len, mac, &mac_len) == NULL)
-		return false;
-	return mac_len == sig_len && CRYPTO_memcmp(mac, sig, sig_len) == 0;
+	EVP_MAC_CTX_free(ctx);
+	return ok && mac_len == sig_len && CRYPTO_memcmp(mac, sig, sig_len) == 0;
 }
 
 /* JWS ECDSA signatures are r || s; OpenSSL wants DER. */

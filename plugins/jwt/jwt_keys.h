@@ -26,6 +26,7 @@ struct jwt_alg {
 	const EVP_MD *(*md)(void);    /* NULL for EdDSA */
 	bool pss;                     /* RSASSA-PSS (PS256) */
 	size_t ec_half;               /* ES*: bytes of r and of s */
+	unsigned hmac_slot;           /* HS*: its jwt_key.hmac[] entry */
 };
 
 /* The algorithm named name, or NULL (none, or not supported). */
@@ -37,6 +38,11 @@ struct jwt_key {
 	EVP_PKEY *pkey;               /* public keys */
 	unsigned char *secret;        /* HMAC (scrubbed when freed) */
 	size_t secret_len;
+	/* HS256, HS384, HS512 contexts keyed with secret once, copied for each
+	 * token: HMAC() would look the algorithm up (under OpenSSL's locks)
+	 * and hash the key again every time. Only read after loading, so the
+	 * workers share them. */
+	EVP_MAC_CTX *hmac[3];
 };
 
 struct jwt_keyset {
