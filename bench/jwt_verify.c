@@ -35,6 +35,7 @@ int main(int argc, char **argv)
 	double seconds = 3, t0, t;
 	struct jwt_keyset ks = { NULL, 0 };
 	struct jwt_rules rules = { NULL, NULL, 0, true };
+	struct jwt_header_memo memo = { 0 };  /* as the plugin instance keeps */
 	const struct jwt_alg *alg;
 	char **tokens = NULL, *line = NULL, err[256];
 	size_t n = 0, cap = 0, lcap = 0, done = 0, bad = 0;
@@ -83,7 +84,7 @@ int main(int argc, char **argv)
 			int64_t exp;
 			char *user;
 
-			if (jwt_parse(tok, strlen(tok), &p, &why) < 0) {
+			if (jwt_parse(tok, strlen(tok), &memo, &p, &why) < 0) {
 				bad++;
 				continue;
 			}

@@ -64,6 +64,7 @@ struct auth_jwt {
 	bool require_exp;
 	struct attr_map attrs[MAX_ATTRS];
 	size_t n_attrs;
+	struct jwt_header_memo memo;  /* this loop's last good header */
 };
 
 static void ctx_free(struct auth_jwt *ctx);
@@ -320,7 +321,7 @@ static int64_t now_s(void)
 
 /* Parse token into t and check its algorithm, signature and registered
  * claims: NULL (t to be freed), or why not (t freed). */
-static const char *verify(const struct auth_jwt *ctx, const char *token, size_t len,
+static const char *verify(struct auth_jwt *ctx, const char *token, size_t len,
 			  struct jwt_parsed *t, int64_t *exp)
 {
 	const struct jwt_alg *a;
@@ -328,7 +329,7 @@ static const char *verify(const struct auth_jwt *ctx, const char *token, size_t 
 
 	if (len > ctx->max_token)
 		return "longer than max_token_size";
-	if (jwt_parse(token, len, t, &why) < 0)
+	if (jwt_parse(token, len, &ctx->memo, t, &why) < 0)
 		return why;
 	a = jwt_alg_find(t->alg);
 	if (a == NULL || !allowed(ctx, a))
@@ -372,7 +373,7 @@ static enum myxid_verdict grant(const struct auth_jwt *ctx, struct myxid_req *re
 
 static enum myxid_verdict jwt_auth(void *vctx, struct myxid_req *req)
 {
-	const struct auth_jwt *ctx = vctx;
+	struct auth_jwt *ctx = vctx;
 	const char *token = ctx->host->req_get(req, "token"), *why;
 	struct jwt_parsed t;
 	enum myxid_verdict v;
@@ -433,7 +434,7 @@ static const char *grant_covers(const struct auth_jwt *ctx, struct myxid_req *re
  * exchange and key. No token, no subscription. */
 static enum myxid_verdict jwt_policy(void *vctx, struct myxid_req *req)
 {
-	const struct auth_jwt *ctx = vctx;
+	struct auth_jwt *ctx = vctx;
 	const char *token = ctx->host->req_get(req, "subscribe_token"), *why;
 	struct jwt_parsed t;
 	size_t len = token ? strlen(token) : 0;

@@ -38,10 +38,10 @@ struct jwt_key {
 	EVP_PKEY *pkey;               /* public keys */
 	unsigned char *secret;        /* HMAC (scrubbed when freed) */
 	size_t secret_len;
-	/* HS256, HS384, HS512 contexts keyed with secret once, copied for each
-	 * token: HMAC() would look the algorithm up (under OpenSSL's locks)
-	 * and hash the key again every time. Only read after loading, so the
-	 * workers share them. */
+	/* HS256, HS384, HS512 contexts keyed with secret once and restarted
+	 * for each token: HMAC() would look the algorithm up (under OpenSSL's
+	 * locks), allocate a context and hash the key every time. A keyset
+	 * belongs to one plugin instance, so to one loop thread. */
 	EVP_MAC_CTX *hmac[3];
 };
 

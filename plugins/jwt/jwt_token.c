@@ -124,24 +124,45 @@ static int header_fields(json_object *h, struct jwt_parsed *out, const char **wh
 	return 0;
 }
 
-int jwt_parse(const char *token, size_t len, struct jwt_parsed *out, const char **why)
+/* The header part [token, token + hlen) into out's alg and kid: 0, or -1
+ * with *why. */
+static int take_header(const char *token, size_t hlen, struct jwt_header_memo *memo,
+		       struct jwt_parsed *out, const char **why)
+{
+	json_object *header;
+	int rc;
+
+	if (memo != NULL && memo->raw_len == hlen && memcmp(memo->raw, token, hlen) == 0) {
+		memcpy(out->alg, memo->alg, sizeof(out->alg));
+		memcpy(out->kid, memo->kid, sizeof(out->kid));
+		return 0;
+	}
+	header = json_part(token, hlen);
+	if (header == NULL)
+		return *why = "the header is not base64url of a JSON object", -1;
+	rc = header_fields(header, out, why);
+	json_object_put(header);
+	if (rc == 0 && memo != NULL && hlen <= sizeof(memo->raw)) {
+		memcpy(memo->raw, token, hlen);
+		memo->raw_len = hlen;
+		memcpy(memo->alg, out->alg, sizeof(memo->alg));
+		memcpy(memo->kid, out->kid, sizeof(memo->kid));
+	}
+	return rc;
+}
+
+int jwt_parse(const char *token, size_t len, struct jwt_header_memo *memo,
+	      struct jwt_parsed *out, const char **why)
 {
 	const char *dot1, *dot2;
-	json_object *header;
 	long n;
-	int rc;
 
 	memset(out, 0, sizeof(*out));
 	dot1 = memchr(token, '.', len);
 	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
 	if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
 		return *why = "not three dot-separated parts", -1;
-	header = json_part(token, (size_t)(dot1 - token));
-	if (header == NULL)
-		return *why = "the header is not base64url of a JSON object", -1;
-	rc = header_fields(header, out, why);
-	json_object_put(header);
-	if (rc < 0)
+	if (take_header(token, (size_t)(dot1 - token), memo, out, why) < 0)
 		return -1;
 	out->claims = json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
 	if (out->claims == NULL)

@@ -35,10 +35,22 @@ struct jwt_parsed {
  */
 PU_HIDDEN bool jwt_looks_like(const char *token, size_t len);
 
+/*
+ * The last good header seen, taken apart. An issuer's tokens share one
+ * header ({"alg":"HS256","typ":"JWT"}, its kid), so a plugin instance keeps
+ * it and skips decoding and parsing it again. All zero: nothing kept.
+ */
+struct jwt_header_memo {
+	char raw[192];                /* the header part, as in the token */
+	size_t raw_len;
+	char alg[16];
+	char kid[128];
+};
+
 /* Take token apart into out: 0, or -1 with *why (a static phrase for the
- * log, never holding token data). */
-PU_HIDDEN int jwt_parse(const char *token, size_t len, struct jwt_parsed *out,
-			const char **why);
+ * log, never holding token data). memo (NULL: none) is read and updated. */
+PU_HIDDEN int jwt_parse(const char *token, size_t len, struct jwt_header_memo *memo,
+			struct jwt_parsed *out, const char **why);
 PU_HIDDEN void jwt_parsed_free(struct jwt_parsed *p);
 
 /* What jwt_check_claims() demands. */
