@@ -15,19 +15,22 @@
  * deeply nested document is an attack on the parser, not a token. */
 #define MAX_DEPTH 8
 
+/* Each base64url character's value plus one; 0: not base64url. A table,
+ * not comparisons: every token is scanned twice (looks_like, decode). */
+static const unsigned char B64URL[256] = {
+	['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
+	['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+	['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+	['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+	['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+	['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+	['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+	['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['-'] = 63, ['_'] = 64,
+};
+
 static int b64url_value(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
+	return (int)B64URL[c] - 1;
 }
 
 long jwt_b64url_decode(const char *in, size_t len, unsigned char *out)
@@ -73,7 +76,8 @@ bool jwt_looks_like(const char *token, size_t len)
 /* Decode one part and parse it as a JSON object; NULL when either fails. */
 static json_object *json_part(const char *p, size_t len)
 {
-	unsigned char *buf = malloc(len * 3 / 4 + 1);
+	unsigned char local[1024];    /* most payloads: no malloc */
+	unsigned char *buf = len * 3 / 4 + 1 <= sizeof(local) ? local : malloc(len * 3 / 4 + 1);
 	json_tokener *tok;
 	json_object *o = NULL;
 	long n;
@@ -94,7 +98,8 @@ static json_object *json_part(const char *p, size_t len)
 		}
 		json_tokener_free(tok);
 	}
-	free(buf);
+	if (buf != local)
+		free(buf);
 	return o;
 }
 
