@@ -220,7 +220,9 @@ json_object *json_input_parse(const void *data, size_t len, int max_depth)
 	json_object *o;
 	size_t end;
 
-	if (len > INT32_MAX || !utf8_valid(p, len) ||
+	/* Nothing is no JSON; and an empty broker body may come as NULL,
+	 * on which even NULL + 0 is undefined. */
+	if (len == 0 || len > INT32_MAX || !utf8_valid(p, len) ||
 	    !json_syntax_ok(p, len, max_depth))
 		return NULL;
 	if (tok != NULL) {
