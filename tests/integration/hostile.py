@@ -35,6 +35,17 @@ def vm_rss_kb(pid):
     return 0
 
 
+def asan_in(pid):
+    """Is pid built with AddressSanitizer? Its quarantine keeps freed
+    blocks (256 MiB), so RSS bounds say nothing there. gcc links it as
+    libasan.so; clang links it into the program."""
+    with open(f"/proc/{pid}/maps") as f:
+        if "libasan" in f.read():
+            return True
+    with open(f"/proc/{pid}/exe", "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def cpu_seconds(pid):
     """utime + stime of pid, in seconds."""
     with open(f"/proc/{pid}/stat") as f:

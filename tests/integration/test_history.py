@@ -31,6 +31,7 @@ sys.dont_write_bytecode = True   # keep the source tree clean
 
 from myxidtest import (PUBLISH_KEY, WRAPPER, Client, Daemon, Suite, compact, publish,
                        require, scrape)
+from hostile import asan_in
 
 require()
 T = Suite()
@@ -434,11 +435,6 @@ def publish_many(port, docs, threads=8):
         raise errors[0]
 
 
-def under_asan(pid):
-    with open(f"/proc/{pid}/maps") as f:
-        return "libasan" in f.read()
-
-
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -466,7 +462,7 @@ async def many_keys_stay_under_the_cap():
     grown = rss_kib(d.proc.pid) - rss0
     # Memory a tool keeps is not the daemon's: memcheck's, or the
     # AddressSanitizer's quarantine of freed blocks (256 MiB).
-    if not WRAPPER and not under_asan(d.proc.pid):
+    if not WRAPPER and not asan_in(d.proc.pid):
         T.check(grown < 3 * cap // 1024, "the daemon grew by less than 3x the cap",
                 f"{grown} KiB")
     print(f"# {KEYS} keys: history holds {held / 1048576:.2f} MiB, RSS grew {grown} KiB")
