@@ -42,6 +42,7 @@ struct bench_opts {
 	double rate;                 /* messages/s; 0: window flow control */
 	unsigned window;
 	double hold_s, drain_s, churn_s;
+	char *hold_until;            /* ready: wait for this file, then hold_s */
 	int server_pid;              /* 0: none */
 	unsigned threads;
 	char *json_path;

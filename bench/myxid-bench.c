@@ -49,6 +49,7 @@ static const char USAGE[] =
 "  --publish-conns P (16)          parallel HTTP publish connections (at most 64)\n"
 "  --messages M (1000)  --rate R (0: window)  --window W (64)\n"
 "  --hold S (0)  --drain S (5)  --churn S  --server-pid PID  --threads T (1)\n"
+"  --hold-until FILE               once ready, wait until FILE exists, then --hold\n"
 "  --deflate                       offer permessage-deflate (no context takeover)\n"
 "  --line-bytes N (0)              HTTP publish: a deploy-log line of N bytes in each payload\n"
 "  --json FILE|-  --quiet\n";
@@ -153,7 +154,7 @@ static void parse_args(int argc, char **argv)
 	enum { O_URL = 256, O_MODE, O_CONNS, O_SOURCES, O_CONC, O_TOKEN, O_EXCH, O_KEYS,
 	       O_KEYFMT, O_PUB, O_AMQP, O_PUBURL, O_PUBKEY, O_PUBCONNS, O_MSGS, O_RATE,
 	       O_WINDOW, O_HOLD, O_DRAIN, O_CHURN, O_PID, O_THREADS, O_JSON, O_QUIET, O_DEFLATE,
-	       O_LINE, O_HELP };
+	       O_LINE, O_HOLD_UNTIL, O_HELP };
 	static const struct option opts[] = {
 		{ "url", 1, NULL, O_URL }, { "mode", 1, NULL, O_MODE },
 		{ "connections", 1, NULL, O_CONNS }, { "sources", 1, NULL, O_SOURCES },
@@ -168,6 +169,7 @@ static void parse_args(int argc, char **argv)
 		{ "server-pid", 1, NULL, O_PID }, { "threads", 1, NULL, O_THREADS },
 		{ "json", 1, NULL, O_JSON }, { "quiet", 0, NULL, O_QUIET },
 		{ "deflate", 0, NULL, O_DEFLATE }, { "line-bytes", 1, NULL, O_LINE },
+		{ "hold-until", 1, NULL, O_HOLD_UNTIL },
 		{ "help", 0, NULL, O_HELP }, { NULL, 0, NULL, 0 }
 	};
 	struct bench_opts *o = &run.o;
@@ -222,6 +224,7 @@ static void parse_args(int argc, char **argv)
 		case O_RATE: o->rate = amount("--rate", optarg); break;
 		case O_WINDOW: o->window = (unsigned)num("--window", optarg, 1, 10000000); break;
 		case O_HOLD: o->hold_s = amount("--hold", optarg); break;
+		case O_HOLD_UNTIL: o->hold_until = optarg; break;
 		case O_DRAIN: o->drain_s = amount("--drain", optarg); break;
 		case O_CHURN: o->churn_s = amount("--churn", optarg); break;
 		case O_PID: o->server_pid = (int)num("--server-pid", optarg, 1, 1u << 30); break;
@@ -325,6 +328,24 @@ static void wait_ready(void)
 	}
 }
 
+/*
+ * --hold-until: several generators driven as one (bench/run's cluster
+ * scenarios, one generator per node) keep their sockets until the driver
+ * has measured them all, and says so by creating the file.
+ */
+static void wait_for_file(const char *path)
+{
+	uint64_t deadline = now_ns() + 600000000000ull;
+
+	while (access(path, F_OK) != 0) {
+		if (now_ns() > deadline) {
+			bench_note("%s did not appear within 10 minutes; going on", path);
+			return;
+		}
+		sleep_s(0.01);
+	}
+}
+
 /* After publishing: wait until every message is complete, or --drain. */
 static void wait_drain(void)
 {
@@ -422,6 +443,8 @@ int main(int argc, char **argv)
 		wait_ready();
 		progress("%llu of %u sockets ready", (unsigned long long)run.ready,
 			 run.o.connections);
+		if (run.o.hold_until != NULL)
+			wait_for_file(run.o.hold_until);
 		if (run.o.hold_s > 0)
 			sleep_s(run.o.hold_s);
 		if (run.o.server_pid > 0)

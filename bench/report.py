@@ -184,6 +184,8 @@ def row(rec, records):
 
 
 def text_table(records):
+    if not records:                     # only cluster runs (bench/cluster.py)
+        return "(no single-node runs)"
     return table([row(r, records) for r in records], COLUMNS)
 
 
@@ -314,7 +316,9 @@ def debian_versions():
     return ", ".join(out)
 
 
-def write_results(path, records, targets, opts, plan):
+def write_results(path, records, targets, opts, plan, sections=(), more_records=()):
+    """sections: markdown lines put after the targets (the cluster table);
+    more_records: runs of their own shape, listed with the others at the end."""
     info = machine_info()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -340,6 +344,7 @@ def write_results(path, records, targets, opts, plan):
         md_table([[t, m, v] for t, m, v in targets], ["target", "measured", "verdict"]),
         "",
     ]
+    lines += list(sections)
     skipped = sorted({r["not_run"] for r in records if "not_run" in r})
     if skipped:
         lines += ["Not run:", ""] + [f"- {why}" for why in skipped] + [""]
@@ -352,7 +357,7 @@ def write_results(path, records, targets, opts, plan):
     lines += ["## Details: every run", "",
               "The generator's command and JSON result, the driver's /proc sampling of the "
               "server (`sampled`), and the bare consumer's JSON (`bare`).", ""]
-    for i, rec in enumerate(records, 1):
+    for i, rec in enumerate(list(records) + list(more_records), 1):
         lines += [f"### {i}. {rec['scenario']}, {rec['server']}, {rec['sockets']:,} sockets",
                   "", "```json", json.dumps({k: v for k, v in rec.items() if k != "output"},
                                             indent=1, sort_keys=True), "```", ""]

@@ -25,6 +25,10 @@ bench/RESULTS.md (date, machine, table, targets, raw JSON of every run).
   C1 control    the control API holding S2's sockets (1 node, then 3 nodes on
                 RabbitMQ): latency of a subscriber count, and of
                 disconnecting every socket of the user
+  N1 cluster    50k and 100k subscribed sockets over several nodes on one
+                RabbitMQ (one node per 16,000 sockets, or --nodes N): memory
+                per socket in the nodes and per binding in RabbitMQ
+                (bench/cluster.py)
 
 Everything runs on loopback and is started here: myxid from the build tree
 ($MYXID_BIN, $MYXID_PLUGIN_DIR; bench/run --build-dir DIR), a private
@@ -57,6 +61,7 @@ sys.path.insert(0, HERE)
 
 from myxidtest import MYXID_BIN, Daemon, read_text  # noqa: E402
 from auth_throughput import background_load, sha, sql_block  # noqa: E402
+import cluster  # noqa: E402
 import peers  # noqa: E402
 import report  # noqa: E402
 from procstat import Sampler  # noqa: E402
@@ -106,6 +111,9 @@ class Plan:
         self.s3_hold = 2
         self.churn_s = 3 if quick else 10
         self.churn_sockets = 100 if quick else 200
+        # N1: every node holds sockets on every key, so binds every key.
+        self.n1_sizes = [2000] if quick else [50000, 100000]
+        self.n1_keys = 100 if quick else 1000
 
 
 def nofile_limit():
@@ -197,6 +205,7 @@ class Runner:
     def __init__(self, opts):
         self.opts = opts
         self.records = []
+        self.cluster = []      # the N scenarios' records (bench/cluster.py)
         self.count = 0
 
     def run(self, scenario, server, sockets, load, args, timeout=600, quiet=False,
@@ -663,9 +672,14 @@ def c1_control(opts, plan, runner):
     with_rabbit("C1 control", runner, plan, three)
 
 
+def n1_cluster(opts, plan, runner):
+    cluster.n1_cluster(opts, plan, runner, lambda block: Myxid(auth_block=block), EXCHANGE,
+                       with_rabbit, clear_queues, log)
+
+
 SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
              "H1": h1_fanout, "H2": h2_keys, "H3": h3_replay, "H4": h4_storm,
-             "H5": h5_broker, "D1": d1_deflate, "C1": c1_control}
+             "H5": h5_broker, "D1": d1_deflate, "C1": c1_control, "N1": n1_cluster}
 
 
 # ------------------------------------------------------------ signals
@@ -712,8 +726,11 @@ def parse_args():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, a couple of minutes; writes no file unless --output")
-    ap.add_argument("--only", default="S1,S2,S3,S4,H1,H2,H3,H4,H5,D1,C1",
-                    help="scenarios, e.g. S1,S2 (all)")
+    ap.add_argument("--only", default=None,
+                    help="scenarios, e.g. S1,S2 (all; with --nodes: N1)")
+    ap.add_argument("--nodes", type=int, default=None,
+                    help="N1: this many myxid nodes at every size (one per "
+                         f"{cluster.PER_NODE:,} sockets); alone, runs N1 only")
     ap.add_argument("--no-nchan", dest="nchan", action="store_false",
                     help="skip the nchan runs")
     ap.add_argument("--gen-threads", type=int, default=CPUS,
@@ -721,6 +738,10 @@ def parse_args():
     ap.add_argument("--output", default=None,
                     help="results file (bench/RESULTS.md; with --quick: none)")
     opts = ap.parse_args()
+    if opts.only is None:
+        opts.only = "N1" if opts.nodes else ",".join(SCENARIOS)
+    if opts.nodes is not None and opts.nodes < 1:
+        ap.error("--nodes wants 1 or more")
     opts.only = [s.strip().upper() for s in opts.only.split(",") if s.strip()]
     for s in opts.only:
         if s not in SCENARIOS:
@@ -765,16 +786,20 @@ def main():
     opts.elapsed = time.monotonic() - started
     log("")
     log(report.text_table(runner.records))
+    for rec in runner.cluster:
+        log(cluster.n1_line(rec))
     log("")
     targets = report.targets(runner.records, opts)
     log(report.text_targets(targets))
     if opts.output:
-        report.write_results(opts.output, runner.records, targets, opts, plan)
+        report.write_results(opts.output, runner.records, targets, opts, plan,
+                             cluster.section(runner.cluster, report.md_table), runner.cluster)
         log(f"# written to {opts.output}")
     log(f"# {opts.elapsed:.0f}s")
     shutil.rmtree(opts.tmp, ignore_errors=True)
-    failed = [r for r in runner.records if "not_run" not in r and r["exit_status"] != 0]
-    return 1 if failed or not runner.records else 0
+    failed = [r for r in runner.records + runner.cluster
+              if "not_run" not in r and r["exit_status"] != 0]
+    return 1 if failed or not (runner.records or runner.cluster) else 0
 
 
 if __name__ == "__main__":

@@ -175,6 +175,35 @@ def many_keys_through_rabbitmq():
         consumer.stop()
 
 
+@T.test(timeout=120)
+def tiny_cluster():
+    """Tiny N1: 300 sockets over 2 nodes on one RabbitMQ, 20 keys; the
+    generators hold their sockets (--hold-until) until measured."""
+    import cluster
+    from types import SimpleNamespace
+    node = start_node()
+    block = scenarios.STATIC_AUTH + broker_block(node.url) + "\n"
+    scenarios.clear_queues(node)        # the S3 test's, with their bindings
+    nodes = cluster.Cluster(lambda: scenarios.Myxid(auth_block=block), 2)
+    held = []
+    try:
+        def measure():
+            held.append(cluster.subscriptions(nodes.nodes))
+            return cluster.broker_counts(node, scenarios.EXCHANGE)
+        opts = SimpleNamespace(bench=MYXID_BENCH, tmp=T.base)
+        results, ready_s, counts = cluster.run_generators(
+            opts, nodes.nodes, cluster.split(300, 2), 20, "tiny", measure)
+    finally:
+        nodes.stop()
+    T.check(ready_s is not None, "N1: every socket subscribed across the nodes",
+            repr([r["output"] for r in results]))
+    T.eq(held, [300], "N1: all 300 still held while measured")
+    T.eq([(r["exit_status"], r.get("json", {}).get("ready")) for r in results],
+         [(0, 150), (0, 150)], "N1: each generator: its 150 sockets ready, exit 0")
+    T.eq((counts["queues"], counts["bindings"]), (2, 40),
+         "N1: RabbitMQ holds a queue per node and every key bound on both")
+
+
 @T.test(timeout=60)
 def plain_mode_against_nchan():
     """The nchan peer: 200 sockets on 4 channels, 100 messages."""
