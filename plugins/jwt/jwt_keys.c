@@ -54,6 +54,16 @@ static struct jwt_key *key_new(struct jwt_keyset *ks)
 	return &v[ks->n++];
 }
 
+#define N_HMAC (sizeof(((struct jwt_key *)0)->hmac) / sizeof(EVP_MAC_CTX *))
+
+static void hmac_free(struct jwt_key *k)
+{
+	for (size_t j = 0; j < N_HMAC; j++) {
+		EVP_MAC_CTX_free(k->hmac[j]);
+		k->hmac[j] = NULL;
+	}
+}
+
 /* Fill k->hmac[]: 0, or -1. */
 static int hmac_key(struct jwt_key *k)
 {
@@ -98,8 +108,7 @@ int jwt_keys_add_secret(struct jwt_keyset *ks, const char *secret, size_t len,
 	memcpy(k->secret, secret, len);
 	k->secret_len = len;
 	if (hmac_key(k) < 0) {
-		for (size_t j = 0; j < 3; j++)
-			EVP_MAC_CTX_free(k->hmac[j]);
+		hmac_free(k);
 		pu_scrub(k->secret, len);
 		free(k->secret);
 		ks->n--;
@@ -371,8 +380,7 @@ void jwt_keys_free(struct jwt_keyset *ks)
 			pu_scrub(ks->v[i].secret, ks->v[i].secret_len);
 		free(ks->v[i].secret);
 		free(ks->v[i].kid);
-		for (size_t j = 0; j < 3; j++)
-			EVP_MAC_CTX_free(ks->v[i].hmac[j]);
+		hmac_free(&ks->v[i]);
 	}
 	free(ks->v);
 	ks->v = NULL;
