@@ -43,7 +43,7 @@ void report_table(FILE *f, const struct bench_results *r)
 	const struct bench_hist *h = &r->latency;
 
 	fprintf(f, "myxid-bench  %s ws://%s:%u%s  %u sockets, %u threads, %u sources\n",
-		mode_name(), run.o.host, run.o.port, run.o.path, run.o.connections,
+		mode_name(), run.o.target[0].host, run.o.target[0].port, run.o.path, run.o.connections,
 		run.o.threads, run.o.sources);
 	if (run.o.churn_s > 0) {
 		fprintf(f, "churn        %llu cycles in %.2f s = %.0f /s, errors %llu\n",
@@ -58,6 +58,9 @@ void report_table(FILE *f, const struct bench_results *r)
 			(unsigned long long)run.ready, run.o.connections, r->connect_s,
 			r->ready_per_s, (unsigned long long)run.failed);
 	}
+	if (run.o.expect_only)
+		fprintf(f, "expected     %llu messages from another generator\n",
+			(unsigned long long)run.o.messages);
 	if (run.o.publish != PUB_NONE) {
 		fprintf(f, "published    %llu of %llu via %s, ", (unsigned long long)run.published,
 			(unsigned long long)run.o.messages, publish_name());
@@ -66,6 +69,8 @@ void report_table(FILE *f, const struct bench_results *r)
 		else
 			fprintf(f, "window %u", run.o.window);
 		fprintf(f, ", refused %llu\n", (unsigned long long)run.publish_failed);
+	}
+	if (run.o.publish != PUB_NONE || run.o.expect_only) {
 		fprintf(f, "deliveries   expected %llu received %llu lost %llu "
 			"(dup %llu, bad %llu) in %.3f s = %.0f /s\n",
 			(unsigned long long)run.expected, (unsigned long long)run.received,
@@ -75,6 +80,14 @@ void report_table(FILE *f, const struct bench_results *r)
 			hist_pct_us(h, 50), hist_pct_us(h, 99), hist_pct_us(h, 99.9),
 			(double)h->max_ns / 1000.0);
 	}
+	if (run.o.n_targets > 1 && run.lost_server > 0)
+		fprintf(f, "failover     %llu lost their server, %llu back (%llu retries) in "
+			"%.3f s; each away p50 %.0f ms  p99 %.0f ms  max %.0f ms\n",
+			(unsigned long long)run.lost_server, (unsigned long long)run.reconnected,
+			(unsigned long long)run.retries,
+			(double)(run.t_last_back - run.t_first_lost) / 1e9,
+			hist_pct_us(&r->back, 50) / 1000, hist_pct_us(&r->back, 99) / 1000,
+			(double)r->back.max_ns / 1e6);
 	if (run.o.server_pid > 0) {
 		fprintf(f, "server KiB   %10s %10s %10s\n", "before", "ready", "end");
 		fprintf(f, "  VmRSS     ");
@@ -144,7 +157,20 @@ int report_json(const char *path, const struct bench_results *r)
 		"\"samples\":%llu},",
 		hist_pct_us(h, 50), hist_pct_us(h, 99), hist_pct_us(h, 99.9),
 		(double)h->max_ns / 1000.0, (unsigned long long)h->n);
-	fprintf(f, "\"server\":{\"pid\":%d,", run.o.server_pid);
+	/* CLOCK_MONOTONIC is one clock for every process on the machine: a
+	 * cluster's generators are put on one time line with these. */
+	fprintf(f, "\"t_first_publish_ns\":%llu,\"t_last_delivery_ns\":%llu,\"latency_hist\":",
+		(unsigned long long)run.t_first_publish, (unsigned long long)run.t_last_delivery);
+	hist_write_json(f, h);
+	fprintf(f, ",\"failover\":{\"servers\":%u,\"lost_server\":%llu,\"reconnected\":%llu,"
+		"\"retries\":%llu,\"t_first_lost_ns\":%llu,\"t_last_back_ns\":%llu,"
+		"\"away_ms\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}}",
+		run.o.n_targets - 1, (unsigned long long)run.lost_server,
+		(unsigned long long)run.reconnected, (unsigned long long)run.retries,
+		(unsigned long long)run.t_first_lost, (unsigned long long)run.t_last_back,
+		hist_pct_us(&r->back, 50) / 1000, hist_pct_us(&r->back, 99) / 1000,
+		(double)r->back.max_ns / 1e6);
+	fprintf(f, ",\"server\":{\"pid\":%d,", run.o.server_pid);
 	json_kib(f, "rss_before_kib", &r->before, r->before.rss_kib, ",");
 	json_kib(f, "rss_ready_kib", &r->ready, r->ready.rss_kib, ",");
 	json_kib(f, "rss_end_kib", &r->end, r->end.rss_kib, ",");

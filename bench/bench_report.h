@@ -19,6 +19,7 @@ struct bench_results {
 	double churn_s;
 	struct bench_hist latency;       /* publish to receive */
 	struct bench_hist cycle;         /* churn: connect to Subscribed */
+	struct bench_hist back;          /* failover: server lost to Subscribed */
 	struct proc_sample before, ready, end;
 	double gen_user_s, gen_sys_s;
 	char why[512];                   /* empty when the run passed */

@@ -38,13 +38,12 @@ void bench_note(const char *fmt, ...)
 	va_end(ap);
 }
 
-static void note_last_delivery(uint64_t now)
+void bench_atomic_max(uint64_t *at, uint64_t v)
 {
-	uint64_t seen = __atomic_load_n(&run.t_last_delivery, __ATOMIC_RELAXED);
+	uint64_t seen = __atomic_load_n(at, __ATOMIC_RELAXED);
 
-	while (now > seen &&
-	       !__atomic_compare_exchange_n(&run.t_last_delivery, &seen, now, true,
-					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	while (v > seen && !__atomic_compare_exchange_n(at, &seen, v, true, __ATOMIC_RELAXED,
+							 __ATOMIC_RELAXED))
 		;
 }
 
@@ -58,6 +57,9 @@ void bench_count_delivery(uint64_t seq, uint64_t t_ns, uint64_t now,
 		bench_note("a delivery of unknown message %llu", (unsigned long long)seq);
 		return;
 	}
+	/* --expect: message 0's stamp is when that other generator began. */
+	if (seq == 0 && run.o.expect_only)
+		__atomic_store_n(&run.t_first_publish, t_ns, __ATOMIC_RELAXED);
 	want = run.key_ready[seq % run.o.keys];
 	got = __atomic_add_fetch(&run.delivered[seq], 1, __ATOMIC_RELAXED);
 	if (got > want) {
@@ -68,7 +70,7 @@ void bench_count_delivery(uint64_t seq, uint64_t t_ns, uint64_t now,
 	}
 	__atomic_add_fetch(&run.received, 1, __ATOMIC_RELAXED);
 	hist_add(lat, now > t_ns ? now - t_ns : 0);
-	note_last_delivery(now);
+	bench_atomic_max(&run.t_last_delivery, now);
 	if (got == want) {
 		/* Sequentially consistent with the publisher's "waiting" flag:
 		 * either it sees this completion or we see it waiting. */

@@ -7,7 +7,9 @@
  * run.delivered[j], counted up by the socket threads; a message is
  * "complete" when its count reaches the number of ready sockets on its
  * key (run.key_ready[key]). Counts beyond that are duplicates. The
- * publisher's window (--rate 0) is published - complete.
+ * publisher's window (--rate 0) is published - complete. With --expect
+ * (a cluster's other nodes) nothing is published here: every message is
+ * expected from the start, published by the generator of another node.
  */
 #ifndef BENCH_RUN_H
 #define BENCH_RUN_H
@@ -18,12 +20,23 @@
 #include "bench_stats.h"
 
 enum bench_mode { MODE_MYXI = 0, MODE_PLAIN };
+
+/* A server's address (loopback, IPv4). */
+struct bench_target {
+	char host[64];
+	uint16_t port;
+};
+
+/* --url and up to this many --failover servers less one. */
+#define BENCH_MAX_TARGETS 16
 enum bench_pub { PUB_NONE = 0, PUB_AMQP, PUB_HTTP };
 
 struct bench_opts {
-	/* --url, split up; path may hold %k (plain mode). */
-	char host[64];
-	uint16_t port;
+	/* target[0]: --url; after it the --failover servers, where a ready
+	 * socket whose server went away reconnects, as a browser behind a load
+	 * balancer would. path (--url's) may hold %k (plain mode). */
+	struct bench_target target[BENCH_MAX_TARGETS];
+	unsigned n_targets;
 	char *path;
 	enum bench_mode mode;
 	unsigned connections;
@@ -39,6 +52,8 @@ struct bench_opts {
 	char *publish_key;
 	unsigned publish_conns;      /* parallel HTTP publish connections */
 	uint64_t messages;
+	bool expect_only;            /* --expect: another generator publishes
+				      * the messages; only count them here */
 	double rate;                 /* messages/s; 0: window flow control */
 	unsigned window;
 	double hold_s, drain_s, churn_s;
@@ -61,6 +76,15 @@ struct bench_run {
 	uint64_t t_last_ready;       /* now_ns() of the last one */
 	uint64_t *key_ready;         /* per key: ready sockets subscribed */
 	uint64_t cycles;             /* churn: completed cycles */
+
+	/* Failover (--failover): sockets whose server went away while ready,
+	 * those subscribed again on another server, reconnect attempts that
+	 * failed, and when the first went and the last came back. */
+	uint64_t lost_server;
+	uint64_t reconnected;
+	uint64_t retries;
+	uint64_t t_first_lost;
+	uint64_t t_last_back;
 
 	/* Delivery phase. */
 	uint32_t *delivered;         /* per message: deliveries counted */
@@ -91,6 +115,9 @@ void bench_key_text(unsigned k, char *buf, size_t size);
 
 /* Print one error line (the first few of each kind only). */
 void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* *at = max(*at, v), atomically (threads race to note the latest time). */
+void bench_atomic_max(uint64_t *at, uint64_t v);
 
 /* Socket threads: a delivery of message seq sent at t_ns arrived at now. */
 void bench_count_delivery(uint64_t seq, uint64_t t_ns, uint64_t now,

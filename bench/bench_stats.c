@@ -82,6 +82,20 @@ double hist_pct_us(const struct bench_hist *h, double p)
 	return (double)h->max_ns / 1000.0;
 }
 
+void hist_write_json(FILE *f, const struct bench_hist *h)
+{
+	const char *sep = "";
+
+	fputc('[', f);
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		if (h->count[i] == 0)
+			continue;
+		fprintf(f, "%s[%.0f,%llu]", sep, bucket_mid(i), (unsigned long long)h->count[i]);
+		sep = ",";
+	}
+	fputc(']', f);
+}
+
 /* "Name:   1234 kB" lines of /proc/PID/status. */
 static long status_kib(const char *status, const char *name)
 {

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #define HIST_BUCKETS 2048
@@ -29,6 +30,9 @@ void hist_add(struct bench_hist *h, uint64_t ns);
 void hist_merge(struct bench_hist *into, const struct bench_hist *from);
 /* The value at percentile p (0..100) in microseconds; 0 when empty. */
 double hist_pct_us(const struct bench_hist *h, double p);
+/* The non-empty buckets as a JSON array of [middle ns, count] pairs, so
+ * that several generators' histograms can be merged exactly. */
+void hist_write_json(FILE *f, const struct bench_hist *h);
 
 /* One reading of /proc/PID. */
 struct proc_sample {

@@ -33,10 +33,13 @@
 #endif
 
 #define CLOSE_TIMEOUT_NS 2000000000ull   /* churn: our close unanswered */
+/* The JS client's reconnect delays (clients/js/myxid.js DEFAULTS). */
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
 
 static struct worker *workers;
 static unsigned n_workers;
-static struct sockaddr_in server_addr;
+static struct sockaddr_in server_addr[BENCH_MAX_TARGETS];
 
 static void on_event(evutil_socket_t fd, short what, void *arg);
 
@@ -88,7 +91,55 @@ void wsc_handshake_over(struct wsconn *c)
 	open_more(c->w);
 }
 
-/* Something went wrong with c: count it, close, and go on. */
+/* The JS client's _backoff(attempt), in nanoseconds. */
+static uint64_t backoff_ns(struct worker *w, unsigned attempt)
+{
+	uint64_t base = BACKOFF_MIN_MS << (attempt < 16 ? attempt : 16);
+
+	if (base > BACKOFF_MAX_MS)
+		base = BACKOFF_MAX_MS;
+	return (base / 2 + hs_rand(&w->rng) % (base / 2 + 1)) * 1000000u;
+}
+
+/*
+ * Failover: c's server went away (c was ready), or a reconnect attempt
+ * failed. Close, and try again later on one of the other servers: the
+ * first attempt on socket number modulo their count, each retry on the
+ * next one. The tick reopens it when its time comes.
+ */
+static void fail_over(struct wsconn *c, bool was_ready)
+{
+	uint64_t now = now_ns();
+	unsigned others = run.o.n_targets - 1;
+
+	if (was_ready) {
+		c->away = true;
+		c->attempts = 0;
+		c->t_lost = now;
+		if (__atomic_fetch_add(&run.lost_server, 1, __ATOMIC_RELAXED) == 0)
+			__atomic_store_n(&run.t_first_lost, now, __ATOMIC_RELAXED);
+		c->target = 1 + c->index % others;
+	} else {
+		__atomic_add_fetch(&run.retries, 1, __ATOMIC_RELAXED);
+		c->target = 1 + c->target % others;
+	}
+	wsc_close(c);
+	c->state = S_DEAD;
+	c->retry_at = now + backoff_ns(c->w, c->attempts++);
+	c->w->away++;
+}
+
+void wsc_back(struct wsconn *c, uint64_t now)
+{
+	c->away = false;
+	c->state = S_READY;
+	hist_add(&c->w->back, now - c->t_lost);
+	__atomic_add_fetch(&run.reconnected, 1, __ATOMIC_RELAXED);
+	bench_atomic_max(&run.t_last_back, now);
+}
+
+/* Something went wrong with c: count it, close, and go on (or, with
+ * --failover, try another server). */
 void wsc_fail(struct wsconn *c, const char *why, const void *data, size_t len)
 {
 	enum ws_state was = c->state;
@@ -96,6 +147,10 @@ void wsc_fail(struct wsconn *c, const char *why, const void *data, size_t len)
 	if (__atomic_load_n(&run.stop, __ATOMIC_RELAXED) && was == S_READY) {
 		wsc_close(c);
 		c->state = S_DEAD;
+		return;
+	}
+	if (run.o.n_targets > 1 && (was == S_READY || c->away)) {
+		fail_over(c, was == S_READY);
 		return;
 	}
 	__atomic_add_fetch(&run.conn_errors, 1, __ATOMIC_RELAXED);
@@ -130,7 +185,8 @@ void wsc_open(struct wsconn *c)
 	src.sin_addr.s_addr = htonl(0x7f000001u + c->index % run.o.sources);
 	c->state = S_CONNECTING;
 	if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
-	    (connect(c->fd, (struct sockaddr *)&server_addr, sizeof(server_addr)) < 0 &&
+	    (connect(c->fd, (struct sockaddr *)&server_addr[c->target],
+		     sizeof(server_addr[0])) < 0 &&
 	     errno != EINPROGRESS)) {
 		const char *e = strerror(errno);
 
@@ -247,7 +303,8 @@ static void send_request(struct wsconn *c)
 	}
 	path[len] = '\0';
 	hs_new_key(c->wskey, &c->w->rng);
-	len = hs_request(req, sizeof(req), run.o.host, run.o.port, path, c->wskey,
+	len = hs_request(req, sizeof(req), run.o.target[c->target].host,
+			 run.o.target[c->target].port, path, c->wskey,
 			 run.o.deflate);
 	c->state = S_HANDSHAKE;
 	conn_write(c, req, len);
@@ -295,6 +352,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(w->base);
 		return;
 	}
+	if (w->away > 0) {
+		/* Failover: the sockets whose retry time has come. */
+		now = now_ns();
+		for (unsigned i = 0; i < w->n && w->away > 0; i++) {
+			struct wsconn *c = &w->conns[i];
+
+			if (c->away && c->state == S_DEAD && c->retry_at <= now) {
+				w->away--;
+				wsc_open(c);
+			}
+		}
+		return;
+	}
 	if (run.o.churn_s == 0)
 		return;
 	/* Churn: sockets that failed start their next cycle from here, and a
@@ -327,11 +397,14 @@ int ws_start(void)
 	struct timeval tick = { 0, 20000 };
 	unsigned n = run.o.connections, t = run.o.threads;
 
-	server_addr.sin_family = AF_INET;
-	server_addr.sin_port = htons(run.o.port);
-	if (inet_pton(AF_INET, run.o.host, &server_addr.sin_addr) != 1) {
-		fprintf(stderr, "myxid-bench: --url host must be an IPv4 address\n");
-		return -1;
+	for (unsigned i = 0; i < run.o.n_targets; i++) {
+		server_addr[i].sin_family = AF_INET;
+		server_addr[i].sin_port = htons(run.o.target[i].port);
+		if (inet_pton(AF_INET, run.o.target[i].host, &server_addr[i].sin_addr) != 1) {
+			fprintf(stderr, "myxid-bench: %s is not an IPv4 address\n",
+				run.o.target[i].host);
+			return -1;
+		}
 	}
 	n_workers = t;
 	workers = calloc(t, sizeof(*workers));
@@ -387,10 +460,11 @@ void ws_stop(void)
 		pthread_join(workers[i].thread, NULL);
 }
 
-void ws_merge(struct bench_hist *latency, struct bench_hist *cycle)
+void ws_merge(struct bench_hist *latency, struct bench_hist *cycle, struct bench_hist *back)
 {
 	for (unsigned i = 0; i < n_workers; i++) {
 		hist_merge(latency, &workers[i].lat);
 		hist_merge(cycle, &workers[i].cycle);
+		hist_merge(back, &workers[i].back);
 	}
 }

@@ -10,6 +10,12 @@
  *
  * Churn (--churn): every socket cycles connect, handshake, ..., Subscribed,
  * close, again, until ws_stop().
+ *
+ * Failover (--failover): a ready socket whose server closes or drops it
+ * reconnects, after the Myxi JS client's backoff (clients/js/myxid.js:
+ * attempt k waits a random time in [d/2, d], d = min(30 s, 0.5 s * 2^k)),
+ * to one of the other servers, spread over them by socket number as a load
+ * balancer would, and subscribes again to the same key.
  */
 #ifndef BENCH_WS_H
 #define BENCH_WS_H
@@ -22,7 +28,8 @@ int ws_start(void);
 /* Make every thread leave its loop and wait for them. */
 void ws_stop(void);
 
-/* Add the threads' delivery latencies and churn cycle times into these. */
-void ws_merge(struct bench_hist *latency, struct bench_hist *cycle);
+/* Add the threads' delivery latencies, churn cycle times and failover
+ * times (server lost to subscribed again) into these. */
+void ws_merge(struct bench_hist *latency, struct bench_hist *cycle, struct bench_hist *back);
 
 #endif

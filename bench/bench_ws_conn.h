@@ -38,6 +38,12 @@ struct wsconn {
 	unsigned key;                    /* key number: index % keys */
 	unsigned char mask[4];
 	uint64_t t_start;                /* connect() of this cycle */
+	unsigned target;                 /* run.o.target[] it connects to */
+	/* Failover: away since t_lost, trying again at retry_at, attempt
+	 * number attempts (the backoff's exponent). */
+	bool away;
+	unsigned attempts;
+	uint64_t t_lost, retry_at;
 	unsigned char *stash;            /* a partial frame (or head) */
 	size_t stash_len;
 	unsigned char *out;              /* bytes write() did not take */
@@ -65,6 +71,8 @@ struct worker {
 	unsigned char *inflated;         /* SCRATCH_SIZE: a message inflated */
 	struct bench_hist lat;           /* publish to receive */
 	struct bench_hist cycle;         /* churn: connect to Subscribed */
+	struct bench_hist back;          /* failover: server lost to Subscribed */
+	unsigned away;                   /* failover: sockets waiting to retry */
 };
 
 /* bench_ws.c */
@@ -72,6 +80,8 @@ void wsc_open(struct wsconn *c);
 void wsc_close(struct wsconn *c);
 /* Count an error (printing the first few), close c, go on with the next. */
 void wsc_fail(struct wsconn *c, const char *why, const void *data, size_t len);
+/* A socket back from failover is subscribed again (bench_ws_input.c). */
+void wsc_back(struct wsconn *c, uint64_t now);
 /* A first-pass handshake ended, ready or failed. */
 void wsc_handshake_over(struct wsconn *c);
 /* One masked frame; len < MAX_OUT_FRAME - 8. */

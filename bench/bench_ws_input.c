@@ -43,17 +43,13 @@ static void became_ready(struct wsconn *c, uint64_t now)
 		wsc_send_frame(c, 8, "\x03\xe8", 2);
 		return;
 	}
+	if (c->away) {
+		wsc_back(c, now);
+		return;
+	}
 	c->state = S_READY;
 	__atomic_add_fetch(&run.key_ready[c->key], 1, __ATOMIC_RELAXED);
-	{
-		uint64_t seen = __atomic_load_n(&run.t_last_ready, __ATOMIC_RELAXED);
-
-		/* Threads race here: keep the latest. */
-		while (now > seen &&
-		       !__atomic_compare_exchange_n(&run.t_last_ready, &seen, now, true,
-						    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-			;
-	}
+	bench_atomic_max(&run.t_last_ready, now);
 	__atomic_add_fetch(&run.ready, 1, __ATOMIC_RELAXED);
 	wsc_handshake_over(c);
 }

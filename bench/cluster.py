@@ -1,6 +1,8 @@
 """
 cluster: myxid as several nodes on one RabbitMQ, driven as one cluster
-(bench/run's N scenarios; scenarios.py runs them).
+(bench/run's N scenarios; scenarios.py runs them). This file: starting the
+nodes, driving one generator per node, reading the broker, and N1;
+cluster_fanout.py: N2; cluster_failover.py: N3.
 
   N1 cluster    SIZE subscribed sockets in all over N nodes (one myxid and
                 one generator per ~16,000 sockets: RLIMIT_NOFILE here is
@@ -96,10 +98,13 @@ class Cluster:
         self.nodes = []
 
 
-def run_generators(opts, nodes, counts, keys, tag, measure):
+def run_generators(opts, nodes, counts, keys, tag, measure, load=None, wait=None):
     """One generator per node, together; measure() once every socket is
-    subscribed (or the wait timed out), then let them go. Returns
-    (results, seconds until all were subscribed or None, measure()'s)."""
+    subscribed (or the wait timed out), then let them go. load(i): the
+    generator of node i's own arguments (default: publish nothing); wait:
+    called after measure() and before they go (what happens while they
+    hold). Returns (results, seconds until all were subscribed or None,
+    measure()'s)."""
     go = os.path.join(opts.tmp, f"{tag}.go")
     procs = []
     t0 = time.monotonic()
@@ -107,8 +112,8 @@ def run_generators(opts, nodes, counts, keys, tag, measure):
         path = os.path.join(opts.tmp, f"{tag}-{i}.json")
         cmd = ([opts.bench] + node.generator_args() +
                ["--connections", str(n), "--sources", str(max(1, -(-n // 5000))),
-                "--keys", str(keys), "--publish", "none", "--hold-until", go,
-                "--json", path, "--quiet"])
+                "--keys", str(keys), "--hold-until", go, "--json", path, "--quiet"] +
+               [str(a) for a in (load(i) if load else ["--publish", "none"])])
         procs.append((subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True), path))
     want, ready_s = sum(counts), None
@@ -127,13 +132,15 @@ def run_generators(opts, nodes, counts, keys, tag, measure):
                 break
             time.sleep(0.25)
         measured = measure()
+        if wait is not None:
+            wait()
     finally:
         with open(go, "w"):
             pass
     results = []
     for p, path in procs:
         try:
-            out, _ = p.communicate(timeout=120)
+            out, _ = p.communicate(timeout=600)
         except subprocess.TimeoutExpired:
             p.kill()
             out, _ = p.communicate()
@@ -174,8 +181,9 @@ def n1_cluster(opts, plan, runner, make_node, exchange, with_rabbit, clear_queue
                 cluster.stop()
             rec = n1_record(size, n, keys, ready_s, node_before, rabbit_before,
                             counts_before, m, results)
+            rec["summary"] = n1_line(rec)
             runner.cluster.append(rec)
-            log(n1_line(rec))
+            log(rec["summary"])
     with_rabbit("N1 cluster", runner, plan, run)
 
 

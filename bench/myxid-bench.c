@@ -48,8 +48,12 @@ static const char USAGE[] =
 "  --publish none|amqp|http        --amqp-url URL  --publish-url URL  --publish-key KEY\n"
 "  --publish-conns P (16)          parallel HTTP publish connections (at most 64)\n"
 "  --messages M (1000)  --rate R (0: window)  --window W (64)\n"
+"  --expect M                      another generator publishes M messages (its\n"
+"                                  --keys the same): count their deliveries here\n"
 "  --hold S (0)  --drain S (5)  --churn S  --server-pid PID  --threads T (1)\n"
 "  --hold-until FILE               once ready, wait until FILE exists, then --hold\n"
+"  --failover URL[,URL...]         a ready socket whose server goes away reconnects to\n"
+"                                  one of these (the JS client's backoff and jitter)\n"
 "  --deflate                       offer permessage-deflate (no context takeover)\n"
 "  --line-bytes N (0)              HTTP publish: a deploy-log line of N bytes in each payload\n"
 "  --json FILE|-  --quiet\n";
@@ -102,34 +106,46 @@ static char *json_safe(const char *opt, char *v)
 	return v;
 }
 
-static void parse_ws_url(const char *url)
+/* ws://HOST[:PORT][/PATH] into t; returns the path (its own copy). */
+static char *parse_ws_url(const char *opt, const char *url, struct bench_target *t)
 {
 	const char *p, *slash, *colon;
 	size_t hl;
 
 	if (strncmp(url, "ws://", 5) != 0)
-		usage_error("--url must start with ws://");
+		usage_error("%s must start with ws://", opt);
 	p = url + 5;
 	slash = strchr(p, '/');
 	if (slash == NULL)
 		slash = p + strlen(p);
 	colon = memchr(p, ':', (size_t)(slash - p));
 	hl = (size_t)((colon ? colon : slash) - p);
-	if (hl == 0 || hl >= sizeof(run.o.host))
-		usage_error("--url: bad host");
-	memcpy(run.o.host, p, hl);
-	run.o.host[hl] = '\0';
+	if (hl == 0 || hl >= sizeof(t->host))
+		usage_error("%s: bad host", opt);
+	memcpy(t->host, p, hl);
+	t->host[hl] = '\0';
 	if (colon != NULL) {
 		char *port = strndup(colon + 1, (size_t)(slash - colon - 1));
 
-		run.o.port = (uint16_t)num("--url port", port, 1, 65535);
+		t->port = (uint16_t)num(opt, port, 1, 65535);
 		free(port);
 	} else {
-		run.o.port = 80;
+		t->port = 80;
 	}
-	run.o.path = strdup(*slash ? slash : "/");
-	if (strncmp(run.o.host, "127.", 4) != 0)
-		usage_error("--url: only loopback (127.x.x.x) servers");
+	if (strncmp(t->host, "127.", 4) != 0)
+		usage_error("%s: only loopback (127.x.x.x) servers", opt);
+	return strdup(*slash ? slash : "/");
+}
+
+/* --failover URL,URL...: the servers after --url (their paths are --url's). */
+static void parse_failover(char *list)
+{
+	for (char *save = NULL, *u = strtok_r(list, ",", &save); u != NULL;
+	     u = strtok_r(NULL, ",", &save)) {
+		if (run.o.n_targets >= BENCH_MAX_TARGETS)
+			usage_error("--failover: at most %d servers", BENCH_MAX_TARGETS - 1);
+		free(parse_ws_url("--failover", u, &run.o.target[run.o.n_targets++]));
+	}
 }
 
 static void check_key_format(const char *f)
@@ -154,7 +170,7 @@ static void parse_args(int argc, char **argv)
 	enum { O_URL = 256, O_MODE, O_CONNS, O_SOURCES, O_CONC, O_TOKEN, O_EXCH, O_KEYS,
 	       O_KEYFMT, O_PUB, O_AMQP, O_PUBURL, O_PUBKEY, O_PUBCONNS, O_MSGS, O_RATE,
 	       O_WINDOW, O_HOLD, O_DRAIN, O_CHURN, O_PID, O_THREADS, O_JSON, O_QUIET, O_DEFLATE,
-	       O_LINE, O_HOLD_UNTIL, O_HELP };
+	       O_LINE, O_HOLD_UNTIL, O_EXPECT, O_FAILOVER, O_HELP };
 	static const struct option opts[] = {
 		{ "url", 1, NULL, O_URL }, { "mode", 1, NULL, O_MODE },
 		{ "connections", 1, NULL, O_CONNS }, { "sources", 1, NULL, O_SOURCES },
@@ -169,11 +185,13 @@ static void parse_args(int argc, char **argv)
 		{ "server-pid", 1, NULL, O_PID }, { "threads", 1, NULL, O_THREADS },
 		{ "json", 1, NULL, O_JSON }, { "quiet", 0, NULL, O_QUIET },
 		{ "deflate", 0, NULL, O_DEFLATE }, { "line-bytes", 1, NULL, O_LINE },
-		{ "hold-until", 1, NULL, O_HOLD_UNTIL },
+		{ "hold-until", 1, NULL, O_HOLD_UNTIL }, { "expect", 1, NULL, O_EXPECT },
+		{ "failover", 1, NULL, O_FAILOVER },
 		{ "help", 0, NULL, O_HELP }, { NULL, 0, NULL, 0 }
 	};
 	struct bench_opts *o = &run.o;
 	const char *url = NULL;
+	char *failover = NULL;
 	int c;
 
 	o->mode = MODE_MYXI;
@@ -221,10 +239,15 @@ static void parse_args(int argc, char **argv)
 		case O_PUBKEY: o->publish_key = optarg; break;
 		case O_PUBCONNS: o->publish_conns = (unsigned)num("--publish-conns", optarg, 1, 64); break;
 		case O_MSGS: o->messages = num("--messages", optarg, 0, 1000000000); break;
+		case O_EXPECT:
+			o->messages = num("--expect", optarg, 1, 1000000000);
+			o->expect_only = true;
+			break;
 		case O_RATE: o->rate = amount("--rate", optarg); break;
 		case O_WINDOW: o->window = (unsigned)num("--window", optarg, 1, 10000000); break;
 		case O_HOLD: o->hold_s = amount("--hold", optarg); break;
 		case O_HOLD_UNTIL: o->hold_until = optarg; break;
+		case O_FAILOVER: failover = optarg; break;
 		case O_DRAIN: o->drain_s = amount("--drain", optarg); break;
 		case O_CHURN: o->churn_s = amount("--churn", optarg); break;
 		case O_PID: o->server_pid = (int)num("--server-pid", optarg, 1, 1u << 30); break;
@@ -241,7 +264,10 @@ static void parse_args(int argc, char **argv)
 		usage_error("unexpected argument %s", argv[optind]);
 	if (url == NULL)
 		usage_error("--url is required");
-	parse_ws_url(url);
+	o->path = parse_ws_url("--url", url, &o->target[0]);
+	o->n_targets = 1;
+	if (failover != NULL)
+		parse_failover(failover);
 	check_key_format(o->key_format);
 	if (o->sources == 0)
 		o->sources = (o->connections + PER_SOURCE - 1) / PER_SOURCE;
@@ -253,6 +279,13 @@ static void parse_args(int argc, char **argv)
 		usage_error("--publish http needs --publish-url");
 	if (o->churn_s > 0 && o->publish != PUB_NONE)
 		usage_error("--churn does not publish: leave out --publish");
+	if (o->expect_only && (o->publish != PUB_NONE || o->churn_s > 0))
+		usage_error("--expect counts what another generator publishes: leave out "
+			    "--publish and --churn");
+	/* A socket away from its server would miss messages it is counted
+	 * for: failover runs hold their sockets, they do not count deliveries. */
+	if (o->n_targets > 1 && (o->publish != PUB_NONE || o->expect_only || o->churn_s > 0))
+		usage_error("--failover holds sockets: leave out --publish, --expect and --churn");
 	if (o->mode == MODE_PLAIN && o->token != NULL)
 		usage_error("--token is for --mode myxi");
 }
@@ -356,7 +389,7 @@ static void wait_drain(void)
 		sleep_s(0.001);
 }
 
-static void publish_phase(void)
+static void alloc_delivered(void)
 {
 	run.delivered = calloc(run.o.messages ? run.o.messages : 1, sizeof(*run.delivered));
 	if (run.delivered == NULL) {
@@ -365,6 +398,44 @@ static void publish_phase(void)
 	}
 	/* Sockets count deliveries against delivered[] from now on. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/*
+ * --expect: the messages come from another generator (a cluster's
+ * publishing node), which starts when the same --hold-until file appears.
+ * Every one is expected on every ready socket of its key; wait until all
+ * are in, or --drain (at least 1 s) passes without a new delivery, or
+ * none has come two minutes after the wait began.
+ */
+static void expect_phase(void)
+{
+	uint64_t start = now_ns(), since = start, last = 0;
+	uint64_t quiet = (uint64_t)((run.o.drain_s > 1 ? run.o.drain_s : 1) * 1e9);
+
+	for (uint64_t j = 0; j < run.o.messages; j++)
+		run.expected += __atomic_load_n(&run.key_ready[j % run.o.keys], __ATOMIC_RELAXED);
+	progress("expecting %llu deliveries of %llu messages",
+		 (unsigned long long)run.expected, (unsigned long long)run.o.messages);
+	for (;;) {
+		uint64_t got = __atomic_load_n(&run.received, __ATOMIC_RELAXED), now = now_ns();
+
+		if (__atomic_load_n(&run.complete, __ATOMIC_RELAXED) >= run.o.messages)
+			return;
+		if (got != last) {
+			last = got;
+			since = now;
+		} else if (got > 0 ? now - since > quiet : now - start > 120000000000ull) {
+			bench_note("%llu of %llu deliveries came", (unsigned long long)got,
+				   (unsigned long long)run.expected);
+			return;
+		}
+		sleep_s(0.002);
+	}
+}
+
+static void publish_phase(void)
+{
+	alloc_delivered();
 	progress("publishing %llu messages", (unsigned long long)run.o.messages);
 	if (publish_start() != 0)
 		exit(1);
@@ -401,6 +472,10 @@ static void finish_results(struct bench_results *r, uint64_t t0)
 		WHY("%llu of %llu messages not published",
 		    (unsigned long long)(run.o.messages - run.published),
 		    (unsigned long long)run.o.messages);
+	if (run.reconnected < run.lost_server)
+		WHY("%llu of %llu sockets that lost their server did not come back",
+		    (unsigned long long)(run.lost_server - run.reconnected),
+		    (unsigned long long)run.lost_server);
 	if (r->lost > 0)
 		WHY("%llu deliveries lost", (unsigned long long)r->lost);
 	if (r->errors > 0)
@@ -429,6 +504,10 @@ int main(int argc, char **argv)
 		if (!r.before.ok)
 			usage_error("--server-pid %d: no such process", run.o.server_pid);
 	}
+	/* Deliveries from another generator may come as soon as it sees the
+	 * --hold-until file, before we do. */
+	if (run.o.expect_only)
+		alloc_delivered();
 	t0 = now_ns();
 	if (ws_start() != 0)
 		return 1;
@@ -451,11 +530,13 @@ int main(int argc, char **argv)
 			r.ready = proc_read(run.o.server_pid);
 		if (run.o.publish != PUB_NONE)
 			publish_phase();
+		else if (run.o.expect_only)
+			expect_phase();
 		if (run.o.server_pid > 0)
 			r.end = proc_read(run.o.server_pid);
 		ws_stop();
 	}
-	ws_merge(&r.latency, &r.cycle);
+	ws_merge(&r.latency, &r.cycle, &r.back);
 	finish_results(&r, t0);
 	/* With --json - stdout is the JSON alone; the table goes to stderr. */
 	report_table(run.o.json_path && strcmp(run.o.json_path, "-") == 0 ? stderr : stdout, &r);

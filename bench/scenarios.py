@@ -29,6 +29,13 @@ bench/RESULTS.md (date, machine, table, targets, raw JSON of every run).
                 RabbitMQ (one node per 16,000 sockets, or --nodes N): memory
                 per socket in the nodes and per binding in RabbitMQ
                 (bench/cluster.py)
+  N2 fan-out    12,000 sockets on one node, then over 6 nodes: one key, then
+                keys of 10 sockets; and publish once: one key bound by 1, 2,
+                3, 6 nodes at 20 messages/s, every delivery checked on every
+                node, RabbitMQ's work per message (bench/cluster_fanout.py)
+  N3 failover   100,000 sockets over 7 nodes; the last node SIGKILLed, its
+                sockets back on the others with the JS client's backoff;
+                then a node joins (bench/cluster_failover.py)
 
 Everything runs on loopback and is started here: myxid from the build tree
 ($MYXID_BIN, $MYXID_PLUGIN_DIR; bench/run --build-dir DIR), a private
@@ -62,6 +69,8 @@ sys.path.insert(0, HERE)
 from myxidtest import MYXID_BIN, Daemon, read_text  # noqa: E402
 from auth_throughput import background_load, sha, sql_block  # noqa: E402
 import cluster  # noqa: E402
+import cluster_failover  # noqa: E402
+import cluster_fanout  # noqa: E402
 import peers  # noqa: E402
 import report  # noqa: E402
 from procstat import Sampler  # noqa: E402
@@ -114,6 +123,19 @@ class Plan:
         # N1: every node holds sockets on every key, so binds every key.
         self.n1_sizes = [2000] if quick else [50000, 100000]
         self.n1_keys = 100 if quick else 1000
+        # N2: S2's size over the nodes, one key (12,000 sockets x 300
+        # messages: 3.6M deliveries), then keys of 10 sockets; publish
+        # once at 20 messages/s (120,000 deliveries/s over 6,000 sockets).
+        self.n2_nodes = 3 if quick else 6
+        self.n2_sockets = 600 if quick else 12000
+        self.n2_messages = 50 if quick else 300
+        self.n2_key_messages = 600 if quick else 24000
+        self.n2_once_sockets = 300 if quick else 6000
+        self.n2_once_messages = 40 if quick else 400
+        self.n2_once_rate = 20
+        # N3: one node SIGKILLed under the issue's 100,000 sockets.
+        self.n3_sockets = 1500 if quick else 100000
+        self.n3_keys = 50 if quick else 1000
 
 
 def nofile_limit():
@@ -677,9 +699,29 @@ def n1_cluster(opts, plan, runner):
                        with_rabbit, clear_queues, log)
 
 
+def n2_fanout(opts, plan, runner):
+    cluster_fanout.n2_fanout(opts, plan, runner, lambda block: Myxid(auth_block=block),
+                             EXCHANGE, with_rabbit, clear_queues, log)
+    if opts.nchan:
+        # nchan beside it: the same sockets on one key, in one nginx (its
+        # workers share the channel through their shared memory).
+        n = plan.n2_sockets
+        flat = ["--keys", 1, "--publish", "http", "--messages", plan.n2_messages, "--rate", 0,
+                "--threads", opts.gen_threads, "--drain", 30]
+        with_server(opts.make_nchan, lambda s: runner.run("N2 fan-out, one nginx", s, n, "max",
+                                                          flat))
+
+
+def n3_failover(opts, plan, runner):
+    cluster_failover.n3_failover(opts, plan, runner, lambda block: Myxid(auth_block=block),
+                                 with_rabbit, clear_queues, log)
+
+
 SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
              "H1": h1_fanout, "H2": h2_keys, "H3": h3_replay, "H4": h4_storm,
-             "H5": h5_broker, "D1": d1_deflate, "C1": c1_control, "N1": n1_cluster}
+             "H5": h5_broker, "D1": d1_deflate, "C1": c1_control, "N1": n1_cluster,
+             "N2": n2_fanout, "N3": n3_failover}
+CLUSTER = ["N1", "N2", "N3"]
 
 
 # ------------------------------------------------------------ signals
@@ -727,10 +769,11 @@ def parse_args():
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, a couple of minutes; writes no file unless --output")
     ap.add_argument("--only", default=None,
-                    help="scenarios, e.g. S1,S2 (all; with --nodes: N1)")
+                    help="scenarios, e.g. S1,S2 (all; with --nodes: the N ones)")
     ap.add_argument("--nodes", type=int, default=None,
-                    help="N1: this many myxid nodes at every size (one per "
-                         f"{cluster.PER_NODE:,} sockets); alone, runs N1 only")
+                    help="N scenarios: this many myxid nodes (N1: at every size; "
+                         f"default one per {cluster.PER_NODE:,} sockets; N2: "
+                         "default 6); alone, runs the N scenarios only")
     ap.add_argument("--no-nchan", dest="nchan", action="store_false",
                     help="skip the nchan runs")
     ap.add_argument("--gen-threads", type=int, default=CPUS,
@@ -739,7 +782,7 @@ def parse_args():
                     help="results file (bench/RESULTS.md; with --quick: none)")
     opts = ap.parse_args()
     if opts.only is None:
-        opts.only = "N1" if opts.nodes else ",".join(SCENARIOS)
+        opts.only = ",".join(CLUSTER if opts.nodes else SCENARIOS)
     if opts.nodes is not None and opts.nodes < 1:
         ap.error("--nodes wants 1 or more")
     opts.only = [s.strip().upper() for s in opts.only.split(",") if s.strip()]
@@ -787,13 +830,16 @@ def main():
     log("")
     log(report.text_table(runner.records))
     for rec in runner.cluster:
-        log(cluster.n1_line(rec))
+        log(rec["summary"])
     log("")
     targets = report.targets(runner.records, opts)
     log(report.text_targets(targets))
     if opts.output:
         report.write_results(opts.output, runner.records, targets, opts, plan,
-                             cluster.section(runner.cluster, report.md_table), runner.cluster)
+                             cluster.section(runner.cluster, report.md_table) +
+                             cluster_fanout.section(runner.cluster, report.md_table) +
+                             cluster_failover.section(runner.cluster, report.md_table),
+                             runner.cluster)
         log(f"# written to {opts.output}")
     log(f"# {opts.elapsed:.0f}s")
     shutil.rmtree(opts.tmp, ignore_errors=True)
