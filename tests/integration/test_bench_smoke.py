@@ -204,6 +204,75 @@ def tiny_cluster():
          "N1: RabbitMQ holds a queue per node and every key bound on both")
 
 
+def tiny_cluster_nodes(n):
+    """n myxid nodes on the suite's RabbitMQ, with no queue of an earlier
+    test left bound."""
+    import cluster
+    node = start_node()
+    scenarios.clear_queues(node)
+    block = scenarios.STATIC_AUTH + broker_block(node.url) + "\n"
+    return node, block, cluster.Cluster(lambda: scenarios.Myxid(auth_block=block), n)
+
+
+@T.test(timeout=180)
+def tiny_publish_once():
+    """Tiny N2: 300 sockets on one key over 2 of 3 nodes; the first node's
+    generator publishes 30 messages into RabbitMQ, the second's counts them
+    (--expect). Every socket gets each once; each bound node takes each
+    from RabbitMQ once, the third none."""
+    import cluster_fanout
+    from types import SimpleNamespace
+    rabbit, _, nodes = tiny_cluster_nodes(3)
+    try:
+        opts = SimpleNamespace(bench=MYXID_BENCH, tmp=T.base)
+        rec = cluster_fanout.fanout_round(opts, rabbit, scenarios.EXCHANGE, nodes.nodes, 2, 300,
+                                          1, 30, 0, 64, "tiny-n2")
+    finally:
+        nodes.stop()
+    got = [(r["exit_status"], r.get("json", {}).get("expected"), r.get("json", {}).get("received"),
+            r.get("json", {}).get("duplicates")) for r in rec["generators"]]
+    T.check(got == [(0, 150 * 30, 150 * 30, 0)] * 2,
+            "N2: both generators (publisher, --expect) got 30 x 150 deliveries, no duplicate",
+            repr(got) + "\n" + "\n".join(r["output"] for r in rec["generators"]))
+    T.eq([p["broker_messages_total"] for p in rec["per_node"]], [30, 30, 0],
+         "N2: each bound node took each message from RabbitMQ once, the unbound one none")
+    T.eq((rec["published"], rec["received"], rec["exit_status"]), (30, 300 * 30, 0),
+         "N2: the round's record: 30 published, 9,000 deliveries, passed")
+    T.check(rec["latency_us"][50] is not None and rec["deliveries_per_s"],
+            "N2: latency merged over the generators, a cluster delivery rate")
+
+
+@T.test(timeout=180)
+def tiny_failover():
+    """Tiny N3: 300 sockets over 3 nodes; the third is SIGKILLed, its 100
+    sockets come back on the other two (myxid-bench --failover), which
+    then hold all 300; the others' generators see no error; a new node
+    joins and takes 100 more."""
+    import cluster_failover
+    from types import SimpleNamespace
+    rabbit = start_node()
+    block = scenarios.STATIC_AUTH + broker_block(rabbit.url) + "\n"
+    runner = SimpleNamespace(cluster=[])
+    opts = SimpleNamespace(bench=MYXID_BENCH, tmp=T.base, nodes=3)
+    plan = SimpleNamespace(n3_sockets=300, n3_keys=10)
+    cluster_failover.n3_failover(opts, plan, runner,
+                                 lambda b: scenarios.Myxid(auth_block=b),
+                                 lambda name, r, p, fn: fn(rabbit, block, {}),
+                                 scenarios.clear_queues, lambda msg: None)
+    T.eq(len(runner.cluster), 1, "N3: one record")
+    rec = runner.cluster[0] if runner.cluster else {}
+    got = (rec.get("killed_share"), rec.get("lost_server"), rec.get("reconnected"))
+    T.check(got == (100, 100, 100), "N3: the killed node's 100 sockets lost it and all came back",
+            repr(got) + "\n" + "\n".join(g["output"] for g in rec.get("generators", [])))
+    T.eq(sum(rec.get("sockets_after") or [0]), 300, "N3: the two survivors hold all 300")
+    T.eq((rec.get("others_socket_errors"), rec.get("others_failed")), (0, 0),
+         "N3: the other nodes' generators saw no socket error")
+    T.check((rec.get("join_status"), rec.get("exit_status")) == (0, 0),
+            "N3: the joining node took its 100; the round passed", rec.get("join_output"))
+    T.check(rec.get("all_back_s") is not None and rec["all_back_s"] > 0.2,
+            "N3: all back after the first backoff at least (0.25 s)", repr(rec.get("all_back_s")))
+
+
 @T.test(timeout=60)
 def plain_mode_against_nchan():
     """The nchan peer: 200 sockets on 4 channels, 100 messages."""
