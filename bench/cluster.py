@@ -158,9 +158,15 @@ def n1_cluster(opts, plan, runner, make_node, exchange, with_rabbit, clear_queue
     """S1 across nodes: memory per socket in the nodes and in RabbitMQ.
     clear_queues(rabbit) deletes the queues earlier nodes left (they
     outlive their node by x-expires, with every binding)."""
+    # The sizes at one node per PER_NODE sockets; then (unless --nodes)
+    # the same sockets on 1 to 6 nodes, what the capacity model is checked
+    # against (bench/capacity.py).
+    runs = [(size, nodes_for(size, opts.nodes)) for size in plan.n1_sizes]
+    if not opts.nodes:
+        runs += [(plan.n1_sweep_sockets, n) for n in plan.n1_sweep_nodes]
+
     def run(rabbit, block, broker):
-        for size in plan.n1_sizes:
-            n = nodes_for(size, opts.nodes)
+        for size, n in runs:
             keys = plan.n1_keys
             clear_queues(rabbit)
             cluster = Cluster(lambda: make_node(block), n)
@@ -176,7 +182,7 @@ def n1_cluster(opts, plan, runner, make_node, exchange, with_rabbit, clear_queue
                             "counts": broker_counts(rabbit, exchange),
                             "subscriptions": subscriptions(cluster.nodes)}
                 results, ready_s, m = run_generators(
-                    opts, cluster.nodes, split(size, n), keys, f"n1-{size}", measure)
+                    opts, cluster.nodes, split(size, n), keys, f"n1-{size}-{n}", measure)
             finally:
                 cluster.stop()
             rec = n1_record(size, n, keys, ready_s, node_before, rabbit_before,

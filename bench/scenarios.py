@@ -68,6 +68,7 @@ sys.path.insert(0, HERE)
 
 from myxidtest import MYXID_BIN, Daemon, read_text  # noqa: E402
 from auth_throughput import background_load, sha, sql_block  # noqa: E402
+import capacity  # noqa: E402
 import cluster  # noqa: E402
 import cluster_failover  # noqa: E402
 import cluster_fanout  # noqa: E402
@@ -123,6 +124,8 @@ class Plan:
         # N1: every node holds sockets on every key, so binds every key.
         self.n1_sizes = [2000] if quick else [50000, 100000]
         self.n1_keys = 100 if quick else 1000
+        self.n1_sweep_sockets = 600 if quick else 12000
+        self.n1_sweep_nodes = [1, 3] if quick else [1, 2, 3, 6]
         # N2: S2's size over the nodes, one key (12,000 sockets x 300
         # messages: 3.6M deliveries), then keys of 10 sockets; publish
         # once at 20 messages/s (120,000 deliveries/s over 6,000 sockets).
@@ -838,7 +841,8 @@ def main():
         report.write_results(opts.output, runner.records, targets, opts, plan,
                              cluster.section(runner.cluster, report.md_table) +
                              cluster_fanout.section(runner.cluster, report.md_table) +
-                             cluster_failover.section(runner.cluster, report.md_table),
+                             cluster_failover.section(runner.cluster, report.md_table) +
+                             capacity.section(runner.records + runner.cluster),
                              runner.cluster)
         log(f"# written to {opts.output}")
     log(f"# {opts.elapsed:.0f}s")
