@@ -163,10 +163,12 @@ int report_json(const char *path, const struct bench_results *r)
 		(unsigned long long)run.t_first_publish, (unsigned long long)run.t_last_delivery);
 	hist_write_json(f, h);
 	fprintf(f, ",\"failover\":{\"servers\":%u,\"lost_server\":%llu,\"reconnected\":%llu,"
-		"\"retries\":%llu,\"t_first_lost_ns\":%llu,\"t_last_back_ns\":%llu,"
+		"\"retries\":%llu,\"resume\":%s,\"not_recovered\":%llu,"
+		"\"t_first_lost_ns\":%llu,\"t_last_back_ns\":%llu,"
 		"\"away_ms\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}}",
 		run.o.n_targets - 1, (unsigned long long)run.lost_server,
 		(unsigned long long)run.reconnected, (unsigned long long)run.retries,
+		run.o.resume ? "true" : "false", (unsigned long long)run.not_recovered,
 		(unsigned long long)run.t_first_lost, (unsigned long long)run.t_last_back,
 		hist_pct_us(&r->back, 50) / 1000, hist_pct_us(&r->back, 99) / 1000,
 		(double)r->back.max_ns / 1e6);

@@ -58,6 +58,7 @@ struct bench_opts {
 	unsigned window;
 	double hold_s, drain_s, churn_s;
 	char *hold_until;            /* ready: wait for this file, then hold_s */
+	bool resume;                 /* failover: Subscribe with "since" */
 	int server_pid;              /* 0: none */
 	unsigned threads;
 	char *json_path;
@@ -83,6 +84,7 @@ struct bench_run {
 	uint64_t lost_server;
 	uint64_t reconnected;
 	uint64_t retries;
+	uint64_t not_recovered;      /* --resume: Subscribed "recovered":false */
 	uint64_t t_first_lost;
 	uint64_t t_last_back;
 

@@ -44,6 +44,10 @@ struct wsconn {
 	bool away;
 	unsigned attempts;
 	uint64_t t_lost, retry_at;
+	/* --resume: the key's history position of the last event received
+	 * (or of the first Subscribed), and the epoch it belongs to. */
+	uint64_t pos;
+	char epoch[72];
 	unsigned char *stash;            /* a partial frame (or head) */
 	size_t stash_len;
 	unsigned char *out;              /* bytes write() did not take */

@@ -3,7 +3,7 @@
  * scratch buffer, the 101 head, frames parsed in place (a cut frame's tail
  * kept in the socket's stash), and the protocol's steps: Welcome,
  * [Authenticated], Subscribed, then deliveries, of which only "seq": and
- * "t": are read. Compressed messages (permessage-deflate, --deflate) are
+ * "t": are read (and the position "o": with --resume). Compressed messages (permessage-deflate, --deflate) are
  * inflated first, into a buffer of the thread's, with one zlib stream per
  * thread reset for each message (no context takeover was agreed).
  */
@@ -19,14 +19,65 @@
 
 /* ------------------------------------------------------------ protocol */
 
+/* Digits after needle in data; returns false when absent. */
+static bool find_number(const unsigned char *data, size_t len, const char *needle,
+			size_t nlen, uint64_t *v)
+{
+	const unsigned char *p = memmem(data, len, needle, nlen), *end = data + len;
+	uint64_t x = 0;
+
+	if (p == NULL)
+		return false;
+	p += nlen;
+	if (p >= end || *p < '0' || *p > '9')
+		return false;
+	while (p < end && *p >= '0' && *p <= '9')
+		x = x * 10 + (uint64_t)(*p++ - '0');
+	*v = x;
+	return true;
+}
+
 static void send_subscribe(struct wsconn *c)
 {
 	char key[256];
 
 	bench_key_text(c->key, key, sizeof(key));
 	c->state = S_SUBSCRIBE;
-	wsc_send_text(c, "{\"action\":\"Subscribe\",\"tag\":\"s\",\"payload\":"
-		      "{\"exchange\":\"%s\",\"routing_key\":\"%s\"}}", run.o.exchange, key);
+	if (c->away && run.o.resume && c->epoch[0])
+		wsc_send_text(c, "{\"action\":\"Subscribe\",\"tag\":\"s\",\"payload\":"
+			      "{\"exchange\":\"%s\",\"routing_key\":\"%s\",\"since\":"
+			      "{\"offset\":%llu,\"epoch\":\"%s\"}}}", run.o.exchange, key,
+			      (unsigned long long)c->pos, c->epoch);
+	else
+		wsc_send_text(c, "{\"action\":\"Subscribe\",\"tag\":\"s\",\"payload\":"
+			      "{\"exchange\":\"%s\",\"routing_key\":\"%s\"}}",
+			      run.o.exchange, key);
+}
+
+/*
+ * --resume: where the socket's key is. The first Subscribed gives the
+ * epoch and the position before any event (events carry "o" afterwards);
+ * the one after a failover must say "recovered":true, or what was
+ * published meanwhile is gone for this socket.
+ */
+static void note_subscribed(struct wsconn *c, const unsigned char *data, size_t len)
+{
+	const unsigned char *e = memmem(data, len, "\"epoch\":\"", 9), *end;
+
+	if (c->away) {
+		if (memmem(data, len, "\"recovered\":true", 16) == NULL)
+			__atomic_add_fetch(&run.not_recovered, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	if (e == NULL)
+		return;
+	e += 9;
+	end = memchr(e, '"', (size_t)(data + len - e));
+	if (end == NULL || (size_t)(end - e) >= sizeof(c->epoch))
+		return;
+	memcpy(c->epoch, e, (size_t)(end - e));
+	c->epoch[end - e] = '\0';
+	find_number(data, len, "\"offset\":", 9, &c->pos);
 }
 
 static void became_ready(struct wsconn *c, uint64_t now)
@@ -54,24 +105,6 @@ static void became_ready(struct wsconn *c, uint64_t now)
 	wsc_handshake_over(c);
 }
 
-/* Digits after needle in data; returns false when absent. */
-static bool find_number(const unsigned char *data, size_t len, const char *needle,
-			size_t nlen, uint64_t *v)
-{
-	const unsigned char *p = memmem(data, len, needle, nlen), *end = data + len;
-	uint64_t x = 0;
-
-	if (p == NULL)
-		return false;
-	p += nlen;
-	if (p >= end || *p < '0' || *p > '9')
-		return false;
-	while (p < end && *p >= '0' && *p <= '9')
-		x = x * 10 + (uint64_t)(*p++ - '0');
-	*v = x;
-	return true;
-}
-
 static void on_delivery(struct wsconn *c, const unsigned char *data, size_t len,
 			uint64_t now)
 {
@@ -84,6 +117,8 @@ static void on_delivery(struct wsconn *c, const unsigned char *data, size_t len,
 			   (int)(len > 200 ? 200 : len), (const char *)data);
 		return;
 	}
+	if (run.o.resume)
+		find_number(data, len, "\"o\":", 4, &c->pos);
 	bench_count_delivery(seq, t, now, &c->w->lat);
 }
 
@@ -115,10 +150,13 @@ static void on_message(struct wsconn *c, const unsigned char *data, size_t len,
 			send_subscribe(c);
 		break;
 	case S_SUBSCRIBE:
-		if (!HAS("Subscribed"))
+		if (!HAS("Subscribed")) {
 			wsc_fail(c, "expected Subscribed, got", data, len);
-		else
-			became_ready(c, now);
+			break;
+		}
+		if (run.o.resume)
+			note_subscribed(c, data, len);
+		became_ready(c, now);
 		break;
 	default:
 		break;

@@ -65,12 +65,26 @@ def fit(records):
     n1 = n1_runs(records)
     if n1:
         big = max(n1, key=lambda r: r["sockets"])
-        p["node_kib_per_socket"] = node_grew(big) / big["sockets"]
+        # A node's memory grows per socket and per key it binds (its key
+        # table, its subscriber lists): both from the two largest runs,
+        # which differ in sockets per bound key; one run: per socket only.
+        two = sorted(n1, key=lambda r: r["sockets"])[-2:]
+        (s1, k1, g1), (s2, k2, g2) = [(r["sockets"], bindings_added(r), node_grew(r))
+                                      for r in (two if len(two) == 2 else two * 2)]
+        det = s1 * k2 - s2 * k1
+        if det and len(two) == 2:
+            p["node_kib_per_socket"] = (g1 * k2 - g2 * k1) / det
+            p["node_kib_per_key"] = (s1 * g2 - s2 * g1) / det
+            p["fitted_memory_on"] = " and ".join(f"{r['sockets']:,} sockets on {r['nodes']} nodes"
+                                                 for r in two)
+        else:
+            p["node_kib_per_socket"] = node_grew(big) / big["sockets"]
+            p["node_kib_per_key"] = 0.0
+            p["fitted_memory_on"] = f"{big['sockets']:,} sockets on {big['nodes']} nodes"
         before = [k for r in n1 for k in r["node_kib_before"]]
         p["node_kib_base"] = sum(before) / len(before)
         p["ets_kib_per_binding"] = ((big["rabbit_kib_ready"]["ets"] -
                                      big["rabbit_kib_before"]["ets"]) / bindings_added(big))
-        p["fitted_memory_on"] = f"{big['sockets']:,} sockets on {big['nodes']} nodes"
     once = [r for r in once_runs(records) if "tenth" not in r.get("label", "")]
     if len(once) >= 2:
         lo, hi = min(once, key=lambda r: r["bound"]), max(once, key=lambda r: r["bound"])
@@ -79,11 +93,6 @@ def fit(records):
         p["red_per_node"] = (rh - rl) / (hi["bound"] - lo["bound"])
         p["red_base"] = rl - p["red_per_node"] * lo["bound"]
         p["fitted_work_on"] = f"{lo['bound']} and {hi['bound']} nodes bound"
-    sat = [r for r in records if r.get("scenario") == "N2 fan-out" and
-           "many keys" in r.get("label", "") and r.get("broker_cpu_s")]
-    if sat:
-        r = max(sat, key=lambda r: r["bound"])
-        p["red_per_cpu_s"] = r["broker_reductions"] / r["broker_cpu_s"]
     fan = [r for r in records if r.get("scenario") == "N2 fan-out" and
            r.get("label") == "one key" and r.get("received")]
     if fan:
@@ -98,14 +107,22 @@ def fit(records):
         p["reconnects_per_s"] = r["killed_share"] / r["all_back_s"]
     for r in records:
         if r.get("scenario") == "S3 many keys" and "bare" in r:
+            # One queue, one consumer, as fast as RabbitMQ goes: its rate,
+            # and its CPU per message (the sampled window includes the
+            # 10,000 binds before: an upper bound).
             p["queue_msgs_per_s"] = r["bare"]["messages_per_second"]
+            cpu = (r.get("others") or {}).get("rabbitmq", {}).get("cpu_s")
+            if cpu and r["bare"].get("messages"):
+                p["broker_us_per_message"] = cpu * 1e6 / r["bare"]["messages"]
         if r.get("scenario") == "S4 churn, auth static" and "result" in r:
             p["subscribes_per_s_node"] = r["result"].get("cycles_per_second")
     return p
 
 
-def predict_node_mib(p, sockets, nodes):
-    return (nodes * p["node_kib_base"] + sockets * p["node_kib_per_socket"]) / 1024
+def predict_node_mib(p, sockets, nodes, node_keys):
+    """node_keys: the keys each node binds, summed over the nodes."""
+    return (nodes * p["node_kib_base"] + sockets * p["node_kib_per_socket"] +
+            node_keys * p["node_kib_per_key"]) / 1024
 
 
 def predict_reductions(p, bound):
@@ -117,12 +134,12 @@ def check(records, p):
     the model was not fitted on."""
     rows = []
     n1 = n1_runs(records)
-    big = max(n1, key=lambda r: r["sockets"]) if n1 else None
+    fitted = sorted(n1, key=lambda r: r["sockets"])[-2:]
     for r in sorted(n1, key=lambda r: (r["sockets"], r["nodes"])):
-        if r is big or "node_kib_per_socket" not in p:
+        if any(r is f for f in fitted) or "node_kib_per_socket" not in p:
             continue
         meas = sum(r["node_kib_ready"]) / 1024
-        pred = predict_node_mib(p, r["sockets"], r["nodes"])
+        pred = predict_node_mib(p, r["sockets"], r["nodes"], r["keys"] * r["nodes"])
         rows.append([f"nodes' memory, {r['sockets']:,} sockets, {r['keys']:,} keys (MiB)",
                      r["nodes"], pred, meas])
         rows.append([f"RabbitMQ bindings, {r['keys']:,} keys on every node", r["nodes"],
@@ -173,25 +190,38 @@ def project(p, sockets, sticky):
     keys = sockets / PER_KEY
     msgs = keys * ACTIVE * RATE
     deliveries = msgs * PER_KEY
-    by_mem = NODE_MEM_GIB * 1024 * 1024 * MEM_USE / p["node_kib_per_socket"]
     # Worker loops scale with cores (one per core, nothing shared on the
     # delivery path): the 2-core figure per core, times the node's cores.
-    by_cpu = NODE_CORES * CPU_USE * 1e6 / (p["node_us_per_delivery_paced"] * (deliveries / sockets))
-    per_node = min(by_mem, by_cpu)
-    nodes = math.ceil(sockets / per_node)
-    limit = "memory" if by_mem < by_cpu else "CPU"
-    # A node's queue is one Erlang process: it carries the messages of
-    # every key the node binds. More nodes until each queue is in reach.
-    while msgs * nodes_binding(nodes, PER_KEY, sticky) / nodes > QUEUE_USE * p["queue_msgs_per_s"]:
+    by_cpu = NODE_CORES * CPU_USE * 1e6 / (p["node_us_per_delivery_paced"] * deliveries / sockets)
+    mem_kib = NODE_MEM_GIB * 1024 * 1024 * MEM_USE
+
+    def short(n):
+        """What n nodes cannot do: a node's memory holds its sockets and
+        every key it binds; its CPU delivers their events; its queue (one
+        Erlang process) carries the messages of every key it binds."""
+        b = nodes_binding(n, PER_KEY, sticky)
+        per_socket = p["node_kib_per_socket"] + p["node_kib_per_key"] * b / PER_KEY
+        out = []
+        if sockets / n * per_socket > mem_kib:
+            out.append("memory")
+        if sockets / n > by_cpu:
+            out.append("CPU")
+        if msgs * b / n > QUEUE_USE * p["queue_msgs_per_s"]:
+            out.append("its RabbitMQ queue")
+        return out
+    nodes = 1
+    while short(nodes) and nodes < 100000:
         nodes += 1
-        limit = "its RabbitMQ queue"
+    limit = ", ".join(short(nodes - 1)) if nodes > 1 else "-"
     b = nodes_binding(nodes, PER_KEY, sticky)
     bindings = keys * b
-    red = msgs * predict_reductions(p, b)
-    broker_cores = red / (p["red_per_cpu_s"] * BROKER_CPU_USE)
+    # RabbitMQ's CPU per message with one queue bound (S3), scaled by its
+    # work per message with b queues bound (N2's reductions).
+    us = p["broker_us_per_message"] * predict_reductions(p, b) / predict_reductions(p, 1)
+    broker_cores = msgs * us / 1e6 / BROKER_CPU_USE
+    node_kib = sockets * p["node_kib_per_socket"] + bindings * p["node_kib_per_key"]
     return {"sockets": sockets, "placement": "by key" if sticky else "at random",
-            "nodes": nodes, "limit": limit,
-            "sockets_per_node": per_node, "node_mem_gib": sockets * p["node_kib_per_socket"] / 2**20,
+            "nodes": nodes, "limit": limit, "node_mem_gib": node_kib / 2**20 / nodes,
             "messages_per_s": msgs, "deliveries_per_s": deliveries,
             "nodes_per_key": b, "bindings": bindings,
             "ets_gib": bindings * p["ets_kib_per_binding"] / 2**20,
@@ -217,6 +247,7 @@ def md_table(rows, cols):
 
 CHECK_COLUMNS = ["prediction", "nodes", "model", "measured", "measured / model"]
 PROJ_COLUMNS = ["sockets", "sockets placed", "nodes (8 cores, 32 GiB)", "bound by",
+                "GiB per node",
                 "messages/s in", "deliveries/s out", "nodes binding a key", "bindings",
                 "RabbitMQ ETS GiB", "queue deliveries/s", "RabbitMQ cores",
                 "messages/s per node queue"]
@@ -228,7 +259,8 @@ def section(records):
     if "node_kib_per_socket" not in p or "red_base" not in p:
         return []
     return ["## Capacity model, checked (bench/capacity.py, bench/CAPACITY.md)", "",
-            f"Fitted on this run: {p['node_kib_per_socket']:.2f} KiB per socket in a node "
+            f"Fitted on this run: {p['node_kib_per_socket']:.2f} KiB per socket and "
+            f"{p['node_kib_per_key']:.2f} KiB per key bound in a node "
             f"({p['fitted_memory_on']}), {p['node_kib_base']:,.0f} KiB per idle node, "
             f"{p['ets_kib_per_binding']:.2f} KiB of RabbitMQ ETS per binding; RabbitMQ "
             f"{p['red_base']:,.0f} + {p['red_per_node']:,.0f} x nodes bound reductions per "
@@ -244,14 +276,15 @@ def main():
     for k, v in p.items():
         print(f"#   {k}: {fmt(v) if not isinstance(v, str) else v}")
     print("\n".join(section(records)))
-    need = ("node_kib_per_socket", "red_base", "red_per_cpu_s", "node_us_per_delivery_paced",
-            "queue_msgs_per_s")
+    need = ("node_kib_per_socket", "red_base", "node_us_per_delivery_paced",
+            "queue_msgs_per_s", "broker_us_per_message")
     if all(k in p for k in need):
         rows = []
         for sockets in (1_000_000, 10_000_000):
             for sticky in (False, True):
                 x = project(p, sockets, sticky)
                 rows.append([x["sockets"], x["placement"], x["nodes"], x["limit"],
+                             x["node_mem_gib"],
                              x["messages_per_s"], x["deliveries_per_s"], x["nodes_per_key"],
                              x["bindings"], x["ets_gib"], x["queue_deliveries_per_s"],
                              x["broker_cores"], x["per_queue_msgs_per_s"]])

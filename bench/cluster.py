@@ -98,13 +98,14 @@ class Cluster:
         self.nodes = []
 
 
-def run_generators(opts, nodes, counts, keys, tag, measure, load=None, wait=None):
+def run_generators(opts, nodes, counts, keys, tag, measure, load=None, wait=None,
+                   during=None):
     """One generator per node, together; measure() once every socket is
     subscribed (or the wait timed out), then let them go. load(i): the
     generator of node i's own arguments (default: publish nothing); wait:
     called after measure() and before they go (what happens while they
-    hold). Returns (results, seconds until all were subscribed or None,
-    measure()'s)."""
+    hold); during: called once they go (while they publish). Returns
+    (results, seconds until all were subscribed or None, measure()'s)."""
     go = os.path.join(opts.tmp, f"{tag}.go")
     procs = []
     t0 = time.monotonic()
@@ -137,6 +138,8 @@ def run_generators(opts, nodes, counts, keys, tag, measure, load=None, wait=None
     finally:
         with open(go, "w"):
             pass
+    if during is not None:
+        during()
     results = []
     for p, path in procs:
         try:

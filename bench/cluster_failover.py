@@ -69,8 +69,72 @@ def join(opts, make_node, cluster, share, keys, tag):
     return connect_s, p.returncode, (p.stdout + p.stderr).strip()[-800:]
 
 
-def n3_failover(opts, plan, runner, make_node, with_rabbit, clear_queues, log):
+def failover_urls(nodes):
+    return ",".join(f"ws://127.0.0.1:{s.daemon.port}/" for s in nodes)
+
+
+def n3_failover(opts, plan, runner, make_node, with_rabbit, clear_queues, log,
+                make_history_node=None):
+    """The held round; then, given make_history_node, the history round."""
     def run(rabbit, block, broker):
+        held_round(rabbit, block)
+        if make_history_node is not None:
+            history_round(rabbit, block)
+
+    def add(rec):
+        rec["summary"] = line(rec)
+        runner.cluster.append(rec)
+        log(rec["summary"])
+
+    def history_round(rabbit, block):
+        """Lines published through the first node the whole time (its
+        exchange keeps history, on a RabbitMQ stream every node mirrors);
+        the last node SIGKILLed in the middle; its sockets resume on the
+        others with "since" (myxid-bench --resume). Every socket must get
+        every line exactly once."""
+        size, keys = plan.n3h_sockets, plan.n3_keys
+        n = max(2, nodes_for(size, opts.nodes, least=3))
+        counts = split(size, n)
+        m, r = plan.n3h_messages, plan.n3h_rate
+        clear_queues(rabbit)
+        cluster = Cluster(lambda: make_history_node(block), n)
+        survivors, victim, seen = cluster.nodes[:-1], cluster.nodes[-1], {}
+        try:
+            time.sleep(1)
+
+            def load(i):
+                if i == 0:
+                    return ["--publish", "http", "--messages", m, "--rate", r, "--drain", 60]
+                more = (["--failover", failover_urls(survivors), "--resume"]
+                        if i == n - 1 else [])
+                return ["--expect", m, "--drain", 60] + more
+
+            def during():
+                time.sleep(plan.n3h_kill_after)
+                seen["kill_ns"] = time.monotonic_ns()
+                victim.daemon.proc.kill()
+                victim.daemon.proc.wait()
+                seen["back_s"] = wait_subscribed(survivors, size, BACK_TIMEOUT_S)
+                seen["sockets_after"] = gauges(survivors, "myxid_sockets")
+            results, ready_s, before = run_generators(
+                opts, cluster.nodes, counts, keys, f"n3h-{size}",
+                lambda: {"sockets": gauges(cluster.nodes, "myxid_sockets")}, load,
+                during=during)
+        finally:
+            cluster.stop()
+        rec = record(size, n, keys, counts, ready_s, before, seen, results)
+        js = [x.get("json", {}) for x in results]
+        rec.update(scenario="N3 failover, history", messages=m, rate=r,
+                   expected=sum(j.get("expected", 0) for j in js),
+                   received=sum(j.get("received", 0) for j in js),
+                   lost=sum(j.get("lost", 0) for j in js),
+                   duplicates=sum(j.get("duplicates", 0) for j in js),
+                   not_recovered=(js[-1].get("failover") or {}).get("not_recovered"))
+        if rec["lost"] or rec["duplicates"] or rec["not_recovered"] or not rec["expected"]:
+            rec["exit_status"] = 1
+        add(rec)
+
+    def held_round(rabbit, block):
         size, keys = plan.n3_sockets, plan.n3_keys
         n = max(2, nodes_for(size, opts.nodes, least=3))
         counts = split(size, n)
@@ -86,8 +150,7 @@ def n3_failover(opts, plan, runner, make_node, with_rabbit, clear_queues, log):
             def load(i):
                 if i < n - 1:
                     return ["--publish", "none"]
-                return ["--publish", "none", "--failover",
-                        ",".join(f"ws://127.0.0.1:{s.daemon.port}/" for s in survivors)]
+                return ["--publish", "none", "--failover", failover_urls(survivors)]
 
             def measure():
                 return {"sockets": gauges(cluster.nodes, "myxid_sockets")}
@@ -105,10 +168,7 @@ def n3_failover(opts, plan, runner, make_node, with_rabbit, clear_queues, log):
                                                       measure, load, storm)
         finally:
             cluster.stop()
-        rec = record(size, n, keys, counts, ready_s, before, seen, results)
-        rec["summary"] = line(rec)
-        runner.cluster.append(rec)
-        log(rec["summary"])
+        add(record(size, n, keys, counts, ready_s, before, seen, results))
     with_rabbit("N3 failover", runner, plan, run)
 
 
@@ -118,12 +178,13 @@ def record(size, n, keys, counts, ready_s, before, seen, results):
     kill = seen.get("kill_ns")
     others_errors = sum(j.get("socket_errors", 0) for j in js[:-1])
     others_failed = sum(1 for r in results[:-1] if r["exit_status"] != 0)
-    join_s, join_status, join_out = seen.get("join", (None, 1, "not run"))
+    join_s, join_status, join_out = seen.get("join", (None, 0, "no node joined"))
     back_s = ((fo["t_last_back_ns"] - kill) / 1e9
               if kill and fo.get("t_last_back_ns", 0) > kill else None)
     ok = (ready_s is not None and fo.get("lost_server") == counts[-1] and
           fo.get("reconnected") == counts[-1] and results[-1]["exit_status"] == 0 and
-          others_failed == 0 and others_errors == 0 and join_status == 0)
+          others_failed == 0 and others_errors == 0 and join_status == 0 and
+          ("join" in seen or "kill_ns" in seen))
     return {
         "scenario": "N3 failover", "server": f"myxid x {n}", "sockets": size, "nodes": n,
         "keys": keys, "ready_s": ready_s, "killed_share": counts[-1],
@@ -139,29 +200,34 @@ def record(size, n, keys, counts, ready_s, before, seen, results):
     }
 
 
-COLUMNS = ["sockets", "nodes", "sockets on the killed node", "all back after s",
+COLUMNS = ["round", "sockets", "nodes", "sockets on the killed node", "all back after s",
            "each away p50 / p99 / max ms", "failed attempts", "other nodes' socket errors",
-           "sockets per survivor after", "joining node: its share ready in s"]
+           "sockets per survivor after", "joining node: its share ready in s",
+           "events: deliveries expected / lost / duplicated / sockets not resumed"]
 
 
 def row(rec):
     away = rec.get("away_ms") or {}
     after = rec.get("sockets_after") or []
-    return [f"{rec['sockets']:,}", str(rec["nodes"]), f"{rec['killed_share']:,}",
+    history = "expected" in rec
+    return ["events flowing, history" if history else "held",
+            f"{rec['sockets']:,}", str(rec["nodes"]), f"{rec['killed_share']:,}",
             "not all" if rec["all_back_s"] is None else f"{rec['all_back_s']:.2f}",
             " / ".join("-" if away.get(k) is None else f"{away[k]:,.0f}"
                        for k in ("p50", "p99", "max")),
             str(rec.get("retries")), str(rec["others_socket_errors"]),
             f"{min(after):,}-{max(after):,}" if after and None not in after else "-",
-            "-" if rec["join_ready_s"] is None else f"{rec['join_ready_s']:.2f}"]
+            "-" if rec["join_ready_s"] is None else f"{rec['join_ready_s']:.2f}",
+            (f"{rec['expected']:,} / {rec['lost']:,} / {rec['duplicates']:,} / "
+             f"{rec['not_recovered']}") if history else "-"]
 
 
 def line(rec):
-    return "# N3 failover: " + ", ".join(f"{c} {v}" for c, v in zip(COLUMNS, row(rec)))
+    return f"# {rec['scenario']}: " + ", ".join(f"{c} {v}" for c, v in zip(COLUMNS, row(rec)))
 
 
 def section(records, md_table):
-    rows = [row(r) for r in records if r.get("scenario") == "N3 failover"]
+    rows = [row(r) for r in records if r.get("scenario", "").startswith("N3 failover")]
     if not rows:
         return []
     return ["## Cluster (N3): a node SIGKILLed under load, then one joining", "",

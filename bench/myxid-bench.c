@@ -54,6 +54,7 @@ static const char USAGE[] =
 "  --hold-until FILE               once ready, wait until FILE exists, then --hold\n"
 "  --failover URL[,URL...]         a ready socket whose server goes away reconnects to\n"
 "                                  one of these (the JS client's backoff and jitter)\n"
+"  --resume                        and subscribes there with \"since\" (history)\n"
 "  --deflate                       offer permessage-deflate (no context takeover)\n"
 "  --line-bytes N (0)              HTTP publish: a deploy-log line of N bytes in each payload\n"
 "  --json FILE|-  --quiet\n";
@@ -170,7 +171,7 @@ static void parse_args(int argc, char **argv)
 	enum { O_URL = 256, O_MODE, O_CONNS, O_SOURCES, O_CONC, O_TOKEN, O_EXCH, O_KEYS,
 	       O_KEYFMT, O_PUB, O_AMQP, O_PUBURL, O_PUBKEY, O_PUBCONNS, O_MSGS, O_RATE,
 	       O_WINDOW, O_HOLD, O_DRAIN, O_CHURN, O_PID, O_THREADS, O_JSON, O_QUIET, O_DEFLATE,
-	       O_LINE, O_HOLD_UNTIL, O_EXPECT, O_FAILOVER, O_HELP };
+	       O_LINE, O_HOLD_UNTIL, O_EXPECT, O_FAILOVER, O_RESUME, O_HELP };
 	static const struct option opts[] = {
 		{ "url", 1, NULL, O_URL }, { "mode", 1, NULL, O_MODE },
 		{ "connections", 1, NULL, O_CONNS }, { "sources", 1, NULL, O_SOURCES },
@@ -186,7 +187,7 @@ static void parse_args(int argc, char **argv)
 		{ "json", 1, NULL, O_JSON }, { "quiet", 0, NULL, O_QUIET },
 		{ "deflate", 0, NULL, O_DEFLATE }, { "line-bytes", 1, NULL, O_LINE },
 		{ "hold-until", 1, NULL, O_HOLD_UNTIL }, { "expect", 1, NULL, O_EXPECT },
-		{ "failover", 1, NULL, O_FAILOVER },
+		{ "failover", 1, NULL, O_FAILOVER }, { "resume", 0, NULL, O_RESUME },
 		{ "help", 0, NULL, O_HELP }, { NULL, 0, NULL, 0 }
 	};
 	struct bench_opts *o = &run.o;
@@ -248,6 +249,7 @@ static void parse_args(int argc, char **argv)
 		case O_HOLD: o->hold_s = amount("--hold", optarg); break;
 		case O_HOLD_UNTIL: o->hold_until = optarg; break;
 		case O_FAILOVER: failover = optarg; break;
+		case O_RESUME: o->resume = true; break;
 		case O_DRAIN: o->drain_s = amount("--drain", optarg); break;
 		case O_CHURN: o->churn_s = amount("--churn", optarg); break;
 		case O_PID: o->server_pid = (int)num("--server-pid", optarg, 1, 1u << 30); break;
@@ -282,10 +284,13 @@ static void parse_args(int argc, char **argv)
 	if (o->expect_only && (o->publish != PUB_NONE || o->churn_s > 0))
 		usage_error("--expect counts what another generator publishes: leave out "
 			    "--publish and --churn");
-	/* A socket away from its server would miss messages it is counted
-	 * for: failover runs hold their sockets, they do not count deliveries. */
-	if (o->n_targets > 1 && (o->publish != PUB_NONE || o->expect_only || o->churn_s > 0))
-		usage_error("--failover holds sockets: leave out --publish, --expect and --churn");
+	/* A socket away from its server misses what is published meanwhile
+	 * unless it resumes from history (--resume): the run counts it lost. */
+	if (o->n_targets > 1 && (o->publish != PUB_NONE || o->churn_s > 0))
+		usage_error("--failover is for held or --expect sockets: leave out --publish "
+			    "and --churn");
+	if (o->resume && o->n_targets < 2)
+		usage_error("--resume is what --failover sockets do: give --failover");
 	if (o->mode == MODE_PLAIN && o->token != NULL)
 		usage_error("--token is for --mode myxi");
 }
@@ -476,6 +481,9 @@ static void finish_results(struct bench_results *r, uint64_t t0)
 		WHY("%llu of %llu sockets that lost their server did not come back",
 		    (unsigned long long)(run.lost_server - run.reconnected),
 		    (unsigned long long)run.lost_server);
+	if (run.not_recovered > 0)
+		WHY("%llu sockets could not resume (\"recovered\":false)",
+		    (unsigned long long)run.not_recovered);
 	if (r->lost > 0)
 		WHY("%llu deliveries lost", (unsigned long long)r->lost);
 	if (r->errors > 0)

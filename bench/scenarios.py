@@ -139,6 +139,13 @@ class Plan:
         # N3: one node SIGKILLed under the 100,000 sockets.
         self.n3_sockets = 1500 if quick else 100000
         self.n3_keys = 50 if quick else 1000
+        # ... and with events flowing (history on): 100 messages/s over the
+        # keys (10,000 deliveries/s at 100,000 sockets) for 20 s, the node
+        # killed 5 s in.
+        self.n3h_sockets = 1500 if quick else 100000
+        self.n3h_messages = 300 if quick else 2000
+        self.n3h_rate = 100
+        self.n3h_kill_after = 1 if quick else 5
 
 
 def nofile_limit():
@@ -717,7 +724,8 @@ def n2_fanout(opts, plan, runner):
 
 def n3_failover(opts, plan, runner):
     cluster_failover.n3_failover(opts, plan, runner, lambda block: Myxid(auth_block=block),
-                                 with_rabbit, clear_queues, log)
+                                 with_rabbit, clear_queues, log,
+                                 lambda block: Myxid(auth_block=block, history=True))
 
 
 SCENARIOS = {"S1": s1_capacity, "S2": s2_fanout, "S3": s3_many_keys, "S4": s4_churn,
