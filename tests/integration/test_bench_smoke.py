@@ -247,19 +247,23 @@ def tiny_failover():
     """Tiny N3: 300 sockets over 3 nodes; the third is SIGKILLed, its 100
     sockets come back on the other two (myxid-bench --failover), which
     then hold all 300; the others' generators see no error; a new node
-    joins and takes 100 more."""
+    joins and takes 100 more. Then again with lines flowing on an exchange
+    with history: the moved sockets resume with since, nothing is lost."""
     import cluster_failover
     from types import SimpleNamespace
     rabbit = start_node()
     block = scenarios.STATIC_AUTH + broker_block(rabbit.url) + "\n"
     runner = SimpleNamespace(cluster=[])
     opts = SimpleNamespace(bench=MYXID_BENCH, tmp=T.base, nodes=3)
-    plan = SimpleNamespace(n3_sockets=300, n3_keys=10)
+    plan = SimpleNamespace(n3_sockets=300, n3_keys=10, n3h_sockets=300, n3h_messages=200,
+                           n3h_rate=100, n3h_kill_after=0.5)
     cluster_failover.n3_failover(opts, plan, runner,
                                  lambda b: scenarios.Myxid(auth_block=b),
                                  lambda name, r, p, fn: fn(rabbit, block, {}),
-                                 scenarios.clear_queues, lambda msg: None)
-    T.eq(len(runner.cluster), 1, "N3: one record")
+                                 scenarios.clear_queues, lambda msg: None,
+                                 lambda b: scenarios.Myxid(auth_block=b, history=True))
+    T.eq([r.get("scenario") for r in runner.cluster], ["N3 failover", "N3 failover, history"],
+         "N3: two rounds, held and with events flowing")
     rec = runner.cluster[0] if runner.cluster else {}
     got = (rec.get("killed_share"), rec.get("lost_server"), rec.get("reconnected"))
     T.check(got == (100, 100, 100), "N3: the killed node's 100 sockets lost it and all came back",
@@ -271,6 +275,14 @@ def tiny_failover():
             "N3: the joining node took its 100; the round passed", rec.get("join_output"))
     T.check(rec.get("all_back_s") is not None and rec["all_back_s"] > 0.2,
             "N3: all back after the first backoff at least (0.25 s)", repr(rec.get("all_back_s")))
+    hist = runner.cluster[1] if len(runner.cluster) > 1 else {}
+    got = tuple(hist.get(k) for k in ("reconnected", "expected", "lost", "duplicates",
+                                      "not_recovered", "exit_status"))
+    # 200 lines over 10 keys, 30 sockets a key: 6,000 deliveries.
+    T.check(got == (100, 6000, 0, 0, 0, 0),
+            "N3 history: the killed node's 100 sockets resumed elsewhere (since), every "
+            "socket got every line once",
+            repr(got) + "\n" + "\n".join(g["output"] for g in hist.get("generators", [])))
 
 
 @T.test(timeout=60)
