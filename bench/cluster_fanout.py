@@ -5,6 +5,8 @@ cluster_fanout: N2, publishing to a cluster (bench/run; see cluster.py).
                  one key that every socket holds, then many keys of 10
                  sockets; published over AMQP as fast as the first node
                  delivers. Deliveries/s and p50/p99 over all the nodes.
+                 Then one key at N1's largest size (100,000 sockets, 7
+                 nodes).
   N2 publish once  every node up; the key's sockets on 1, 2, 3 ... all of
                  them, at a fixed rate; then all nodes with a tenth of the
                  sockets. Every socket must get every message exactly once,
@@ -25,7 +27,7 @@ import time
 from myxidtest import scrape
 from procstat import reading
 
-from cluster import Cluster, broker_counts, run_generators, split
+from cluster import Cluster, broker_counts, nodes_for, run_generators, split
 
 
 def broker_work(rabbit):
@@ -206,6 +208,17 @@ def n2_fanout(opts, plan, runner, make_node, exchange, with_rabbit, clear_queues
             for bound in sorted({b for b in (1, 2, 3, n) if b <= n}):
                 one("N2 publish once", "one key", bound, s, 1, m, r, 64)
             one("N2 publish once", "one key, a tenth of the sockets", n, s // 10, 1, m, r, 64)
+        finally:
+            cluster.stop()
+        # The same fan-out at N1's largest size: one node per PER_NODE
+        # sockets, every socket on one key.
+        big = plan.n2_big_sockets
+        clear_queues(rabbit)
+        cluster = Cluster(lambda: make_node(block), nodes_for(big, opts.nodes))
+        try:
+            time.sleep(1)
+            one("N2 fan-out", "one key, N1's largest size", len(cluster.nodes), big, 1,
+                plan.n2_big_messages, 0, 64)
         finally:
             cluster.stop()
     with_rabbit("N2 fan-out", runner, plan, run)

@@ -136,6 +136,8 @@ class Plan:
         self.n2_once_sockets = 300 if quick else 6000
         self.n2_once_messages = 40 if quick else 400
         self.n2_once_rate = 20
+        self.n2_big_sockets = 1500 if quick else 100000
+        self.n2_big_messages = 20 if quick else 100
         # N3: one node SIGKILLed under the 100,000 sockets.
         self.n3_sockets = 1500 if quick else 100000
         self.n3_keys = 50 if quick else 1000
