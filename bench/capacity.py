@@ -175,6 +175,7 @@ PER_KEY = 10
 ACTIVE = 0.1
 RATE = 5.0
 BROKER_CPU_USE = 0.5          # of a RabbitMQ core
+BROKER_NODE_CORES = 16        # a RabbitMQ node's cores
 QUEUE_USE = 0.5               # of what one queue carried to the bare consumer (S3)
 
 
@@ -226,6 +227,7 @@ def project(p, sockets, sticky):
             "nodes_per_key": b, "bindings": bindings,
             "ets_gib": bindings * p["ets_kib_per_binding"] / 2**20,
             "queue_deliveries_per_s": msgs * b, "broker_cores": broker_cores,
+            "broker_nodes": math.ceil(broker_cores / BROKER_NODE_CORES),
             "per_queue_msgs_per_s": msgs * b / nodes}
 
 
@@ -250,6 +252,7 @@ PROJ_COLUMNS = ["sockets", "sockets placed", "nodes (8 cores, 32 GiB)", "bound b
                 "GiB per node",
                 "messages/s in", "deliveries/s out", "nodes binding a key", "bindings",
                 "RabbitMQ ETS GiB", "queue deliveries/s", "RabbitMQ cores",
+                "RabbitMQ nodes (16 cores)", "queues / connections",
                 "messages/s per node queue"]
 
 
@@ -287,7 +290,8 @@ def main():
                              x["node_mem_gib"],
                              x["messages_per_s"], x["deliveries_per_s"], x["nodes_per_key"],
                              x["bindings"], x["ets_gib"], x["queue_deliveries_per_s"],
-                             x["broker_cores"], x["per_queue_msgs_per_s"]])
+                             x["broker_cores"], x["broker_nodes"],
+                             f"{x['nodes']} / {x['nodes']}", x["per_queue_msgs_per_s"]])
         print("## Projection\n")
         print(md_table(rows, PROJ_COLUMNS))
     return 0
