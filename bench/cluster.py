@@ -47,14 +47,26 @@ def memory_kib(pid):
     return st.get("RssAnon", 0) + st.get("RssShmem", 0)
 
 
-def subscriptions(nodes):
-    total = 0
+def gauges(nodes, name):
+    """A metric of each node (None for a node that does not answer)."""
+    out = []
     for node in nodes:
         try:
-            total += int(scrape(node.daemon.port)[1].get("myxid_subscriptions", 0))
+            out.append(int(scrape(node.daemon.port)[1].get(name, 0)))
         except OSError:
-            pass
-    return total
+            out.append(None)
+    return out
+
+
+def subscriptions(nodes):
+    return sum(v or 0 for v in gauges(nodes, "myxid_subscriptions"))
+
+
+def table_section(title, intro, rows, columns, md_table):
+    """A cluster scenario's part of RESULTS.md ([] without rows)."""
+    if not rows:
+        return []
+    return [f"## {title}", "", intro, "", md_table(rows, columns), ""]
 
 
 def broker_memory(rabbit):
@@ -243,11 +255,10 @@ def n1_line(rec):
 
 def section(records, md_table):
     """The cluster table for RESULTS.md ([] without N1 runs)."""
-    rows = [n1_row(r) for r in records if r.get("scenario") == "N1 cluster" and "nodes" in r]
-    if not rows:
-        return []
-    return ["## Cluster (N1): several nodes on one RabbitMQ", "",
-            "Memory once every socket is subscribed, against the same processes "
-            "before the first socket; RabbitMQ's growth is divided by the bindings "
-            "the nodes added (its queues and connections existed before).", "",
-            md_table(rows, N1_COLUMNS), ""]
+    return table_section(
+        "Cluster (N1): several nodes on one RabbitMQ",
+        "Memory once every socket is subscribed, against the same processes "
+        "before the first socket; RabbitMQ's growth is divided by the bindings "
+        "the nodes added (its queues and connections existed before).",
+        [n1_row(r) for r in records if r.get("scenario") == "N1 cluster" and "nodes" in r],
+        N1_COLUMNS, md_table)

@@ -22,21 +22,10 @@ import os
 import subprocess
 import time
 
-from myxidtest import scrape
-
-from cluster import Cluster, nodes_for, run_generators, split, subscriptions
+from cluster import (Cluster, gauges, nodes_for, run_generators, split, subscriptions,
+                     table_section)
 
 BACK_TIMEOUT_S = 180
-
-
-def gauges(nodes, name):
-    out = []
-    for node in nodes:
-        try:
-            out.append(int(scrape(node.daemon.port)[1].get(name, 0)))
-        except OSError:
-            out.append(None)
-    return out
 
 
 def wait_subscribed(nodes, want, timeout):
@@ -230,13 +219,12 @@ def line(rec):
 
 
 def section(records, md_table):
-    rows = [row(r) for r in records if r.get("scenario", "").startswith("N3 failover")]
-    if not rows:
-        return []
-    return ["## Cluster (N3): a node SIGKILLed under load, then one joining", "",
-            "The killed node's sockets reconnect to the others after the JS client's "
-            "backoff (a random wait in [d/2, d], d = 0.5 s doubling per attempt, as "
-            "clients/js/myxid.js); \"all back\" is from the SIGKILL to the last one "
-            "subscribed again. The other nodes' generators fail their run on any "
-            "socket error; none did when the column says 0.", "",
-            md_table(rows, COLUMNS), ""]
+    return table_section(
+        "Cluster (N3): a node SIGKILLed under load, then one joining",
+        "The killed node's sockets reconnect to the others after the JS client's "
+        "backoff (a random wait in [d/2, d], d = 0.5 s doubling per attempt, as "
+        "clients/js/myxid.js); \"all back\" is from the SIGKILL to the last one "
+        "subscribed again. The other nodes' generators fail their run on any "
+        "socket error; none did when the column says 0.",
+        [row(r) for r in records if r.get("scenario", "").startswith("N3 failover")],
+        COLUMNS, md_table)

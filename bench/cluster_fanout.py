@@ -27,7 +27,7 @@ import time
 from myxidtest import scrape
 from procstat import reading
 
-from cluster import Cluster, broker_counts, nodes_for, run_generators, split
+from cluster import Cluster, broker_counts, nodes_for, run_generators, split, table_section
 
 
 def broker_work(rabbit):
@@ -225,13 +225,12 @@ def n2_fanout(opts, plan, runner, make_node, exchange, with_rabbit, clear_queues
 
 
 def section(records, md_table):
-    rows = [row(r) for r in records if r.get("scenario", "").startswith("N2")]
-    if not rows:
-        return []
-    return ["## Cluster (N2): publishing once to every node", "",
-            "One generator per bound node; the first publishes into RabbitMQ, the "
-            "others count the same messages. Deliveries/s: every delivery on every "
-            "node, from the first publish to the last delivery anywhere; p50/p99 over "
-            "all of them. RabbitMQ's deliveries and reductions are its own counters "
-            "over the round, divided by the messages it received.", "",
-            md_table(rows, COLUMNS), ""]
+    return table_section(
+        "Cluster (N2): publishing once to every node",
+        "One generator per bound node; the first publishes into RabbitMQ, the "
+        "others count the same messages. Deliveries/s: every delivery on every "
+        "node, from the first publish to the last delivery anywhere; p50/p99 over "
+        "all of them. RabbitMQ's deliveries and reductions are its own counters "
+        "over the round, divided by the messages it received.",
+        [row(r) for r in records if r.get("scenario", "").startswith("N2")],
+        COLUMNS, md_table)
